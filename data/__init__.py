@@ -1,0 +1,90 @@
+"""Datasets and the deterministic data loader built from options."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from data.aligned_dataset import AlignedDataset
+from data.single_dataset import SingleDataset
+from data.transforms import Preprocess
+
+
+class EpochSampler(Sampler):
+    """Yields (epoch, index) keys; the order depends only on (seed, epoch), so a resumed run can skip
+    the batches it already did and see exactly the same data as an uninterrupted one."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.epoch, self.start = 1, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Iterate epoch `epoch`, skipping its first `start` samples."""
+        self.epoch, self.start = epoch, start
+
+    def order(self, epoch: int) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.n))
+        state = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(state)).tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for i in self.order(self.epoch)[self.start :]:
+            yield (self.epoch, i)
+
+    def __len__(self) -> int:
+        return max(self.n - self.start, 0)
+
+
+def _worker_init(_worker_id: int) -> None:
+    # Ctrl-C goes to the whole process group; workers ignore it and the main process shuts them down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def preprocess_from(opt: argparse.Namespace, train: bool) -> Preprocess:
+    return Preprocess(opt.preprocess, opt.load_size, opt.crop_size, flip=not opt.no_flip, random=train)
+
+
+def create_dataset(opt: argparse.Namespace, train: bool) -> Dataset:
+    """The dataset named by --dataset_mode; test-time datasets use centre crops and no flips."""
+    pre = preprocess_from(opt, train)
+    if opt.dataset_mode == "single":
+        return SingleDataset(opt.dataroot, opt.phase, opt.input_nc, pre, opt.filter_A, opt.max_dataset_size)
+    return AlignedDataset(
+        opt.dataroot,
+        opt.phase,
+        opt.direction,
+        opt.input_nc,
+        opt.output_nc,
+        pre,
+        opt.filter_A,
+        opt.filter_B,
+        seed=opt.seed if train else 0,
+        max_dataset_size=opt.max_dataset_size,
+    )
+
+
+def create_dataloader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    sampler: Sampler,
+    pin_memory: bool = False,
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=2 if num_workers > 0 else None,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        # A private generator keeps the loader from drawing on the global RNG (dropout's stream).
+        generator=torch.Generator(),
+    )

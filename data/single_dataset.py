@@ -1,0 +1,41 @@
+"""A-only data for test.py --dataset_mode single: each whole image is an input."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from data.aligned_dataset import load_image, split_key
+from data.image_folder import IMG_EXTENSIONS, make_dataset
+from data.transforms import Preprocess, apply, get_params, to_tensor
+
+
+class SingleDataset(torch.utils.data.Dataset):
+    """Yields {'A', 'A_paths'} from images under dataroot/phase (or dataroot itself if it has no phase folder)."""
+
+    def __init__(
+        self,
+        dataroot: str,
+        phase: str = "test",
+        input_nc: int = 3,
+        preprocess: Preprocess = Preprocess(random=False),
+        filter_A: str = "bicubic",
+        max_dataset_size: int | None = None,
+    ) -> None:
+        folder = os.path.join(dataroot, phase)
+        folder = folder if os.path.isdir(folder) else dataroot
+        self.paths = make_dataset(folder, max_dataset_size)
+        if not self.paths:
+            raise FileNotFoundError(f"no images in {folder} (accepted extensions: {', '.join(IMG_EXTENSIONS)})")
+        self.input_nc, self.preprocess, self.filter_A = input_nc, preprocess, filter_A
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        _, index = split_key(key)
+        path = self.paths[index]
+        img = load_image(path, self.input_nc)
+        params = get_params(self.preprocess, *img.size, None)
+        return {"A": to_tensor(apply(img, self.preprocess, params, self.filter_A)), "A_paths": path}

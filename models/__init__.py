@@ -1,0 +1,61 @@
+"""The one place that builds networks and the model from options."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from models.networks import define_D, define_G
+from models.pix2pix_model import Pix2PixModel
+from options.options import size_multiple
+
+
+def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
+    """The generator described by an option mapping (a run's saved options or parsed flags)."""
+    return define_G(
+        o["netG"],
+        o["input_nc"],
+        o["output_nc"],
+        o["ngf"],
+        o["norm"],
+        use_dropout=not o["no_dropout"],
+        num_downs=o.get("num_downs"),
+        init_type=o.get("init_type", "normal"),
+        init_gain=o.get("init_gain", 0.02),
+        init=init,
+    )
+
+
+def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
+    """The conditional discriminator: it sees input and output channels stacked."""
+    return define_D(
+        o["netD"], o["input_nc"] + o["output_nc"], o["ndf"], o["n_layers_D"], o["norm"], o["init_type"],
+        o["init_gain"],
+    )
+
+
+def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True) -> Pix2PixModel:
+    """A Pix2PixModel on `device`; with train=False only the generator is built (for test.py)."""
+    netG = build_generator(o, init=train)
+    netD = build_discriminator(o) if train else None
+    pad = size_multiple(o["netG"], o.get("num_downs"))
+    if not train:
+        return Pix2PixModel(netG, None, device, pad_multiple=pad)
+    return Pix2PixModel(
+        netG,
+        netD,
+        device,
+        gan_mode=o["gan_mode"],
+        lambda_L1=o["lambda_L1"],
+        lambda_gp=o["lambda_gp"],
+        lr=o["lr"],
+        beta1=o["beta1"],
+        pad_multiple=pad,
+        lr_policy=o["lr_policy"],
+        n_epochs=o["n_epochs"],
+        n_epochs_decay=o["n_epochs_decay"],
+        lr_decay_iters=o["lr_decay_iters"],
+        epoch_count=o["epoch_count"],
+    )

@@ -1,0 +1,321 @@
+"""Generators (U-Net, ResNet), PatchGAN discriminators, GAN losses and the one place that builds them."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def get_norm_layer(norm: str) -> NormFactory:
+    """batch: learnable affine + running stats; instance: neither (as in pix2pix); none: identity."""
+    if norm == "batch":
+        return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
+    if norm == "instance":
+        return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
+    if norm == "none":
+        return lambda _channels: nn.Identity()
+    raise ValueError(f"norm must be batch, instance or none, not {norm!r}")
+
+
+def _conv_bias(norm: str) -> bool:
+    # Batch norm's shift makes a conv bias redundant; instance norm here has no affine, so keep the bias.
+    return norm != "batch"
+
+
+def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> None:
+    """Initialise conv/linear weights with init_type and norm weights with N(1, init_gain)."""
+
+    def init_fn(m: nn.Module) -> None:
+        name = type(m).__name__
+        if hasattr(m, "weight") and m.weight is not None and ("Conv" in name or "Linear" in name):
+            if init_type == "normal":
+                nn.init.normal_(m.weight, 0.0, init_gain)
+            elif init_type == "xavier":
+                nn.init.xavier_normal_(m.weight, gain=init_gain)
+            elif init_type == "kaiming":
+                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+            elif init_type == "orthogonal":
+                nn.init.orthogonal_(m.weight, gain=init_gain)
+            else:
+                raise ValueError(f"init_type must be normal, xavier, kaiming or orthogonal, not {init_type!r}")
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif "BatchNorm2d" in name and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, init_gain)
+            nn.init.zeros_(m.bias)
+
+    net.apply(init_fn)
+
+
+class UnetSkipConnectionBlock(nn.Module):
+    """One U-Net level: down(x) -> submodule -> up, output concatenated with x (except outermost).
+
+    Shapes for a middle block: x (N, outer_nc, H, W) -> down (N, inner_nc, H/2, W/2)
+    -> submodule (N, 2*inner_nc, H/2, W/2) -> up (N, outer_nc, H, W) -> cat (N, 2*outer_nc, H, W).
+    """
+
+    def __init__(
+        self,
+        outer_nc: int,
+        inner_nc: int,
+        input_nc: int | None = None,
+        submodule: nn.Module | None = None,
+        outermost: bool = False,
+        innermost: bool = False,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        self.outermost = outermost
+        norm_layer = get_norm_layer(norm)
+        bias = _conv_bias(norm)
+        input_nc = outer_nc if input_nc is None else input_nc
+        down_conv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+        # The innermost block gets only its own down features; the others get cat(skip, up) = 2x channels.
+        up_in = inner_nc if innermost else inner_nc * 2
+
+        if outermost:
+            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1)
+            layers = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh()]
+        elif innermost:
+            # No norm after the innermost down conv: its output is 1x1 at the design size.
+            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            layers = [nn.LeakyReLU(0.2, True), down_conv, nn.ReLU(True), up_conv, norm_layer(outer_nc)]
+        else:
+            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            layers = [nn.LeakyReLU(0.2, True), down_conv, norm_layer(inner_nc), submodule]
+            layers += [nn.ReLU(True), up_conv, norm_layer(outer_nc)]
+            if use_dropout:
+                layers.append(nn.Dropout(0.5))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.outermost:
+            return self.model(x)
+        return torch.cat([x, self.model(x)], 1)
+
+
+class UnetGenerator(nn.Module):
+    """The pix2pix U-Net: num_downs halvings, so inputs must be multiples of 2**num_downs.
+
+    Channels by level from the outside in: ngf, 2ngf, 4ngf, then 8ngf for the remaining num_downs - 3
+    levels; the num_downs - 5 intermediate 8ngf blocks carry dropout (3 in unet_256, 4 in unet_512).
+    """
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        num_downs: int,
+        ngf: int = 64,
+        norm: str = "batch",
+        use_dropout: bool = False,
+    ) -> None:
+        super().__init__()
+        if num_downs < 5:
+            raise ValueError(f"num_downs must be at least 5, not {num_downs}")
+        self.num_downs = num_downs
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        for _ in range(num_downs - 5):
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
+        self.model = UnetSkipConnectionBlock(output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True,
+                                             norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class ResnetBlock(nn.Module):
+    """x + conv-norm-relu-(dropout)-conv-norm(x), with reflection padding."""
+
+    def __init__(self, dim: int, norm: str, use_dropout: bool) -> None:
+        super().__init__()
+        norm_layer, bias = get_norm_layer(norm), _conv_bias(norm)
+        layers: list[nn.Module] = [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(dim),
+                                   nn.ReLU(True)]
+        if use_dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(dim)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class ResnetGenerator(nn.Module):
+    """7x7 conv, two stride-2 downsamplings, n_blocks residual blocks, two upsamplings, 7x7 conv, tanh."""
+
+    def __init__(
+        self,
+        input_nc: int,
+        output_nc: int,
+        ngf: int = 64,
+        norm: str = "batch",
+        use_dropout: bool = False,
+        n_blocks: int = 9,
+    ) -> None:
+        super().__init__()
+        norm_layer, bias = get_norm_layer(norm), _conv_bias(norm)
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias), norm_layer(ngf),
+                                   nn.ReLU(True)]
+        for i in range(2):
+            mult = 2**i
+            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1, bias=bias),
+                       norm_layer(ngf * mult * 2), nn.ReLU(True)]
+        for _ in range(n_blocks):
+            layers.append(ResnetBlock(ngf * 4, norm, use_dropout))
+        for i in range(2):
+            mult = 2 ** (2 - i)
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1,
+                                          bias=bias),
+                       norm_layer(ngf * mult // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class NLayerDiscriminator(nn.Module):
+    """PatchGAN: n_layers stride-2 4x4 convs, then two stride-1 ones; n_layers=3 sees 70x70 patches.
+
+    (N, input_nc, 256, 256) -> (N, 1, 30, 30) logits for n_layers=3; 512 -> 62x62.
+    """
+
+    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+        super().__init__()
+        norm_layer, bias = get_norm_layer(norm), _conv_bias(norm)
+        layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers):
+            prev, mult = mult, min(2**n, 8)
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2, padding=1, bias=bias), norm_layer(ndf * mult),
+                       nn.LeakyReLU(0.2, True)]
+        prev, mult = mult, min(2**n_layers, 8)
+        layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=1, padding=1, bias=bias), norm_layer(ndf * mult),
+                   nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
+        self.model = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+class PixelDiscriminator(nn.Module):
+    """1x1 PatchGAN: classifies each pixel independently. (N, C, H, W) -> (N, 1, H, W)."""
+
+    def __init__(self, input_nc: int, ndf: int = 64, norm: str = "batch") -> None:
+        super().__init__()
+        norm_layer, bias = get_norm_layer(norm), _conv_bias(norm)
+        self.net = nn.Sequential(
+            nn.Conv2d(input_nc, ndf, 1),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf, ndf * 2, 1, bias=bias),
+            norm_layer(ndf * 2),
+            nn.LeakyReLU(0.2, True),
+            nn.Conv2d(ndf * 2, 1, 1, bias=bias),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def define_G(
+    netG: str,
+    input_nc: int,
+    output_nc: int,
+    ngf: int = 64,
+    norm: str = "batch",
+    use_dropout: bool = True,
+    num_downs: int | None = None,
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+    init: bool = True,
+) -> nn.Module:
+    """Build a generator by name; num_downs overrides a U-Net's depth. init=False skips weight init."""
+    depths = {"unet_128": 7, "unet_256": 8, "unet_512": 9}
+    if netG in depths:
+        net: nn.Module = UnetGenerator(input_nc, output_nc, num_downs or depths[netG], ngf, norm, use_dropout)
+    elif netG in ("resnet_6blocks", "resnet_9blocks"):
+        net = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=int(netG[7]))
+    else:
+        raise ValueError(f"netG must be one of unet_128, unet_256, unet_512, resnet_6blocks, resnet_9blocks, "
+                         f"not {netG!r}")
+    if init:
+        init_weights(net, init_type, init_gain)
+    return net
+
+
+def define_D(
+    netD: str,
+    input_nc: int,
+    ndf: int = 64,
+    n_layers_D: int = 3,
+    norm: str = "batch",
+    init_type: str = "normal",
+    init_gain: float = 0.02,
+    init: bool = True,
+) -> nn.Module:
+    """Build a discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN of n_layers_D) or pixel."""
+    if netD == "basic":
+        net: nn.Module = NLayerDiscriminator(input_nc, ndf, 3, norm)
+    elif netD == "n_layers":
+        net = NLayerDiscriminator(input_nc, ndf, n_layers_D, norm)
+    elif netD == "pixel":
+        net = PixelDiscriminator(input_nc, ndf, norm)
+    else:
+        raise ValueError(f"netD must be basic, n_layers or pixel, not {netD!r}")
+    if init:
+        init_weights(net, init_type, init_gain)
+    return net
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Pad (N, C, H, W) on the bottom/right to multiples of `multiple`; returns (padded, H, W).
+
+    Reflection needs pad < side, so larger pads (a 60-pixel side padded to 256) use edge replication.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, h, w
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), h, w
+
+
+class GANLoss(nn.Module):
+    """GAN objective on discriminator logits: vanilla (BCE with logits), lsgan (MSE) or wgangp (mean)."""
+
+    def __init__(self, gan_mode: str) -> None:
+        super().__init__()
+        if gan_mode not in ("vanilla", "lsgan", "wgangp"):
+            raise ValueError(f"gan_mode must be vanilla, lsgan or wgangp, not {gan_mode!r}")
+        self.gan_mode = gan_mode
+
+    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+        if self.gan_mode == "wgangp":
+            return -prediction.mean() if target_is_real else prediction.mean()
+        target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
+        if self.gan_mode == "lsgan":
+            return F.mse_loss(prediction, target)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+def gradient_penalty(
+    netD: nn.Module, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor
+) -> torch.Tensor:
+    """WGAN-GP penalty (||grad D||_2 - 1)^2 on interpolates of (A, fake_B) and (A, real_B), A fixed."""
+    alpha = torch.rand(real_B.shape[0], 1, 1, 1, device=real_B.device, dtype=real_B.dtype)
+    mixed_B = (alpha * real_B + (1 - alpha) * fake_B).requires_grad_(True)
+    out = netD(torch.cat([real_A, mixed_B], 1))
+    (grad,) = torch.autograd.grad(out.sum(), mixed_B, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()

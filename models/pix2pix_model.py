@@ -1,0 +1,167 @@
+"""The pix2pix model: a conditional GAN step (D on (A, B) pairs, then G with GAN + lambda_L1 * L1)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from models.networks import GANLoss, gradient_penalty, pad_to_multiple
+
+LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
+
+
+def lr_factor(epoch: int, policy: str, n_epochs: int, n_epochs_decay: int, lr_decay_iters: int) -> float:
+    """Multiplier of the initial lr during epoch `epoch` (1-based).
+
+    linear: 1 for epochs 1..n_epochs, then 1 - (epoch - n_epochs) / (n_epochs_decay + 1), so the last
+    epoch trains at lr / (n_epochs_decay + 1) and the rate would reach zero one epoch later.
+    step: 0.1 ** ((epoch - 1) // lr_decay_iters). cosine: half a cosine from 1 to 0 over all epochs.
+    """
+    if policy == "linear":
+        return 1.0 - max(0, epoch - n_epochs) / float(n_epochs_decay + 1)
+    if policy == "step":
+        return 0.1 ** ((epoch - 1) // lr_decay_iters)
+    if policy == "cosine":
+        total = n_epochs + n_epochs_decay
+        return 0.5 * (1 + math.cos(math.pi * (epoch - 1) / total))
+    raise ValueError(f"lr_policy must be linear, step or cosine, not {policy!r}")
+
+
+def set_requires_grad(net: nn.Module, flag: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(flag)
+
+
+class Pix2PixModel:
+    """Holds netG, netD, their Adam optimisers and lr schedulers; optimize_parameters() is one step.
+
+    Losses stay on the device and are summed there; pop_losses() reads them back (one host sync), so
+    the training loop syncs only every print_freq steps.
+    """
+
+    def __init__(
+        self,
+        netG: nn.Module,
+        netD: nn.Module | None,
+        device: torch.device | str = "cpu",
+        gan_mode: str = "vanilla",
+        lambda_L1: float = 100.0,
+        lambda_gp: float = 10.0,
+        lr: float = 2e-4,
+        beta1: float = 0.5,
+        pad_multiple: int = 1,
+        lr_policy: str = "linear",
+        n_epochs: int = 100,
+        n_epochs_decay: int = 100,
+        lr_decay_iters: int = 50,
+        epoch_count: int = 1,
+    ) -> None:
+        self.device = torch.device(device)
+        self.netG = netG.to(self.device)
+        self.netD = netD.to(self.device) if netD is not None else None
+        self.pad_multiple = pad_multiple
+        self.gan_mode, self.lambda_L1, self.lambda_gp = gan_mode, lambda_L1, lambda_gp
+        self.real_A = self.real_B = self.fake_B = torch.empty(0)
+        self.image_paths: list[str] = []
+        if self.netD is None:
+            return
+        self.criterionGAN = GANLoss(gan_mode)
+        self.criterionL1 = nn.L1Loss()
+        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=lr, betas=(beta1, 0.999))
+        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=lr, betas=(beta1, 0.999))
+
+        def factor(step: int) -> float:
+            # LambdaLR counts steps from 0; step k means epoch epoch_count + k.
+            return lr_factor(step + epoch_count, lr_policy, n_epochs, n_epochs_decay, lr_decay_iters)
+
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in
+                           (self.optimizer_G, self.optimizer_D)]
+        self._loss_sum = torch.zeros(len(LOSS_NAMES), device=self.device)
+        self._loss_steps = 0
+
+    # ---- data and forward -------------------------------------------------------------------
+    def set_input(self, batch: dict) -> None:
+        """batch['A'] (N, input_nc, H, W) is the input; batch['B'] (N, output_nc, H, W) the target."""
+        nb = self.device.type == "cuda"
+        self.real_A = batch["A"].to(self.device, non_blocking=nb)
+        if "B" in batch:
+            self.real_B = batch["B"].to(self.device, non_blocking=nb)
+        self.image_paths = list(batch["A_paths"])
+
+    def forward(self) -> None:
+        """fake_B = G(real_A); inputs that do not fit the generator are padded and the output cropped back."""
+        x, h, w = pad_to_multiple(self.real_A, self.pad_multiple)
+        out = self.netG(x)
+        self.fake_B = out if out.shape[-2:] == (h, w) else out[..., :h, :w]
+
+    # ---- one training step --------------------------------------------------------------------
+    def optimize_parameters(self) -> None:
+        assert self.netD is not None, "the model was built for testing (no discriminator)"
+        self.forward()
+        # D: real pairs (A, B) are real, generated pairs (A, G(A)) fake; the loss is halved so D learns
+        # more slowly than G, as in the pix2pix paper.
+        set_requires_grad(self.netD, True)
+        self.optimizer_D.zero_grad(set_to_none=True)
+        loss_D_fake = self.criterionGAN(self.netD(torch.cat([self.real_A, self.fake_B.detach()], 1)), False)
+        loss_D_real = self.criterionGAN(self.netD(torch.cat([self.real_A, self.real_B], 1)), True)
+        loss_D = (loss_D_fake + loss_D_real) * 0.5
+        if self.gan_mode == "wgangp":
+            loss_D = loss_D + self.lambda_gp * gradient_penalty(self.netD, self.real_A, self.real_B,
+                                                                self.fake_B.detach())
+        loss_D.backward()
+        self.optimizer_D.step()
+
+        # G: fool D and stay close to the target in L1. D's weights are frozen for this backward.
+        set_requires_grad(self.netD, False)
+        self.optimizer_G.zero_grad(set_to_none=True)
+        loss_G_GAN = self.criterionGAN(self.netD(torch.cat([self.real_A, self.fake_B], 1)), True)
+        loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
+        (loss_G_GAN + loss_G_L1).backward()
+        self.optimizer_G.step()
+
+        self._loss_sum += torch.stack([loss_G_GAN, loss_G_L1, loss_D_real, loss_D_fake]).detach()
+        self._loss_steps += 1
+
+    def pop_losses(self) -> tuple[dict[str, float], bool]:
+        """Mean losses since the last call and whether all were finite; one host-device sync."""
+        steps = max(self._loss_steps, 1)
+        values = (self._loss_sum / steps).tolist()
+        self._loss_sum.zero_()
+        self._loss_steps = 0
+        losses = dict(zip(LOSS_NAMES, values))
+        return losses, all(math.isfinite(v) for v in values)
+
+    def update_learning_rate(self) -> float:
+        """Step the schedulers at the end of an epoch; returns the new lr."""
+        for s in self.schedulers:
+            s.step()
+        return self.optimizer_G.param_groups[0]["lr"]
+
+    # ---- state ------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        assert self.netD is not None
+        return {
+            "netG": self.netG.state_dict(),
+            "netD": self.netD.state_dict(),
+            "optimizer_G": self.optimizer_G.state_dict(),
+            "optimizer_D": self.optimizer_D.state_dict(),
+            "scheduler_G": self.schedulers[0].state_dict(),
+            "scheduler_D": self.schedulers[1].state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        assert self.netD is not None
+        self.netG.load_state_dict(state["netG"])
+        self.netD.load_state_dict(state["netD"])
+        self.optimizer_G.load_state_dict(state["optimizer_G"])
+        self.optimizer_D.load_state_dict(state["optimizer_D"])
+        self.schedulers[0].load_state_dict(state["scheduler_G"])
+        self.schedulers[1].load_state_dict(state["scheduler_D"])
+
+    def current_visuals(self) -> dict[str, torch.Tensor]:
+        visuals = {"real_A": self.real_A, "fake_B": self.fake_B}
+        if self.real_B.numel():
+            visuals["real_B"] = self.real_B
+        return visuals

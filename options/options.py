@@ -1,0 +1,362 @@
+"""Command-line options: one argparse definition per script, validated once, saved with each run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from typing import Any, Sequence
+
+# Filters users may pick for resizing each side; label maps want "nearest" so no new colours appear.
+RESIZE_FILTERS = ("bicubic", "bilinear", "lanczos", "nearest")
+NETG_CHOICES = ("unet_128", "unet_256", "unet_512", "resnet_6blocks", "resnet_9blocks")
+UNET_DEPTH = {"unet_128": 7, "unet_256": 8, "unet_512": 9}
+CROP_PREPROCESS = ("resize_and_crop", "crop", "scale_width_and_crop")
+
+# Options that define the generator; test.py takes them from the checkpoint, not the command line.
+ARCHITECTURE_KEYS = (
+    "input_nc",
+    "output_nc",
+    "ngf",
+    "netG",
+    "num_downs",
+    "norm",
+    "no_dropout",
+    "direction",
+)
+# Data options that test.py inherits from the training run unless given on its command line.
+INHERITED_DATA_KEYS = ("load_size", "crop_size", "preprocess", "filter_A", "filter_B")
+
+
+def _default_threads() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
+    g = p.add_argument_group("basic")
+    g.add_argument(
+        "--dataroot",
+        default=None,
+        help="folder with train/, test/ ... sub-folders of A|B images, or A/ and B/ folders "
+        "(default: a small demo set built offline on first use under datasets/demo)",
+    )
+    g.add_argument("--name", default="experiment_name", help="run name; files go to checkpoints_dir/name")
+    g.add_argument("--checkpoints_dir", default="./checkpoints", help="where runs are stored")
+    g.add_argument(
+        "--gpu_ids",
+        default=None,
+        help="comma-separated CUDA device ids, -1 for the CPU (default: CUDA 0 if available, else CPU)",
+    )
+    g.add_argument("--seed", type=int, default=None, help="random seed (default: drawn at random and saved)")
+    g.add_argument("--model", default="pix2pix", choices=["pix2pix"], help="accepted for reference compatibility")
+    g.add_argument("--verbose", action="store_true", help="print network structures and debug messages")
+
+    g = p.add_argument_group("networks")
+    g.add_argument("--input_nc", type=int, default=3, choices=[1, 3], help="channels of real_A")
+    g.add_argument("--output_nc", type=int, default=3, choices=[1, 3], help="channels of real_B / fake_B")
+    g.add_argument("--ngf", type=int, default=64, help="generator filters in the first conv layer")
+    g.add_argument("--ndf", type=int, default=64, help="discriminator filters in the first conv layer")
+    g.add_argument("--netG", default="unet_256", choices=NETG_CHOICES, help="generator architecture")
+    g.add_argument(
+        "--num_downs",
+        type=int,
+        default=None,
+        help="U-Net depth (number of 2x downsamplings, >= 5); overrides the depth of --netG unet_*",
+    )
+    g.add_argument(
+        "--netD",
+        default="basic",
+        choices=["basic", "n_layers", "pixel"],
+        help="basic = 70x70 PatchGAN; n_layers = PatchGAN with --n_layers_D; pixel = 1x1 PatchGAN",
+    )
+    g.add_argument("--n_layers_D", type=int, default=3, help="layers of the n_layers discriminator")
+    g.add_argument("--norm", default="batch", choices=["batch", "instance", "none"], help="normalization layer")
+    g.add_argument(
+        "--init_type",
+        default="normal",
+        choices=["normal", "xavier", "kaiming", "orthogonal"],
+        help="weight initialization",
+    )
+    g.add_argument("--init_gain", type=float, default=0.02, help="scale for normal, xavier and orthogonal init")
+    g.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset_mode", default="aligned", choices=["aligned", "single"], help="aligned pairs or A only")
+    g.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="AtoB: left half is the input")
+    g.add_argument("--phase", default="train" if is_train else "test", help="sub-folder of --dataroot to read")
+    g.add_argument("--batch_size", type=int, default=1, help="images per batch")
+    g.add_argument("--load_size", type=int, default=286, help="scale images to this size before cropping")
+    g.add_argument("--crop_size", type=int, default=256, help="then crop to this size")
+    g.add_argument(
+        "--preprocess",
+        default="resize_and_crop",
+        choices=["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"],
+        help="how images are scaled and cropped",
+    )
+    g.add_argument(
+        "--filter_A", default="bicubic", choices=RESIZE_FILTERS, help="resampling filter for real_A (input)"
+    )
+    g.add_argument(
+        "--filter_B", default="bicubic", choices=RESIZE_FILTERS, help="resampling filter for real_B (target)"
+    )
+    g.add_argument("--no_flip", action="store_true", help="no random horizontal flips")
+    g.add_argument(
+        "--num_threads", type=int, default=_default_threads(), help="data loader worker processes (0 = main)"
+    )
+    g.add_argument("--serial_batches", action="store_true", help="take images in order, not shuffled")
+    g.add_argument(
+        "--max_dataset_size", type=int, default=None, help="use at most this many images (default: all)"
+    )
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--gan_mode", default="vanilla", choices=["vanilla", "lsgan", "wgangp"], help="GAN objective")
+    g.add_argument("--lambda_L1", type=float, default=100.0, help="weight of the L1 loss")
+    g.add_argument("--lambda_gp", type=float, default=10.0, help="weight of the wgangp gradient penalty")
+    g.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
+    g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
+    g.add_argument("--n_epochs", type=int, default=100, help="epochs at the initial learning rate")
+    g.add_argument("--n_epochs_decay", type=int, default=100, help="epochs to decay the learning rate to zero")
+    g.add_argument("--lr_policy", default="linear", choices=["linear", "step", "cosine"], help="lr schedule")
+    g.add_argument("--lr_decay_iters", type=int, default=50, help="step policy: multiply lr by 0.1 every N epochs")
+    g.add_argument("--epoch_count", type=int, default=1, help="first epoch number of a new run")
+    g.add_argument("--pool_size", type=int, default=0, help="accepted for reference compatibility; must be 0")
+    g.add_argument(
+        "--stop_after_iters",
+        type=int,
+        default=0,
+        help="stop after this many iterations in this process, saving latest (0 = run to the end)",
+    )
+
+    g = p.add_argument_group("checkpoints and resume")
+    g.add_argument("--continue_train", action="store_true", help="resume from checkpoints_dir/name/latest.pth")
+    g.add_argument("--save_latest_freq", type=int, default=5000, help="save latest every N iterations")
+    g.add_argument("--save_epoch_freq", type=int, default=5, help="save a generator snapshot every N epochs")
+    g.add_argument("--save_by_iter", action="store_true", help="also keep iter_<N>_net_G.pth at each latest save")
+    g.add_argument("--keep_last", type=int, default=0, help="keep only the newest N snapshots (0 = keep all)")
+
+    g = p.add_argument_group("logging and display")
+    g.add_argument("--print_freq", type=int, default=100, help="log losses every N iterations")
+    g.add_argument("--display_freq", type=int, default=400, help="show images in visdom every N iterations")
+    g.add_argument("--update_html_freq", type=int, default=1000, help="add images to the HTML page every N iters")
+    g.add_argument("--no_html", action="store_true", help="do not write checkpoints_dir/name/web/")
+    g.add_argument("--display_id", type=int, default=1, help="visdom window id; 0 turns visdom off")
+    g.add_argument("--display_server", default="http://localhost", help="visdom server")
+    g.add_argument("--display_port", type=int, default=8097, help="visdom port")
+    g.add_argument("--display_env", default="main", help="visdom environment")
+    g.add_argument("--display_winsize", type=int, default=256, help="visdom image size")
+    g.add_argument("--display_ncols", type=int, default=3, help="images per row in visdom")
+
+
+def _add_test(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("testing")
+    g.add_argument("--epoch", default="latest", help="which checkpoint: latest or an epoch number")
+    g.add_argument("--load_iter", type=int, default=0, help="load iter_<N>_net_G.pth instead of --epoch")
+    g.add_argument("--results_dir", default="./results", help="where result pages are written")
+    g.add_argument("--num_test", type=int, default=None, help="translate at most N images (default: all)")
+    g.add_argument("--eval", action="store_true", help="eval mode: running batch-norm stats, no dropout")
+    g.add_argument("--aspect_ratio", type=float, default=1.0, help="width/height of saved result images")
+    g.add_argument("--display_winsize", type=int, default=256, help="image width on the HTML page")
+
+
+def build_parser(is_train: bool) -> argparse.ArgumentParser:
+    """The parser for train.py (is_train) or test.py."""
+    p = argparse.ArgumentParser(
+        prog="train.py" if is_train else "test.py",
+        description=(
+            "Train a pix2pix model on aligned image pairs."
+            if is_train
+            else "Translate images with a trained pix2pix generator and write an HTML page."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    _add_common(p, is_train)
+    if is_train:
+        _add_train(p)
+    else:
+        _add_test(p)
+    return p
+
+
+def given_flags(argv: Sequence[str]) -> set[str]:
+    """Names of the flags written on the command line (without dashes)."""
+    return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
+
+
+def parse_gpu_ids(value: str | None) -> list[int]:
+    """'0,1' -> [0, 1]; '-1' -> []; None -> [0] if CUDA is available else []."""
+    import torch
+
+    if value is None:
+        return [0] if torch.cuda.is_available() else []
+    ids = [int(v) for v in value.split(",") if v.strip() != ""]
+    return [i for i in ids if i >= 0]
+
+
+def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool) -> None:
+    """Check every value before any work starts; p.error exits with status 2 naming the flag."""
+
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            p.error(msg)
+
+    need(opt.name not in ("", ".", "..") and "/" not in opt.name and "\\" not in opt.name,
+         f"--name {opt.name!r}: must be a plain folder name (no path separators, not '..')")
+    try:
+        ids = parse_gpu_ids(opt.gpu_ids)
+    except ValueError:
+        p.error(f"--gpu_ids {opt.gpu_ids!r}: expected comma-separated integers such as 0 or 0,1, or -1 for the CPU")
+    if ids:
+        import torch
+
+        need(torch.cuda.is_available(),
+             f"--gpu_ids {opt.gpu_ids}: CUDA is not available on this machine; use --gpu_ids -1 for the CPU")
+        n = torch.cuda.device_count()
+        need(all(i < n for i in ids), f"--gpu_ids {opt.gpu_ids}: this machine has {n} CUDA device(s), ids 0..{n - 1}")
+    opt.gpu_ids_list = ids
+
+    for flag in ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D", "display_winsize"):
+        need(getattr(opt, flag) >= 1, f"--{flag} {getattr(opt, flag)}: must be a positive integer")
+    need(opt.num_threads >= 0, f"--num_threads {opt.num_threads}: must be 0 or more")
+    need(opt.init_gain > 0, f"--init_gain {opt.init_gain}: must be positive")
+    if opt.max_dataset_size is not None:
+        need(opt.max_dataset_size >= 1, f"--max_dataset_size {opt.max_dataset_size}: must be a positive integer")
+    if opt.dataroot is not None:
+        need(os.path.isdir(opt.dataroot), f"--dataroot {opt.dataroot}: no such folder")
+
+    if opt.num_downs is not None:
+        need(opt.num_downs >= 5, f"--num_downs {opt.num_downs}: must be 5 or more (the U-Net has 5 fixed levels)")
+        need(opt.netG.startswith("unet"), f"--num_downs applies to U-Net generators only, not --netG {opt.netG}")
+
+    if is_train:
+        for flag in ("print_freq", "display_freq", "update_html_freq", "save_latest_freq", "save_epoch_freq",
+                     "epoch_count", "lr_decay_iters"):
+            need(getattr(opt, flag) >= 1, f"--{flag} {getattr(opt, flag)}: must be a positive integer")
+        for flag in ("n_epochs", "n_epochs_decay", "keep_last", "stop_after_iters"):
+            need(getattr(opt, flag) >= 0, f"--{flag} {getattr(opt, flag)}: must be 0 or more")
+        need(opt.n_epochs + opt.n_epochs_decay >= 1, "--n_epochs + --n_epochs_decay: must be at least 1 epoch")
+        need(opt.lr > 0, f"--lr {opt.lr}: must be positive")
+        need(0 <= opt.beta1 < 1, f"--beta1 {opt.beta1}: must be in [0, 1)")
+        need(opt.lambda_L1 >= 0, f"--lambda_L1 {opt.lambda_L1}: must be 0 or more")
+        need(opt.lambda_gp >= 0, f"--lambda_gp {opt.lambda_gp}: must be 0 or more")
+        need(opt.pool_size == 0, f"--pool_size {opt.pool_size}: pix2pix uses no image pool; only 0 is accepted")
+        need(opt.dataset_mode == "aligned", "--dataset_mode single has no targets; it is for test.py only")
+        need(0 <= opt.display_port <= 65535, f"--display_port {opt.display_port}: must be 0..65535")
+        check_sizes(p, opt)
+    else:
+        need(opt.aspect_ratio > 0, f"--aspect_ratio {opt.aspect_ratio}: must be positive")
+        need(opt.load_iter >= 0, f"--load_iter {opt.load_iter}: must be 0 or more")
+        if opt.num_test is not None:
+            need(opt.num_test >= 1, f"--num_test {opt.num_test}: must be a positive integer")
+        need(opt.epoch == "latest" or opt.epoch.isdigit(), f"--epoch {opt.epoch!r}: must be 'latest' or a number")
+
+
+def unet_depth(netG: str, num_downs: int | None) -> int | None:
+    """Number of 2x downsamplings of a U-Net generator; None for other generators."""
+    if not netG.startswith("unet"):
+        return None
+    return num_downs if num_downs is not None else UNET_DEPTH[netG]
+
+
+def size_multiple(netG: str, num_downs: int | None) -> int:
+    """Training crops must be a multiple of this: 2**depth for a U-Net, 4 for a ResNet generator."""
+    depth = unet_depth(netG, num_downs)
+    return 2**depth if depth is not None else 4
+
+
+def check_sizes(p: argparse.ArgumentParser, opt: argparse.Namespace) -> None:
+    """The size rule: crops must fit the generator's depth, and crops must fit inside the loaded image."""
+    if opt.preprocess in CROP_PREPROCESS:
+        m = size_multiple(opt.netG, opt.num_downs)
+        if opt.crop_size % m:
+            lo, hi = (opt.crop_size // m) * m, (opt.crop_size // m + 1) * m
+            valid = f"{lo} or {hi}" if lo > 0 else f"{hi}"
+            depth = unet_depth(opt.netG, opt.num_downs)
+            what = f"{opt.netG} ({depth} downsamplings)" if depth else opt.netG
+            p.error(
+                f"--crop_size {opt.crop_size} does not fit {what}: it must be a multiple of {m} "
+                f"(for example {valid}), or use a generator with fewer downsamplings (--num_downs)"
+            )
+        if opt.preprocess in ("resize_and_crop", "scale_width_and_crop"):
+            if opt.crop_size > opt.load_size:
+                p.error(
+                    f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
+                    f"the crop must fit inside the resized image (use --load_size >= {opt.crop_size})"
+                )
+
+
+def parse(is_train: bool, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and validate the command line; exits with status 2 and a message on a bad value."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = build_parser(is_train)
+    opt = p.parse_args(argv)
+    validate(p, opt, is_train)
+    opt.is_train = is_train
+    opt.argv = argv
+    opt.given = sorted(given_flags(argv))
+    return opt
+
+
+def option_dict(opt: argparse.Namespace) -> dict[str, Any]:
+    """The user-facing options (what the parser defines), as plain JSON-able values."""
+    p = build_parser(opt.is_train)
+    keys = [a.dest for a in p._actions if a.dest != "help"]
+    return {k: getattr(opt, k) for k in keys if hasattr(opt, k)}
+
+
+def format_options(opt: argparse.Namespace) -> str:
+    """A table of options, non-defaults marked with their default."""
+    p = build_parser(opt.is_train)
+    lines = ["----------------- Options ---------------"]
+    for k, v in sorted(option_dict(opt).items()):
+        default = p.get_default(k)
+        mark = f"\t[default: {default}]" if v != default else ""
+        lines.append(f"{k:>25}: {str(v):<30}{mark}")
+    lines.append("----------------- End -------------------")
+    return "\n".join(lines)
+
+
+def git_commit() -> str | None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=True
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict[str, str]:
+    import numpy
+    import PIL
+    import torch
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+    }
+
+
+def save_options(opt: argparse.Namespace, folder: str, prefix: str) -> None:
+    """Write <prefix>_opt.txt (readable) and <prefix>_opt.json (options, command, commit, versions, seed)."""
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"{prefix}_opt.txt"), "w") as f:
+        f.write(format_options(opt) + "\n")
+    record = {
+        "options": option_dict(opt),
+        "command": [sys.executable, sys.argv[0], *opt.argv],
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "seed": opt.seed,
+    }
+    with open(os.path.join(folder, f"{prefix}_opt.json"), "w") as f:
+        json.dump(record, f, indent=2)

@@ -1,0 +1,47 @@
+"""Small helpers: tensors to images, saving images, logging set-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def tensor2im(t: torch.Tensor) -> np.ndarray:
+    """First image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> uint8 (H, W, 3) array."""
+    if t.dim() == 4:
+        t = t[0]
+    arr = t.detach().float().cpu().clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return arr
+
+
+def save_image(arr: np.ndarray, path: str, aspect_ratio: float = 1.0) -> None:
+    """Save a uint8 (H, W, 3) array; aspect_ratio > 1 stretches the width, < 1 the height."""
+    img = Image.fromarray(arr)
+    h, w = arr.shape[:2]
+    if aspect_ratio > 1.0:
+        img = img.resize((int(w * aspect_ratio), h), Image.Resampling.BICUBIC)
+    elif aspect_ratio < 1.0:
+        img = img.resize((w, int(h / aspect_ratio)), Image.Resampling.BICUBIC)
+    img.save(path)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stdout,
+        force=True,
+    )
+
+
+def mkdirs(*paths: str) -> None:
+    for p in paths:
+        os.makedirs(p, exist_ok=True)

@@ -1,0 +1,154 @@
+"""Training feedback: loss_log.txt, the training HTML page, and live visdom plots when a server answers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+
+import numpy as np
+import torch
+
+from util.html import HTML
+from util.util import save_image, tensor2im
+
+log = logging.getLogger(__name__)
+_IMG_RE = re.compile(r"^epoch(\d+)_iter(\d+)_(\w+)\.png$")
+VISDOM_INSTALL_HINT = "bash scripts/install_visdom.sh"
+
+
+class Visualizer:
+    def __init__(
+        self,
+        run_dir: str,
+        name: str,
+        use_html: bool = True,
+        display_id: int = 1,
+        display_server: str = "http://localhost",
+        display_port: int = 8097,
+        display_env: str = "main",
+        display_winsize: int = 256,
+        display_ncols: int = 3,
+        retry_seconds: float = 60.0,
+    ) -> None:
+        self.name, self.use_html, self.winsize = name, use_html, display_winsize
+        self.display_id, self.ncols = display_id, display_ncols
+        self.server, self.port, self.env = display_server, display_port, display_env
+        self.retry_seconds = retry_seconds
+        self.web_dir = os.path.join(run_dir, "web")
+        self.img_dir = os.path.join(self.web_dir, "images")
+        if use_html:
+            os.makedirs(self.img_dir, exist_ok=True)
+        self.log_name = os.path.join(run_dir, "loss_log.txt")
+        with open(self.log_name, "a") as f:
+            f.write(f"================ Training Loss ({time.strftime('%c')}) ================\n")
+        self.vis = None
+        self._vis_failed_at: float | None = None
+        self._plot: dict[str, list] = {"X": [], "Y": [], "legend": []}
+
+    # ---- visdom -----------------------------------------------------------------------------------
+    def _visdom(self):
+        """A connected Visdom client, or None; warns once per outage and retries every retry_seconds."""
+        if self.display_id <= 0:
+            return None
+        if self.vis is not None:
+            return self.vis
+        now = time.monotonic()
+        if self._vis_failed_at is not None and now - self._vis_failed_at < self.retry_seconds:
+            return None
+        try:
+            import visdom
+        except ImportError:
+            log.warning("visdom is not installed, so no live plots (install it with: %s; "
+                        "--display_id 0 silences this)", VISDOM_INSTALL_HINT)
+            self.display_id = 0
+            return None
+        url = f"{self.server}:{self.port}"
+        try:
+            vis = visdom.Visdom(server=self.server, port=self.port, env=self.env, raise_exceptions=True,
+                                use_incoming_socket=False)
+            ok = vis.check_connection(timeout_seconds=1)
+        except Exception:  # visdom raises several kinds on refused connections
+            ok = False
+        if not ok:
+            if self._vis_failed_at is None:
+                log.warning("no visdom server answers at %s; training goes on without live plots "
+                            "(start one with python -m visdom.server, or pass --display_id 0)", url)
+            self._vis_failed_at = now
+            return None
+        if self._vis_failed_at is not None:
+            log.info("visdom server at %s is back", url)
+        self._vis_failed_at = None
+        self.vis = vis
+        return vis
+
+    def _vis_call(self, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:
+            log.warning("lost the visdom server at %s:%s; training goes on", self.server, self.port)
+            self.vis = None
+            self._vis_failed_at = time.monotonic()
+
+    # ---- images -----------------------------------------------------------------------------------
+    def display_current_results(
+        self, visuals: dict[str, torch.Tensor], epoch: int, total_iters: int, save_result: bool
+    ) -> None:
+        """Show the first image of each visual in visdom; with save_result add a row to the HTML page."""
+        images = {label: tensor2im(t) for label, t in visuals.items()}
+        vis = self._visdom()
+        if vis is not None:
+            arrs = [im.transpose(2, 0, 1) for im in images.values()]
+            if len({a.shape for a in arrs}) == 1:
+                self._vis_call(vis.images, np.stack(arrs), nrow=self.ncols, win=self.display_id + 1,
+                               opts={"title": f"{self.name} images: " + " | ".join(images)})
+        if self.use_html and save_result:
+            for label, im in images.items():
+                save_image(im, os.path.join(self.img_dir, f"epoch{epoch:03d}_iter{total_iters:08d}_{label}.png"))
+            self.write_page()
+
+    def write_page(self) -> str:
+        """Rebuild web/index.html from the images on disk, newest step first (survives a resume)."""
+        rows: dict[tuple[int, int], list[str]] = {}
+        for f in os.listdir(self.img_dir):
+            m = _IMG_RE.match(f)
+            if m:
+                rows.setdefault((int(m.group(1)), int(m.group(2))), []).append(f)
+        order = {"real_A": 0, "fake_B": 1, "real_B": 2}
+        page = HTML(self.web_dir, f"Experiment name = {self.name}", refresh=0)
+        for (epoch, it), files in sorted(rows.items(), reverse=True):
+            files.sort(key=lambda f: order.get(_IMG_RE.match(f).group(3), 9))
+            page.add_header(f"epoch {epoch}, iteration {it}")
+            labels = [_IMG_RE.match(f).group(3) for f in files]
+            page.add_images(files, labels, files, width=self.winsize)
+        return page.save()
+
+    # ---- losses -------------------------------------------------------------------------------------
+    def plot_current_losses(self, epoch_progress: float, losses: dict[str, float]) -> None:
+        """Append a point per loss to the visdom line plot; x is epochs as a float."""
+        self._plot["X"].append([epoch_progress] * len(losses))
+        self._plot["Y"].append([losses[k] for k in losses])
+        self._plot["legend"] = list(losses)
+        vis = self._visdom()
+        if vis is None:
+            return
+        self._vis_call(
+            vis.line,
+            X=np.array(self._plot["X"]),
+            Y=np.array(self._plot["Y"]),
+            win=self.display_id,
+            opts={"title": f"{self.name} loss over time", "legend": self._plot["legend"], "xlabel": "epoch",
+                  "ylabel": "loss"},
+        )
+
+    def print_current_losses(
+        self, epoch: int, epoch_iter: int, total_iters: int, losses: dict[str, float], t_comp: float,
+        lr: float,
+    ) -> str:
+        """Log one line of losses and append it to loss_log.txt. t_comp: seconds per image."""
+        msg = f"(epoch: {epoch}, iters: {epoch_iter}, total_iters: {total_iters}, time: {t_comp:.3f}, lr: {lr:.7f}) "
+        msg += " ".join(f"{k}: {v:.3f}" for k, v in losses.items())
+        with open(self.log_name, "a") as f:
+            f.write(msg + "\n")
+        return msg
