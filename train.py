@@ -11,7 +11,7 @@ import re
 import signal
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm import tqdm
@@ -51,8 +51,9 @@ class StopFlag:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        log.warning("got %s: finishing this step and saving latest (again to quit at once)",
-                    signal.Signals(signum).name)
+        log.warning(
+            "got %s: finishing this step and saving latest (again to quit at once)", signal.Signals(signum).name
+        )
 
 
 def snapshot_path(run_dir: str, tag: str) -> str:
@@ -74,8 +75,11 @@ def prune_snapshots(run_dir: str, keep_last: int) -> None:
 
 def check_resumable(opt: argparse.Namespace, saved: dict) -> None:
     """The command line must describe the same networks as the checkpoint; list every difference."""
-    diffs = [f"--{k}: checkpoint {saved.get(k)!r}, command line {getattr(opt, k)!r}"
-             for k in RESUME_KEYS if saved.get(k) != getattr(opt, k)]
+    diffs = [
+        f"--{k}: checkpoint {saved.get(k)!r}, command line {getattr(opt, k)!r}"
+        for k in RESUME_KEYS
+        if saved.get(k) != getattr(opt, k)
+    ]
     if diffs:
         fail("--continue_train: the checkpoint was trained with other networks:\n  " + "\n  ".join(diffs))
 
@@ -116,8 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
     if len(opt.gpu_ids_list) > 1:
-        log.warning("--gpu_ids %s: this trainer uses one device per process; using cuda:%d",
-                    opt.gpu_ids, opt.gpu_ids_list[0])
+        log.warning(
+            "--gpu_ids %s: this trainer uses one device per process; using cuda:%d", opt.gpu_ids, opt.gpu_ids_list[0]
+        )
     torch.manual_seed(opt.seed)
 
     try:
@@ -125,8 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
     if opt.batch_size > len(dataset):
-        fail(f"--batch_size {opt.batch_size} is larger than the data set ({len(dataset)} images in "
-             f"{opt.dataroot}/{opt.phase})")
+        fail(
+            f"--batch_size {opt.batch_size} is larger than the data set ({len(dataset)} images in "
+            f"{opt.dataroot}/{opt.phase})"
+        )
     sampler = EpochSampler(len(dataset), opt.seed, shuffle=not opt.serial_batches)
     loader = create_dataloader(dataset, opt.batch_size, opt.num_threads, sampler, pin_memory=device.type == "cuda")
     log.info("%d training images in %s/%s, batch size %d", len(dataset), opt.dataroot, opt.phase, opt.batch_size)
@@ -142,10 +149,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if state is not None:
         model.load_state_dict(state["model"])
         start_epoch, start_step, total_iters = state["epoch"], state["epoch_iter"], state["total_iters"]
-        log.info("resuming %s at epoch %d, iteration %d of the epoch (%d in all)", latest, start_epoch,
-                 start_step, total_iters)
-    vis = Visualizer(run_dir, opt.name, not opt.no_html, opt.display_id, opt.display_server, opt.display_port,
-                     opt.display_env, opt.display_winsize, opt.display_ncols)
+        log.info(
+            "resuming %s at epoch %d, iteration %d of the epoch (%d in all)",
+            latest,
+            start_epoch,
+            start_step,
+            total_iters,
+        )
+    vis = Visualizer(
+        run_dir,
+        opt.name,
+        not opt.no_html,
+        opt.display_id,
+        opt.display_server,
+        opt.display_port,
+        opt.display_env,
+        opt.display_winsize,
+        opt.display_ncols,
+    )
     if state is not None:
         checkpoint.set_rng_state(state["rng"])  # last: nothing above may draw random numbers after this
 
@@ -157,13 +178,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     def save_latest(epoch: int, epoch_iter: int) -> None:
         """(epoch, epoch_iter) is where a resumed run starts: epoch_iter steps of epoch are done."""
         checkpoint.atomic_save(
-            {"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "epoch": epoch, "epoch_iter": epoch_iter,
-             "total_iters": total_iters, "options": opts_saved, "rng": checkpoint.rng_state()},
+            {
+                "format": CHECKPOINT_FORMAT,
+                "model": model.state_dict(),
+                "epoch": epoch,
+                "epoch_iter": epoch_iter,
+                "total_iters": total_iters,
+                "options": opts_saved,
+                "rng": checkpoint.rng_state(),
+            },
             latest,
         )
         if opt.save_by_iter:
-            checkpoint.atomic_save({"netG": model.netG.state_dict(), "options": opts_saved, "epoch": epoch},
-                                   snapshot_path(run_dir, f"iter_{total_iters}"))
+            checkpoint.atomic_save(
+                {"netG": model.netG.state_dict(), "options": opts_saved, "epoch": epoch},
+                snapshot_path(run_dir, f"iter_{total_iters}"),
+            )
 
     steps_this_process = 0
     with logging_redirect_tqdm():
@@ -172,8 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             sampler.set_epoch(epoch, first * opt.batch_size)
             epoch_iter = first
             t_window = time.perf_counter()
-            bar = tqdm(total=first + len(loader), initial=first, desc=f"epoch {epoch}/{last_epoch}", unit="it",
-                       disable=None, leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=first + len(loader),
+                initial=first,
+                desc=f"epoch {epoch}/{last_epoch}",
+                unit="it",
+                disable=None,
+                leave=False,
+                dynamic_ncols=True,
+            )
             for batch in loader:
                 model.set_input(batch)
                 model.optimize_parameters()
@@ -190,8 +227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     log.info(vis.print_current_losses(epoch, epoch_iter, total_iters, losses, per_image, lr))
                     bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
                     if not finite:
-                        log.error("non-finite loss within iterations %d..%d: %s; stopping, %s keeps the last "
-                                  "good state", total_iters - opt.print_freq + 1, total_iters, losses, latest)
+                        log.error(
+                            "non-finite loss within iterations %d..%d: %s; stopping, %s keeps the last good state",
+                            total_iters - opt.print_freq + 1,
+                            total_iters,
+                            losses,
+                            latest,
+                        )
                         return 1
                     vis.plot_current_losses(epoch - 1 + epoch_iter / len(dataset) * opt.batch_size, losses)
                 if total_iters % opt.display_freq == 0:
@@ -205,8 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     bar.close()
                     save_latest(epoch, epoch_iter)
                     why = "interrupted" if stop.signum is not None else f"stopped after {steps_this_process} iterations"
-                    log.warning("%s: saved %s (epoch %d, iteration %d); resume with --continue_train", why, latest,
-                                epoch, epoch_iter)
+                    log.warning(
+                        "%s: saved %s (epoch %d, iteration %d); resume with --continue_train",
+                        why,
+                        latest,
+                        epoch,
+                        epoch_iter,
+                    )
                     return 130 if stop.signum is not None else 0
             bar.close()
 
@@ -215,11 +262,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 vis.display_current_results(model.current_visuals(), epoch, total_iters, save_result=True)
             save_latest(epoch + 1, 0)
             if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
-                checkpoint.atomic_save({"netG": model.netG.state_dict(), "options": opts_saved, "epoch": epoch},
-                                       snapshot_path(run_dir, str(epoch)))
+                checkpoint.atomic_save(
+                    {"netG": model.netG.state_dict(), "options": opts_saved, "epoch": epoch},
+                    snapshot_path(run_dir, str(epoch)),
+                )
                 prune_snapshots(run_dir, opt.keep_last)
-            log.info("end of epoch %d / %d, %d iterations; learning rate now %.7f; saved %s", epoch, last_epoch,
-                     total_iters, lr, latest)
+            log.info(
+                "end of epoch %d / %d, %d iterations; learning rate now %.7f; saved %s",
+                epoch,
+                last_epoch,
+                total_iters,
+                lr,
+                latest,
+            )
     log.info("training done: %s", run_dir)
     return 0
 

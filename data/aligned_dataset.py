@@ -68,8 +68,7 @@ class AlignedDataset(torch.utils.data.Dataset):
         epoch, index = split_key(key)
         left_path, right_path = self.pairs[index]
         # On disk: left = A, right = B. The model input is real_A, so BtoA swaps them.
-        in_nc, out_nc = (self.input_nc, self.output_nc) if self.direction == "AtoB" else (self.output_nc,
-                                                                                          self.input_nc)
+        in_nc, out_nc = (self.input_nc, self.output_nc) if self.direction == "AtoB" else (self.output_nc, self.input_nc)
         if right_path is None:
             ab = load_image(left_path, 3)
             w, h = ab.size

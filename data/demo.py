@@ -11,8 +11,16 @@ from PIL import Image
 log = logging.getLogger(__name__)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DIR = os.path.join(REPO_ROOT, "datasets", "demo")
-PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-          "stereo_motorcycle")
+PHOTOS = (
+    "astronaut",
+    "chelsea",
+    "coffee",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "retina",
+    "stereo_motorcycle",
+)
 
 
 def _photos() -> list[np.ndarray]:
@@ -42,14 +50,15 @@ def build_demo_dataset(root: str = DEMO_DIR, size: int = 512, train_per_photo: i
     counts = {"train": train_per_photo, "test": 1}
     for phase in counts:
         os.makedirs(os.path.join(root, phase), exist_ok=True)
-    for name, photo in zip(PHOTOS, _photos()):
+    for name, photo in zip(PHOTOS, _photos(), strict=False):
         h, w = photo.shape[:2]
         for phase, n in counts.items():
             for k in range(n):
                 side = int(min(h, w) * rng.uniform(0.55, 1.0))
                 y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-                crop = Image.fromarray(photo[y : y + side, x : x + side, :3]).resize((size, size),
-                                                                                      Image.Resampling.BICUBIC)
+                crop = Image.fromarray(photo[y : y + side, x : x + side, :3]).resize(
+                    (size, size), Image.Resampling.BICUBIC
+                )
                 arr = np.asarray(crop)
                 pair = np.concatenate([edges_of(arr), arr], axis=1)
                 Image.fromarray(pair).save(os.path.join(root, phase, f"{name}_{k}.jpg"), quality=95)

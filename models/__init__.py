@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,7 +32,12 @@ def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
 def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
     """The conditional discriminator: it sees input and output channels stacked."""
     return define_D(
-        o["netD"], o["input_nc"] + o["output_nc"], o["ndf"], o["n_layers_D"], o["norm"], o["init_type"],
+        o["netD"],
+        o["input_nc"] + o["output_nc"],
+        o["ndf"],
+        o["n_layers_D"],
+        o["norm"],
+        o["init_type"],
         o["init_gain"],
     )
 

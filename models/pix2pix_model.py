@@ -76,8 +76,7 @@ class Pix2PixModel:
             # LambdaLR counts steps from 0; step k means epoch epoch_count + k.
             return lr_factor(step + epoch_count, lr_policy, n_epochs, n_epochs_decay, lr_decay_iters)
 
-        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in
-                           (self.optimizer_G, self.optimizer_D)]
+        self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (self.optimizer_G, self.optimizer_D)]
         self._loss_sum = torch.zeros(len(LOSS_NAMES), device=self.device)
         self._loss_steps = 0
 
@@ -108,8 +107,9 @@ class Pix2PixModel:
         loss_D_real = self.criterionGAN(self.netD(torch.cat([self.real_A, self.real_B], 1)), True)
         loss_D = (loss_D_fake + loss_D_real) * 0.5
         if self.gan_mode == "wgangp":
-            loss_D = loss_D + self.lambda_gp * gradient_penalty(self.netD, self.real_A, self.real_B,
-                                                                self.fake_B.detach())
+            loss_D = loss_D + self.lambda_gp * gradient_penalty(
+                self.netD, self.real_A, self.real_B, self.fake_B.detach()
+            )
         loss_D.backward()
         self.optimizer_D.step()
 
@@ -130,7 +130,7 @@ class Pix2PixModel:
         values = (self._loss_sum / steps).tolist()
         self._loss_sum.zero_()
         self._loss_steps = 0
-        losses = dict(zip(LOSS_NAMES, values))
+        losses = dict(zip(LOSS_NAMES, values, strict=False))
         return losses, all(math.isfinite(v) for v in values)
 
     def update_learning_rate(self) -> float:

@@ -8,7 +8,8 @@ import os
 import platform
 import subprocess
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 # Filters users may pick for resizing each side; label maps want "nearest" so no new colours appear.
 RESIZE_FILTERS = ("bicubic", "bilinear", "lanczos", "nearest")
@@ -96,9 +97,7 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
         choices=["resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"],
         help="how images are scaled and cropped",
     )
-    g.add_argument(
-        "--filter_A", default="bicubic", choices=RESIZE_FILTERS, help="resampling filter for real_A (input)"
-    )
+    g.add_argument("--filter_A", default="bicubic", choices=RESIZE_FILTERS, help="resampling filter for real_A (input)")
     g.add_argument(
         "--filter_B", default="bicubic", choices=RESIZE_FILTERS, help="resampling filter for real_B (target)"
     )
@@ -107,9 +106,7 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
         "--num_threads", type=int, default=_default_threads(), help="data loader worker processes (0 = main)"
     )
     g.add_argument("--serial_batches", action="store_true", help="take images in order, not shuffled")
-    g.add_argument(
-        "--max_dataset_size", type=int, default=None, help="use at most this many images (default: all)"
-    )
+    g.add_argument("--max_dataset_size", type=int, default=None, help="use at most this many images (default: all)")
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
@@ -204,8 +201,10 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         if not cond:
             p.error(msg)
 
-    need(opt.name not in ("", ".", "..") and "/" not in opt.name and "\\" not in opt.name,
-         f"--name {opt.name!r}: must be a plain folder name (no path separators, not '..')")
+    need(
+        opt.name not in ("", ".", "..") and "/" not in opt.name and "\\" not in opt.name,
+        f"--name {opt.name!r}: must be a plain folder name (no path separators, not '..')",
+    )
     try:
         ids = parse_gpu_ids(opt.gpu_ids)
     except ValueError:
@@ -213,8 +212,10 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
     if ids:
         import torch
 
-        need(torch.cuda.is_available(),
-             f"--gpu_ids {opt.gpu_ids}: CUDA is not available on this machine; use --gpu_ids -1 for the CPU")
+        need(
+            torch.cuda.is_available(),
+            f"--gpu_ids {opt.gpu_ids}: CUDA is not available on this machine; use --gpu_ids -1 for the CPU",
+        )
         n = torch.cuda.device_count()
         need(all(i < n for i in ids), f"--gpu_ids {opt.gpu_ids}: this machine has {n} CUDA device(s), ids 0..{n - 1}")
     opt.gpu_ids_list = ids
@@ -233,8 +234,15 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(opt.netG.startswith("unet"), f"--num_downs applies to U-Net generators only, not --netG {opt.netG}")
 
     if is_train:
-        for flag in ("print_freq", "display_freq", "update_html_freq", "save_latest_freq", "save_epoch_freq",
-                     "epoch_count", "lr_decay_iters"):
+        for flag in (
+            "print_freq",
+            "display_freq",
+            "update_html_freq",
+            "save_latest_freq",
+            "save_epoch_freq",
+            "epoch_count",
+            "lr_decay_iters",
+        ):
             need(getattr(opt, flag) >= 1, f"--{flag} {getattr(opt, flag)}: must be a positive integer")
         for flag in ("n_epochs", "n_epochs_decay", "keep_last", "stop_after_iters"):
             need(getattr(opt, flag) >= 0, f"--{flag} {getattr(opt, flag)}: must be 0 or more")

@@ -34,7 +34,7 @@ class HTML:
         self.doc.add(t)
         with t:
             with tr():
-                for im, txt, link in zip(ims, txts, links):
+                for im, txt, link in zip(ims, txts, links, strict=False):
                     with td(style="word-wrap: break-word;", halign="center", valign="top"):
                         with p():
                             with a(href=os.path.join("images", link)):

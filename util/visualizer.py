@@ -60,21 +60,27 @@ class Visualizer:
         try:
             import visdom
         except ImportError:
-            log.warning("visdom is not installed, so no live plots (install it with: %s; "
-                        "--display_id 0 silences this)", VISDOM_INSTALL_HINT)
+            log.warning(
+                "visdom is not installed, so no live plots (install it with: %s; --display_id 0 silences this)",
+                VISDOM_INSTALL_HINT,
+            )
             self.display_id = 0
             return None
         url = f"{self.server}:{self.port}"
         try:
-            vis = visdom.Visdom(server=self.server, port=self.port, env=self.env, raise_exceptions=True,
-                                use_incoming_socket=False)
+            vis = visdom.Visdom(
+                server=self.server, port=self.port, env=self.env, raise_exceptions=True, use_incoming_socket=False
+            )
             ok = vis.check_connection(timeout_seconds=1)
         except Exception:  # visdom raises several kinds on refused connections
             ok = False
         if not ok:
             if self._vis_failed_at is None:
-                log.warning("no visdom server answers at %s; training goes on without live plots "
-                            "(start one with python -m visdom.server, or pass --display_id 0)", url)
+                log.warning(
+                    "no visdom server answers at %s; training goes on without live plots "
+                    "(start one with python -m visdom.server, or pass --display_id 0)",
+                    url,
+                )
             self._vis_failed_at = now
             return None
         if self._vis_failed_at is not None:
@@ -101,8 +107,13 @@ class Visualizer:
         if vis is not None:
             arrs = [im.transpose(2, 0, 1) for im in images.values()]
             if len({a.shape for a in arrs}) == 1:
-                self._vis_call(vis.images, np.stack(arrs), nrow=self.ncols, win=self.display_id + 1,
-                               opts={"title": f"{self.name} images: " + " | ".join(images)})
+                self._vis_call(
+                    vis.images,
+                    np.stack(arrs),
+                    nrow=self.ncols,
+                    win=self.display_id + 1,
+                    opts={"title": f"{self.name} images: " + " | ".join(images)},
+                )
         if self.use_html and save_result:
             for label, im in images.items():
                 save_image(im, os.path.join(self.img_dir, f"epoch{epoch:03d}_iter{total_iters:08d}_{label}.png"))
@@ -138,12 +149,21 @@ class Visualizer:
             X=np.array(self._plot["X"]),
             Y=np.array(self._plot["Y"]),
             win=self.display_id,
-            opts={"title": f"{self.name} loss over time", "legend": self._plot["legend"], "xlabel": "epoch",
-                  "ylabel": "loss"},
+            opts={
+                "title": f"{self.name} loss over time",
+                "legend": self._plot["legend"],
+                "xlabel": "epoch",
+                "ylabel": "loss",
+            },
         )
 
     def print_current_losses(
-        self, epoch: int, epoch_iter: int, total_iters: int, losses: dict[str, float], t_comp: float,
+        self,
+        epoch: int,
+        epoch_iter: int,
+        total_iters: int,
+        losses: dict[str, float],
+        t_comp: float,
         lr: float,
     ) -> str:
         """Log one line of losses and append it to loss_log.txt. t_comp: seconds per image."""

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Build the offline edges -> photo demo set (see data/demo.py) from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from data.demo import DEMO_DIR, build_demo_dataset  # noqa: E402 (needs the sys.path change above)
+
+log = logging.getLogger("make_demo_dataset")
+# The defaults of --size, --train_per_photo and --seed are build_demo_dataset's own.
+DEFAULTS = {name: p.default for name, p in inspect.signature(build_demo_dataset).parameters.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser.add_argument("--out", default=DEMO_DIR, help="output folder, gets train/ and test/ (default: %(default)s)")
+    parser.add_argument(
+        "--size", type=int, default=DEFAULTS["size"], help="side of each half of an A|B image (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--train_per_photo",
+        type=int,
+        default=DEFAULTS["train_per_photo"],
+        help="training crops per sample photo (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULTS["seed"], help="seed of the random crops (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    if args.size < 1 or args.train_per_photo < 0:
+        parser.error("--size must be >= 1 and --train_per_photo >= 0")
+    root = build_demo_dataset(args.out, size=args.size, train_per_photo=args.train_per_photo, seed=args.seed)
+    log.info("demo set written to %s", root)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Translate a phase with a trained generator: python test.py --dataroot ./datasets/facades --name facades."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+import torch
+from tqdm import tqdm
+
+from data import EpochSampler, create_dataloader, create_dataset
+from data.demo import ensure_demo_dataset
+from models import create_model
+from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, parse, save_options
+from util import checkpoint
+from util.html import HTML
+from util.util import save_image, setup_logging, tensor2im
+
+log = logging.getLogger("test")
+
+
+def fail(msg: str) -> None:
+    print(f"test.py: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]:
+    """(file, tag): latest.pth for --epoch latest, <N>_net_G.pth, or iter_<N>_net_G.pth for --load_iter."""
+    if load_iter > 0:
+        return os.path.join(run_dir, f"iter_{load_iter}_net_G.pth"), f"iter_{load_iter}"
+    if epoch == "latest":
+        return os.path.join(run_dir, "latest.pth"), "latest"
+    return os.path.join(run_dir, f"{epoch}_net_G.pth"), epoch
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opt = parse(False, argv)
+    setup_logging(opt.verbose)
+    run_dir = os.path.join(opt.checkpoints_dir, opt.name)
+    path, tag = checkpoint_path(run_dir, opt.epoch, opt.load_iter)
+    if not os.path.exists(path):
+        have = sorted(f for f in os.listdir(run_dir) if f.endswith(".pth")) if os.path.isdir(run_dir) else []
+        fail(
+            f"no checkpoint {path} (--name {opt.name}, --epoch {opt.epoch}); "
+            f"{'found: ' + ', '.join(have) if have else 'that run folder has none'}"
+        )
+    try:
+        state = checkpoint.load(path)
+    except RuntimeError as e:
+        fail(str(e))
+    saved = state["options"]
+    netG_state = state["model"]["netG"] if "model" in state else state["netG"]
+
+    # The generator is rebuilt from the checkpoint's options; data options default to the training run's.
+    for k in ARCHITECTURE_KEYS:
+        if k in opt.given and getattr(opt, k) != saved[k]:
+            log.warning("--%s %s ignored: the checkpoint was trained with %s", k, getattr(opt, k), saved[k])
+        setattr(opt, k, saved[k])
+    for k in INHERITED_DATA_KEYS:
+        if k not in opt.given:
+            setattr(opt, k, saved[k])
+    if opt.dataroot is None:
+        opt.dataroot = ensure_demo_dataset()
+
+    try:
+        dataset = create_dataset(opt, train=False)
+    except (FileNotFoundError, RuntimeError, ValueError) as e:
+        fail(str(e))
+    n = len(dataset) if opt.num_test is None else min(opt.num_test, len(dataset))
+
+    device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
+    model = create_model(saved, device, train=False)
+    model.netG.load_state_dict(netG_state)
+    # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
+    model.netG.train(not opt.eval)
+
+    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
+    page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {tag}")
+    save_options(opt, web_dir, "test")
+    sampler = EpochSampler(n, seed=0, shuffle=False)  # the first n images, in order
+    # Batch 1 as in the reference: test images may differ in size, and batch norm sees one image.
+    loader = create_dataloader(dataset, 1, opt.num_threads, sampler, pin_memory=device.type == "cuda")
+    log.info("translating %d images from %s/%s with %s on %s", n, opt.dataroot, opt.phase, path, device)
+    seen: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for batch in tqdm(loader, desc="test", unit="img", disable=None):
+        model.set_input(batch)
+        with torch.no_grad():
+            model.forward()
+        stem = os.path.splitext(os.path.basename(model.image_paths[0]))[0]
+        seen[stem] = seen.get(stem, 0) + 1
+        if seen[stem] > 1:  # same file name in two sub-folders
+            stem = f"{stem}_{seen[stem]}"
+        names, labels = [], []
+        for label, t in model.current_visuals().items():
+            name = f"{stem}_{label}.png"
+            save_image(tensor2im(t), os.path.join(page.img_dir, name), opt.aspect_ratio)
+            names.append(name)
+            labels.append(label)
+        page.add_header(stem)
+        page.add_images(names, labels, names, width=opt.display_winsize)
+    page_path = page.save()
+    log.info("%d images in %.1f s; open %s", n, time.perf_counter() - t0, page_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Shared test helpers: tiny aligned data sets written to tmp_path, and the repository root on sys.path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def make_pairs(folder: str, n: int, w: int = 32, h: int = 32, seed: int = 0, ext: str = "png") -> list[str]:
+    """Write n combined A|B images (each half w x h): A random noise, B = 255 - A, so pairing is checkable."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        a = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+        ab = np.concatenate([a, 255 - a], axis=1)
+        p = os.path.join(folder, f"img{i:03d}.{ext}")
+        Image.fromarray(ab).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    """dataroot with train/ (4 pairs) and test/ (2 pairs) of 32x32 halves."""
+    root = tmp_path / "data"
+    make_pairs(str(root / "train"), 4, seed=1)
+    make_pairs(str(root / "test"), 2, seed=2)
+    return str(root)
+
+
+def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run train.py / test.py through its command line, as a user would."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )

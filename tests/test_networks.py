@@ -1,0 +1,121 @@
+"""Generator and discriminator structure: parameter counts, dropout, output shapes, padding, losses."""
+
+import pytest
+import torch
+from torch import nn
+
+from models import build_generator
+from models.networks import (
+    GANLoss,
+    UnetGenerator,
+    UnetSkipConnectionBlock,
+    define_D,
+    define_G,
+    gradient_penalty,
+    init_weights,
+    pad_to_multiple,
+)
+
+
+def n_params(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize(
+    "netG, expected", [("unet_128", 41_828_995), ("unet_256", 54_413_955), ("unet_512", 66_998_915)]
+)
+def test_unet_parameter_counts_match_reference_design(netG, expected):
+    with torch.device("meta"):  # counted, never run: no memory for the big nets
+        assert n_params(define_G(netG, 3, 3, ngf=64, norm="batch", init=False)) == expected
+
+
+def test_basic_patchgan_parameter_count():
+    with torch.device("meta"):
+        assert n_params(define_D("basic", 6, ndf=64, norm="batch", init=False)) == 2_768_705
+
+
+@pytest.mark.parametrize("netG, dropouts", [("unet_128", 2), ("unet_256", 3), ("unet_512", 4)])
+def test_dropout_layers(netG, dropouts):
+    with torch.device("meta"):
+        net = define_G(netG, 3, 3, init=False)
+        assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == dropouts
+        assert not any(isinstance(m, nn.Dropout) for m in define_G(netG, 3, 3, use_dropout=False, init=False).modules())
+    # The innermost block (the one with no block inside) never has dropout.
+    blocks = [m for m in net.modules() if isinstance(m, UnetSkipConnectionBlock)]
+    innermost = [b for b in blocks if not any(isinstance(c, UnetSkipConnectionBlock) for c in b.model)]
+    assert len(innermost) == 1 and not any(isinstance(m, nn.Dropout) for m in innermost[0].modules())
+
+
+def test_num_downs_overrides_depth():
+    opts = dict(netG="unet_256", input_nc=3, output_nc=3, ngf=4, norm="batch", no_dropout=False, num_downs=6)
+    net = build_generator(opts)
+    assert isinstance(net, UnetGenerator) and net.num_downs == 6
+    assert net(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
+
+
+@pytest.mark.parametrize("num_downs", [5, 6, 7, 8, 9])
+def test_unet_output_shapes(num_downs):
+    size = 2**num_downs
+    net = UnetGenerator(3, 1, num_downs, ngf=4)
+    out = net(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 1, size, size)
+    assert out.abs().max() <= 1  # tanh
+
+
+@pytest.mark.parametrize("netG", ["resnet_6blocks", "resnet_9blocks"])
+@pytest.mark.parametrize("norm", ["batch", "instance", "none"])
+def test_resnet_generator_shapes(netG, norm):
+    net = define_G(netG, 3, 3, ngf=4, norm=norm)
+    assert net(torch.randn(1, 3, 32, 48)).shape == (1, 3, 32, 48)
+
+
+@pytest.mark.parametrize("size, side", [(256, 30), (512, 62)])
+def test_patchgan_output_map(size, side):
+    net = define_D("basic", 6, ndf=4)
+    assert net(torch.randn(1, 6, size, size)).shape == (1, 1, side, side)
+
+
+def test_other_discriminators():
+    assert define_D("pixel", 4, ndf=4)(torch.randn(1, 4, 20, 24)).shape == (1, 1, 20, 24)
+    # 5 layers halve 5 times: 256 -> 8, then two stride-1 4x4 convs: 7, 6.
+    assert define_D("n_layers", 6, ndf=4, n_layers_D=5)(torch.randn(1, 6, 256, 256)).shape == (1, 1, 6, 6)
+
+
+@pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])
+def test_init_types(init_type):
+    torch.manual_seed(0)
+    net = define_D("basic", 6, ndf=4, init_type=init_type)
+    conv = net.model[0]
+    assert torch.all(conv.bias == 0) and conv.weight.std() > 0
+    with pytest.raises(ValueError, match="init_type"):
+        init_weights(net, "uniformish")
+
+
+@pytest.mark.parametrize("h, w", [(100, 60), (300, 700), (64, 64), (33, 257)])
+def test_pad_to_multiple_any_size(h, w):
+    x = torch.randn(1, 3, h, w)
+    padded, h0, w0 = pad_to_multiple(x, 256)
+    assert (h0, w0) == (h, w)
+    assert padded.shape[-2] % 256 == 0 and padded.shape[-1] % 256 == 0
+    assert torch.equal(padded[..., :h, :w], x)
+
+
+def test_gan_losses():
+    logits = torch.zeros(2, 1, 4, 4)
+    assert GANLoss("vanilla")(logits, True).item() == pytest.approx(0.6931, abs=1e-4)  # log 2
+    assert GANLoss("lsgan")(logits, True).item() == pytest.approx(1.0)
+    assert GANLoss("lsgan")(logits, False).item() == pytest.approx(0.0)
+    pred = torch.full((2, 1, 4, 4), 3.0)
+    assert GANLoss("wgangp")(pred, True).item() == -3.0 and GANLoss("wgangp")(pred, False).item() == 3.0
+    with pytest.raises(ValueError, match="gan_mode"):
+        GANLoss("hinge")
+
+
+def test_gradient_penalty_is_finite_and_differentiable():
+    netD = define_D("basic", 6, ndf=4, norm="instance")
+    A, B, F = (torch.randn(2, 3, 32, 32) for _ in range(3))
+    gp = gradient_penalty(netD, A, B, F)
+    assert gp.ndim == 0 and torch.isfinite(gp) and gp >= 0
+    gp.backward()
+    # The penalty depends on D's weights (not on its last bias, which does not change the input gradient).
+    assert netD.model[0].weight.grad is not None and netD.model[0].weight.grad.abs().sum() > 0

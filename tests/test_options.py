@@ -1,0 +1,89 @@
+"""Options: defaults from the pix2pix paper, reference flags accepted, bad values stop with status 2."""
+
+import os
+
+import pytest
+
+from options.options import build_parser, format_options, parse
+
+
+def parse_error(capsys, argv, is_train=True) -> str:
+    with pytest.raises(SystemExit) as e:
+        parse(is_train, argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_paper_defaults():
+    opt = parse(True, [])
+    assert (opt.batch_size, opt.lr, opt.beta1, opt.lambda_L1) == (1, 0.0002, 0.5, 100.0)
+    assert (opt.gan_mode, opt.norm, opt.netD, opt.netG, opt.n_layers_D) == ("vanilla", "batch", "basic", "unet_256", 3)
+    assert (opt.load_size, opt.crop_size, opt.no_dropout) == (286, 256, False)
+    assert (opt.n_epochs, opt.n_epochs_decay, opt.lr_policy) == (100, 100, "linear")
+    assert opt.num_threads == min(4, os.cpu_count() or 1)
+    assert opt.phase == "train" and parse(False, []).phase == "test"
+
+
+def test_reference_compatibility_flags_accepted():
+    opt = parse(True, ["--model", "pix2pix", "--dataset_mode", "aligned", "--pool_size", "0", "--direction", "BtoA"])
+    assert opt.direction == "BtoA"
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--netG", "unet_1024"], "--netG: invalid choice: 'unet_1024'"),
+        (["--norm", "group"], "--norm: invalid choice"),
+        (
+            ["--crop_size", "500", "--netG", "unet_512", "--load_size", "572"],
+            "--crop_size 500 does not fit unet_512 (9 downsamplings): it must be a multiple of 512",
+        ),
+        (["--crop_size", "300"], "it must be a multiple of 256 (for example 256 or 512)"),
+        (["--crop_size", "512", "--load_size", "286"], "--crop_size 512 is larger than --load_size 286"),
+        (["--num_downs", "4"], "--num_downs 4: must be 5 or more"),
+        (["--netG", "resnet_9blocks", "--num_downs", "6"], "--num_downs applies to U-Net generators only"),
+        (["--pool_size", "50"], "--pool_size 50: pix2pix uses no image pool"),
+        (["--name", "../escape"], "--name '../escape': must be a plain folder name"),
+        (["--batch_size", "0"], "--batch_size 0: must be a positive integer"),
+        (["--lr", "-1"], "--lr -1.0: must be positive"),
+        (["--dataroot", "/no/such/folder"], "--dataroot /no/such/folder: no such folder"),
+        (["--gpu_ids", "a,b"], "--gpu_ids 'a,b': expected comma-separated integers"),
+        (["--n_epochs", "0", "--n_epochs_decay", "0"], "must be at least 1 epoch"),
+        (["--dataset_mode", "single"], "--dataset_mode single has no targets"),
+    ],
+)
+def test_bad_values_name_the_flag(capsys, argv, expected):
+    assert expected in parse_error(capsys, argv)
+
+
+def test_size_rule_follows_num_downs(capsys):
+    assert parse(True, ["--netG", "unet_512", "--num_downs", "6", "--crop_size", "64", "--load_size", "72"])
+    assert "multiple of 128" in parse_error(capsys, ["--num_downs", "7", "--crop_size", "64", "--load_size", "72"])
+    # --preprocess none or scale_width does not crop at a fixed size: the model pads instead.
+    assert parse(True, ["--preprocess", "none", "--crop_size", "100"])
+
+
+def test_gpu_ids_without_cuda(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert "CUDA is not available" in parse_error(capsys, ["--gpu_ids", "0"])
+    assert parse(True, ["--gpu_ids", "-1"]).gpu_ids_list == []
+
+
+def test_test_options(capsys):
+    opt = parse(False, ["--num_test", "5", "--epoch", "10", "--eval"])
+    assert (opt.num_test, opt.epoch, opt.eval, opt.results_dir) == (5, "10", True, "./results")
+    assert "--epoch 'best_ever'" in parse_error(capsys, ["--epoch", "best_ever"], is_train=False)
+
+
+def test_help_is_grouped():
+    text = build_parser(True).format_help()
+    for group in ("basic:", "networks:", "data:", "training:", "checkpoints and resume:", "logging and display:"):
+        assert group in text
+
+
+def test_non_defaults_marked():
+    text = format_options(parse(True, ["--ngf", "32"]))
+    assert "[default: 64]" in text and text.count("[default:") == 1
