@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import time
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -67,13 +69,16 @@ class Visualizer:
             self.display_id = 0
             return None
         url = f"{self.server}:{self.port}"
-        try:
-            vis = visdom.Visdom(
-                server=self.server, port=self.port, env=self.env, raise_exceptions=True, use_incoming_socket=False
-            )
-            ok = vis.check_connection(timeout_seconds=1)
-        except Exception:  # visdom raises several kinds on refused connections
-            ok = False
+        ok = self._server_answers()
+        if ok:
+            logging.getLogger("visdom").setLevel(logging.ERROR)  # its client logs every reconnect
+            try:
+                vis = visdom.Visdom(
+                    server=self.server, port=self.port, env=self.env, raise_exceptions=True, use_incoming_socket=False
+                )
+                ok = vis.check_connection(timeout_seconds=1)
+            except Exception:  # visdom raises several kinds on refused connections
+                ok = False
         if not ok:
             if self._vis_failed_at is None:
                 log.warning(
@@ -88,6 +93,15 @@ class Visualizer:
         self._vis_failed_at = None
         self.vis = vis
         return vis
+
+    def _server_answers(self) -> bool:
+        """A plain TCP connect first: visdom's own client prints tracebacks when nobody listens."""
+        host = urlparse(self.server).hostname or self.server
+        try:
+            with socket.create_connection((host, self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def _vis_call(self, fn, *args, **kwargs) -> None:
         try:
