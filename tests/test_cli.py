@@ -256,3 +256,47 @@ def test_keep_last_prunes_snapshots(tiny_data, tmp_path):
     ]
     snap = checkpoint.load(str(tmp_path / "k" / "4_net_G.pth"))
     assert set(snap) == {"netG", "options", "epoch"}  # generator only: no optimiser state
+
+
+def test_single_mode_and_load_iter(tiny_data, tmp_path):
+    ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
+    args = ["--checkpoints_dir", ck, "--name", "s"]
+    assert (
+        train.main(
+            [
+                "--dataroot",
+                tiny_data,
+                *args,
+                *TINY_64,
+                "--save_latest_freq",
+                "2",
+                "--save_by_iter",
+                "--stop_after_iters",
+                "2",
+                "--no_html",
+            ]
+        )
+        == 0
+    )
+    assert os.path.exists(os.path.join(ck, "s", "iter_2_net_G.pth"))
+    r = run_script(
+        "test.py",
+        "--dataroot",
+        os.path.join(tiny_data, "test"),
+        *args,
+        "--results_dir",
+        res,
+        "--dataset_mode",
+        "single",
+        "--load_iter",
+        "2",
+        "--num_threads",
+        "0",
+        "--preprocess",
+        "none",
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    images = sorted(os.listdir(os.path.join(res, "s", "test_iter_2", "images")))
+    assert images == ["img000_fake_B.png", "img000_real_A.png", "img001_fake_B.png", "img001_real_A.png"]
+    # A whole A|B image is the input in single mode: 64x32 in, 64x32 out.
+    assert Image.open(os.path.join(res, "s", "test_iter_2", "images", "img000_fake_B.png")).size == (64, 32)
