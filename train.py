@@ -97,7 +97,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     latest = os.path.join(run_dir, "latest.pth")
 
     state = None
-    if opt.continue_train:
+    snapshot = None  # --continue_train --epoch N: generator weights only
+    if opt.continue_train and opt.epoch != "latest":
+        path = snapshot_path(run_dir, opt.epoch)
+        if not os.path.exists(path):
+            fail(f"--continue_train --epoch {opt.epoch}: no snapshot at {path}")
+        try:
+            snapshot = checkpoint.load(path)
+        except RuntimeError as e:
+            fail(f"--continue_train: {e}")
+        check_resumable(opt, snapshot["options"])
+        if "epoch_count" not in opt.given:
+            opt.epoch_count = snapshot["epoch"] + 1
+        log.warning(
+            "starting from the generator of %s at epoch %d; the discriminator and optimisers start afresh "
+            "(--epoch latest resumes the full state)",
+            path,
+            opt.epoch_count,
+        )
+    elif opt.continue_train:
         if not os.path.exists(latest):
             fail(f"--continue_train: no checkpoint at {latest} (train without --continue_train first)")
         try:
@@ -146,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("netG %s: %.3f M parameters; netD %s: %.3f M parameters", opt.netG, n_g / 1e6, opt.netD, n_d / 1e6)
 
     start_epoch, start_step, total_iters = opt.epoch_count, 0, 0
+    if snapshot is not None:
+        model.netG.load_state_dict(snapshot["netG"])
     if state is not None:
         model.load_state_dict(state["model"])
         start_epoch, start_step, total_iters = state["epoch"], state["epoch_iter"], state["total_iters"]

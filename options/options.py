@@ -131,6 +131,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
     g = p.add_argument_group("checkpoints and resume")
     g.add_argument("--continue_train", action="store_true", help="resume from checkpoints_dir/name/latest.pth")
+    g.add_argument(
+        "--epoch",
+        default="latest",
+        help="with --continue_train: latest resumes the full state; a number N starts from the generator "
+        "snapshot N_net_G.pth at epoch N+1 (the discriminator and optimisers start afresh)",
+    )
     g.add_argument("--save_latest_freq", type=int, default=5000, help="save latest every N iterations")
     g.add_argument("--save_epoch_freq", type=int, default=5, help="save a generator snapshot every N epochs")
     g.add_argument("--save_by_iter", action="store_true", help="also keep iter_<N>_net_G.pth at each latest save")
@@ -255,12 +261,14 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(opt.dataset_mode == "aligned", "--dataset_mode single has no targets; it is for test.py only")
         need(0 <= opt.display_port <= 65535, f"--display_port {opt.display_port}: must be 0..65535")
         check_sizes(p, opt)
-    else:
+    need(opt.epoch == "latest" or opt.epoch.isdigit(), f"--epoch {opt.epoch!r}: must be 'latest' or a number")
+    if opt.seed is not None:
+        need(0 <= opt.seed < 2**63, f"--seed {opt.seed}: must be 0 or more")
+    if not is_train:
         need(opt.aspect_ratio > 0, f"--aspect_ratio {opt.aspect_ratio}: must be positive")
         need(opt.load_iter >= 0, f"--load_iter {opt.load_iter}: must be 0 or more")
         if opt.num_test is not None:
             need(opt.num_test >= 1, f"--num_test {opt.num_test}: must be a positive integer")
-        need(opt.epoch == "latest" or opt.epoch.isdigit(), f"--epoch {opt.epoch!r}: must be 'latest' or a number")
 
 
 def unet_depth(netG: str, num_downs: int | None) -> int | None:

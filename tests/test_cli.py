@@ -300,3 +300,25 @@ def test_single_mode_and_load_iter(tiny_data, tmp_path):
     assert images == ["img000_fake_B.png", "img000_real_A.png", "img001_fake_B.png", "img001_real_A.png"]
     # A whole A|B image is the input in single mode: 64x32 in, 64x32 out.
     assert Image.open(os.path.join(res, "s", "test_iter_2", "images", "img000_fake_B.png")).size == (64, 32)
+
+
+def test_continue_from_epoch_snapshot(tiny_data, tmp_path, caplog):
+    args = [
+        "--dataroot",
+        tiny_data,
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "e",
+        *TINY_64,
+        "--batch_size",
+        "4",
+        "--no_html",
+        "--save_epoch_freq",
+        "1",
+    ]
+    assert train.main([*args, "--n_epochs", "2", "--n_epochs_decay", "0"]) == 0
+    assert train.main([*args, "--n_epochs", "3", "--n_epochs_decay", "0", "--continue_train", "--epoch", "1"]) == 0
+    assert "starting from the generator of" in caplog.text
+    state = checkpoint.load(str(tmp_path / "e" / "latest.pth"))
+    assert state["epoch"] == 4 and state["total_iters"] == 2  # epochs 2 and 3, one batch each
