@@ -12,7 +12,8 @@ import torch
 from tqdm import tqdm
 
 from data import EpochSampler, create_dataloader, create_dataset
-from data.demo import ensure_demo_dataset
+from data.demo import DEMO_DIR, ensure_demo_dataset
+from data.image_io import data_error
 from models import create_model
 from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, parse, save_options
 from util import checkpoint
@@ -29,8 +30,8 @@ def fail(msg: str) -> None:
 
 def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]:
     """(file, tag): latest.pth for --epoch latest, <N>_net_G.pth, or iter_<N>_net_G.pth for --load_iter."""
-    if load_iter > 0:
-        return os.path.join(run_dir, f"iter_{load_iter}_net_G.pth"), f"iter_{load_iter}"
+    if load_iter > 0:  # the reference names these result folders <phase>_<epoch>_iter<N>
+        return os.path.join(run_dir, f"iter_{load_iter}_net_G.pth"), f"{epoch}_iter{load_iter}"
     if epoch == "latest":
         return os.path.join(run_dir, "latest.pth"), "latest"
     return os.path.join(run_dir, f"{epoch}_net_G.pth"), epoch
@@ -59,14 +60,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if k in opt.given and getattr(opt, k) != saved[k]:
             log.warning("--%s %s ignored: the checkpoint was trained with %s", k, getattr(opt, k), saved[k])
         setattr(opt, k, saved[k])
-    for k in INHERITED_DATA_KEYS:
+    for k in (*INHERITED_DATA_KEYS, "dataroot"):
         if k not in opt.given:
             setattr(opt, k, saved[k])
-    if opt.dataroot is None:
+    if opt.dataroot is None or (opt.dataroot == DEMO_DIR and not os.path.isdir(DEMO_DIR)):
         opt.dataroot = ensure_demo_dataset()
+    if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
+        fail(
+            f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: the crop must fit inside "
+            f"the resized image"
+        )
+    if not os.path.isdir(opt.dataroot):
+        fail(f"--dataroot {opt.dataroot} (from the training run): no such folder; pass --dataroot")
 
     try:
         dataset = create_dataset(opt, train=False)
+        dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
     n = len(dataset) if opt.num_test is None else min(opt.num_test, len(dataset))
@@ -77,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
     model.netG.train(not opt.eval)
 
+    # Dropout is on by default (as in pix2pix), so results depend on the seed: fix it, and save it.
+    opt.seed = 0 if opt.seed is None else opt.seed
+    torch.manual_seed(opt.seed)
     web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
     page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {tag}")
     save_options(opt, web_dir, "test")
@@ -86,22 +98,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("translating %d images from %s/%s with %s on %s", n, opt.dataroot, opt.phase, path, device)
     seen: dict[str, int] = {}
     t0 = time.perf_counter()
-    for batch in tqdm(loader, desc="test", unit="img", disable=None):
-        model.set_input(batch)
-        with torch.no_grad():
-            model.forward()
-        stem = os.path.splitext(os.path.basename(model.image_paths[0]))[0]
-        seen[stem] = seen.get(stem, 0) + 1
-        if seen[stem] > 1:  # same file name in two sub-folders
-            stem = f"{stem}_{seen[stem]}"
-        names, labels = [], []
-        for label, t in model.current_visuals().items():
-            name = f"{stem}_{label}.png"
-            save_image(tensor2im(t), os.path.join(page.img_dir, name), opt.aspect_ratio)
-            names.append(name)
-            labels.append(label)
-        page.add_header(stem)
-        page.add_images(names, labels, names, width=opt.display_winsize)
+    try:
+        for batch in tqdm(loader, desc="test", unit="img", disable=None):
+            model.set_input(batch)
+            with torch.no_grad():
+                model.forward()
+            stem = os.path.splitext(os.path.basename(model.image_paths[0]))[0]
+            seen[stem] = seen.get(stem, 0) + 1
+            if seen[stem] > 1:  # same file name in two sub-folders
+                stem = f"{stem}_{seen[stem]}"
+            names, labels = [], []
+            for label, t in model.current_visuals().items():
+                name = f"{stem}_{label}.png"
+                save_image(tensor2im(t), os.path.join(page.img_dir, name), opt.aspect_ratio)
+                names.append(name)
+                labels.append(label)
+            page.add_header(stem)
+            page.add_images(names, labels, names, width=opt.display_winsize)
+    except (RuntimeError, ValueError) as e:
+        msg = data_error(e)
+        if msg is None:
+            raise
+        log.error("%s", msg)
+        return 1
     page_path = page.save()
     log.info("%d images in %.1f s; open %s", n, time.perf_counter() - t0, page_path)
     return 0

@@ -10,8 +10,10 @@ import random
 import re
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
@@ -19,6 +21,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import ensure_demo_dataset
+from data.image_io import data_error
 from models import create_model
 from options.options import ARCHITECTURE_KEYS, format_options, option_dict, parse, save_options
 from util import checkpoint
@@ -61,16 +64,21 @@ def snapshot_path(run_dir: str, tag: str) -> str:
 
 
 def prune_snapshots(run_dir: str, keep_last: int) -> None:
-    """Keep the newest keep_last epoch snapshots <epoch>_net_G.pth (0 keeps all)."""
+    """Keep the newest keep_last <epoch>_net_G.pth and the newest keep_last iter_<N>_net_G.pth (0 keeps all)."""
     if keep_last <= 0:
         return
-    found = []
-    for p in glob.glob(os.path.join(run_dir, "*_net_G.pth")):
-        m = re.fullmatch(r"(\d+)_net_G\.pth", os.path.basename(p))
-        if m:
-            found.append((int(m.group(1)), p))
-    for _, p in sorted(found)[:-keep_last]:
-        os.remove(p)
+    for pattern in (r"(\d+)_net_G\.pth", r"iter_(\d+)_net_G\.pth"):
+        found = []
+        for p in glob.glob(os.path.join(run_dir, "*_net_G.pth")):
+            m = re.fullmatch(pattern, os.path.basename(p))
+            if m:
+                found.append((int(m.group(1)), p))
+        for _, p in sorted(found)[:-keep_last]:
+            os.remove(p)
+
+
+class NonFiniteWeights(RuntimeError):
+    """Raised instead of saving a checkpoint whose weights hold NaN or inf."""
 
 
 def check_resumable(opt: argparse.Namespace, saved: dict) -> None:
@@ -92,12 +100,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as e:
         fail(f"--checkpoints_dir {opt.checkpoints_dir}: cannot create {run_dir}: {e}")
-    if not os.access(run_dir, os.W_OK):
-        fail(f"--checkpoints_dir {opt.checkpoints_dir}: {run_dir} is not writable")
+    try:  # a real write: os.access says yes to root even on a read-only file system
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        fail(f"--checkpoints_dir {opt.checkpoints_dir}: cannot write in {run_dir}: {e}")
     latest = os.path.join(run_dir, "latest.pth")
 
     state = None
     snapshot = None  # --continue_train --epoch N: generator weights only
+    resumed_iters = 0
     if opt.continue_train and opt.epoch != "latest":
         path = snapshot_path(run_dir, opt.epoch)
         if not os.path.exists(path):
@@ -109,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_resumable(opt, snapshot["options"])
         if "epoch_count" not in opt.given:
             opt.epoch_count = snapshot["epoch"] + 1
+        resumed_iters = snapshot.get("total_iters", 0)
         log.warning(
             "starting from the generator of %s at epoch %d; the discriminator and optimisers start afresh "
             "(--epoch latest resumes the full state)",
@@ -124,6 +137,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail(f"--continue_train: {e}")
         saved = state["options"]
         check_resumable(opt, saved)
+        if state["epoch_iter"] > 0:  # mid-epoch: the rest of the epoch must be the same batches
+            diffs = [
+                f"--{k}: checkpoint {saved.get(k)!r}, command line {getattr(opt, k)!r}"
+                for k in ("batch_size", "serial_batches", "max_dataset_size")
+                if saved.get(k) != getattr(opt, k)
+            ]
+            if diffs:
+                fail(
+                    "--continue_train: the checkpoint was saved mid-epoch with other data options:\n  "
+                    + "\n  ".join(diffs)
+                )
+        if state["epoch"] > opt.n_epochs + opt.n_epochs_decay:
+            log.info(
+                "training already finished after epoch %d; raise --n_epochs or --n_epochs_decay to train longer",
+                state["epoch"] - 1,
+            )
+            return 0
         if opt.seed is not None and opt.seed != saved["seed"]:
             log.warning("--seed %s ignored: resuming with the checkpoint's seed %s", opt.seed, saved["seed"])
         # The data order and lr schedule of the run being resumed depend on these.
@@ -141,10 +171,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning(
             "--gpu_ids %s: this trainer uses one device per process; using cuda:%d", opt.gpu_ids, opt.gpu_ids_list[0]
         )
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        # Fixed-size crops: let cuDNN pick the fastest convolution algorithms once.
+        torch.backends.cudnn.benchmark = opt.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop")
     torch.manual_seed(opt.seed)
 
     try:
         dataset = create_dataset(opt, train=True)
+        dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
+        dataset.check_batchable(opt.batch_size)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
     if opt.batch_size > len(dataset):
@@ -163,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_d = sum(p.numel() for p in model.netD.parameters())
     log.info("netG %s: %.3f M parameters; netD %s: %.3f M parameters", opt.netG, n_g / 1e6, opt.netD, n_d / 1e6)
 
-    start_epoch, start_step, total_iters = opt.epoch_count, 0, 0
+    start_epoch, start_step, total_iters = opt.epoch_count, 0, resumed_iters
     if snapshot is not None:
         model.netG.load_state_dict(snapshot["netG"])
     if state is not None:
@@ -188,116 +224,162 @@ def main(argv: Sequence[str] | None = None) -> int:
         opt.display_ncols,
     )
     if state is not None:
-        checkpoint.set_rng_state(state["rng"])  # last: nothing above may draw random numbers after this
+        checkpoint.set_rng_state(state["rng"], device)  # last: nothing above may draw random numbers after this
 
     stop = StopFlag()
     stop.install()
-    opts_saved = option_dict(opt)
-    last_epoch = opt.n_epochs + opt.n_epochs_decay
+    progress = Progress(start_epoch, start_step, total_iters)
+    try:
+        with logging_redirect_tqdm():
+            return train_loop(opt, model, loader, sampler, vis, stop, progress, len(dataset))
+    except NonFiniteWeights as e:
+        log.error("%s; not saved: %s keeps the last good state", e, latest)
+        return 1
+    except (RuntimeError, ValueError) as e:
+        msg = data_error(e)
+        if msg is None:
+            raise
+        log.error("%s (%s keeps the last saved state)", msg, latest)
+        return 1
 
-    def save_latest(epoch: int, epoch_iter: int) -> None:
-        """(epoch, epoch_iter) is where a resumed run starts: epoch_iter steps of epoch are done."""
-        checkpoint.atomic_save(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "model": model.state_dict(),
+
+@dataclass
+class Progress:
+    """Where training stands: epoch_iter steps of `epoch` are done, total_iters in all."""
+
+    epoch: int
+    epoch_iter: int
+    total_iters: int
+
+
+def save_latest(opt: argparse.Namespace, model, progress: Progress) -> None:
+    """Write the full training state to latest.pth (and iter_<N>_net_G.pth with --save_by_iter).
+
+    Refuses (NonFiniteWeights) to replace a good checkpoint with weights holding NaN or inf.
+    """
+    run_dir = os.path.join(opt.checkpoints_dir, opt.name)
+    bad = checkpoint.non_finite_tensors(model.netG.state_dict()) + checkpoint.non_finite_tensors(
+        model.netD.state_dict()
+    )
+    if bad:
+        raise NonFiniteWeights(f"weights {', '.join(bad[:5])} hold NaN or inf at iteration {progress.total_iters}")
+    opts_saved = option_dict(opt)
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "epoch": progress.epoch,
+        "epoch_iter": progress.epoch_iter,
+        "total_iters": progress.total_iters,
+        "options": opts_saved,
+        "rng": checkpoint.rng_state(model.device),
+    }
+    checkpoint.atomic_save(state, os.path.join(run_dir, "latest.pth"))
+    if opt.save_by_iter:
+        snap = {
+            "netG": model.netG.state_dict(),
+            "options": opts_saved,
+            "epoch": progress.epoch,
+            "total_iters": progress.total_iters,
+        }
+        checkpoint.atomic_save(snap, snapshot_path(run_dir, f"iter_{progress.total_iters}"))
+        prune_snapshots(run_dir, opt.keep_last)
+
+
+def train_loop(opt, model, loader, sampler, vis, stop: StopFlag, progress: Progress, n_images: int) -> int:
+    """Run the epochs from `progress` on; returns the exit status."""
+    run_dir = os.path.join(opt.checkpoints_dir, opt.name)
+    latest = os.path.join(run_dir, "latest.pth")
+    last_epoch = opt.n_epochs + opt.n_epochs_decay
+    steps_this_process = 0
+    p = progress
+    for epoch in range(p.epoch, last_epoch + 1):
+        if epoch != p.epoch:
+            p.epoch, p.epoch_iter = epoch, 0
+        sampler.set_epoch(epoch, p.epoch_iter * opt.batch_size)
+        t_window = time.perf_counter()
+        bar = tqdm(
+            total=p.epoch_iter + len(loader),
+            initial=p.epoch_iter,
+            desc=f"epoch {epoch}/{last_epoch}",
+            unit="it",
+            disable=None,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for batch in loader:
+            model.set_input(batch)
+            model.optimize_parameters()
+            p.epoch_iter += 1
+            p.total_iters += 1
+            steps_this_process += 1
+            bar.update(1)
+
+            if p.total_iters % opt.print_freq == 0:
+                losses, finite = model.pop_losses()
+                per_image = (time.perf_counter() - t_window) / (opt.print_freq * opt.batch_size)
+                t_window = time.perf_counter()
+                lr = model.optimizer_G.param_groups[0]["lr"]
+                log.info(vis.print_current_losses(epoch, p.epoch_iter, p.total_iters, losses, per_image, lr))
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+                if not finite:
+                    log.error(
+                        "non-finite loss within iterations %d..%d: %s; stopping, %s keeps the last good state",
+                        p.total_iters - opt.print_freq + 1,
+                        p.total_iters,
+                        losses,
+                        latest,
+                    )
+                    return 1
+                vis.plot_current_losses(epoch - 1 + p.epoch_iter * opt.batch_size / n_images, losses)
+            if p.total_iters % opt.display_freq == 0:
+                vis.display_current_results(model.current_visuals(), epoch, p.total_iters, save_result=False)
+            if p.total_iters % opt.update_html_freq == 0:
+                vis.display_current_results(model.current_visuals(), epoch, p.total_iters, save_result=True)
+            if p.total_iters % opt.save_latest_freq == 0:
+                save_latest(opt, model, p)
+                log.info("saved latest (epoch %d, total_iters %d)", epoch, p.total_iters)
+            if stop.signum is not None or steps_this_process == opt.stop_after_iters:
+                bar.close()
+                save_latest(opt, model, p)
+                why = "interrupted" if stop.signum is not None else f"stopped after {steps_this_process} iterations"
+                log.warning(
+                    "%s: saved the full state to %s (epoch %d, iteration %d); resume with --continue_train",
+                    why,
+                    latest,
+                    epoch,
+                    p.epoch_iter,
+                )
+                return 130 if stop.signum is not None else 0
+        bar.close()
+
+        lr = model.update_learning_rate()
+        if not opt.no_html:
+            vis.display_current_results(model.current_visuals(), epoch, p.total_iters, save_result=True)
+        save_latest(opt, model, Progress(epoch + 1, 0, p.total_iters))
+        if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
+            snap = {
+                "netG": model.netG.state_dict(),
+                "options": option_dict(opt),
                 "epoch": epoch,
-                "epoch_iter": epoch_iter,
-                "total_iters": total_iters,
-                "options": opts_saved,
-                "rng": checkpoint.rng_state(),
-            },
+                "total_iters": p.total_iters,
+            }
+            checkpoint.atomic_save(snap, snapshot_path(run_dir, str(epoch)))
+            prune_snapshots(run_dir, opt.keep_last)
+        log.info(
+            "end of epoch %d / %d, %d iterations; learning rate now %.7f; saved %s",
+            epoch,
+            last_epoch,
+            p.total_iters,
+            lr,
             latest,
         )
-        if opt.save_by_iter:
-            checkpoint.atomic_save(
-                {"netG": model.netG.state_dict(), "options": opts_saved, "epoch": epoch},
-                snapshot_path(run_dir, f"iter_{total_iters}"),
-            )
-
-    steps_this_process = 0
-    with logging_redirect_tqdm():
-        for epoch in range(start_epoch, last_epoch + 1):
-            first = start_step if epoch == start_epoch else 0
-            sampler.set_epoch(epoch, first * opt.batch_size)
-            epoch_iter = first
-            t_window = time.perf_counter()
-            bar = tqdm(
-                total=first + len(loader),
-                initial=first,
-                desc=f"epoch {epoch}/{last_epoch}",
-                unit="it",
-                disable=None,
-                leave=False,
-                dynamic_ncols=True,
-            )
-            for batch in loader:
-                model.set_input(batch)
-                model.optimize_parameters()
-                epoch_iter += 1
-                total_iters += 1
-                steps_this_process += 1
-                bar.update(1)
-
-                if total_iters % opt.print_freq == 0:
-                    losses, finite = model.pop_losses()
-                    per_image = (time.perf_counter() - t_window) / (opt.print_freq * opt.batch_size)
-                    t_window = time.perf_counter()
-                    lr = model.optimizer_G.param_groups[0]["lr"]
-                    log.info(vis.print_current_losses(epoch, epoch_iter, total_iters, losses, per_image, lr))
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
-                    if not finite:
-                        log.error(
-                            "non-finite loss within iterations %d..%d: %s; stopping, %s keeps the last good state",
-                            total_iters - opt.print_freq + 1,
-                            total_iters,
-                            losses,
-                            latest,
-                        )
-                        return 1
-                    vis.plot_current_losses(epoch - 1 + epoch_iter / len(dataset) * opt.batch_size, losses)
-                if total_iters % opt.display_freq == 0:
-                    vis.display_current_results(model.current_visuals(), epoch, total_iters, save_result=False)
-                if total_iters % opt.update_html_freq == 0:
-                    vis.display_current_results(model.current_visuals(), epoch, total_iters, save_result=True)
-                if total_iters % opt.save_latest_freq == 0:
-                    save_latest(epoch, epoch_iter)
-                    log.info("saved latest (epoch %d, total_iters %d)", epoch, total_iters)
-                if stop.signum is not None or steps_this_process == opt.stop_after_iters:
-                    bar.close()
-                    save_latest(epoch, epoch_iter)
-                    why = "interrupted" if stop.signum is not None else f"stopped after {steps_this_process} iterations"
-                    log.warning(
-                        "%s: saved %s (epoch %d, iteration %d); resume with --continue_train",
-                        why,
-                        latest,
-                        epoch,
-                        epoch_iter,
-                    )
-                    return 130 if stop.signum is not None else 0
-            bar.close()
-
-            lr = model.update_learning_rate()
-            if not opt.no_html:
-                vis.display_current_results(model.current_visuals(), epoch, total_iters, save_result=True)
-            save_latest(epoch + 1, 0)
-            if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
-                checkpoint.atomic_save(
-                    {"netG": model.netG.state_dict(), "options": opts_saved, "epoch": epoch},
-                    snapshot_path(run_dir, str(epoch)),
-                )
-                prune_snapshots(run_dir, opt.keep_last)
-            log.info(
-                "end of epoch %d / %d, %d iterations; learning rate now %.7f; saved %s",
-                epoch,
-                last_epoch,
-                total_iters,
-                lr,
-                latest,
-            )
     log.info("training done: %s", run_dir)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("train.py: interrupted twice: stopped at once, without saving", file=sys.stderr)
+        sys.exit(130)

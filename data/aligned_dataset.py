@@ -7,28 +7,12 @@ import os
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from data.image_folder import IMG_EXTENSIONS, make_dataset
-from data.transforms import Preprocess, apply, get_params, to_tensor
+from data.image_io import BadImageError, load_image, scan
+from data.transforms import Preprocess, apply, get_params, scaled_size, to_tensor
 
 log = logging.getLogger(__name__)
-
-
-def load_image(path: str, nc: int) -> Image.Image:
-    """Open an image as 8-bit L (nc=1) or RGB (nc=3), upright per its EXIF orientation.
-
-    16-bit images are scaled to 8 bits over the full range (not clipped); alpha is dropped.
-    """
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8), mode="L")
-            return im.convert("L" if nc == 1 else "RGB")
-    except (OSError, ValueError, SyntaxError) as e:
-        raise RuntimeError(f"cannot read image {path}: {e}") from e
 
 
 def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -64,6 +48,32 @@ class AlignedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def check_batchable(self, batch_size: int) -> None:
+        check_batchable(self, batch_size)
+
+    def check(self, skip_bad: bool = False, max_bad_fraction: float = 0.05, workers: int = 4) -> None:
+        """Look at every file before any work: stop at the first unreadable one (or, with skip_bad, decode
+        all, drop the bad pairs and stop only if more than max_bad_fraction are bad); warn about combined
+        images whose halves look wrong; check --preprocess crop against the image sizes."""
+        files = [p for pair in self.pairs for p in pair if p is not None]
+        sizes, errors = scan(files, decode=skip_bad, workers=workers)
+        self.pairs = drop_bad(self.pairs, errors, skip_bad, max_bad_fraction)
+        # Size of each image (one half of a combined A|B image), as it is read.
+        self.sizes = {a: (sizes[a][0] // 2 if b is None else sizes[a][0], sizes[a][1]) for a, b in self.pairs}
+        odd = [a for a, b in self.pairs if b is None and sizes[a][0] % 2]
+        narrow = [a for a, b in self.pairs if b is None and sizes[a][0] < sizes[a][1]]
+        warn_files(odd, "the width is odd, so the halves differ by a pixel and the last column is dropped")
+        warn_files(narrow, "narrower than tall: is it really A and B side by side (A|B)?")
+        if self.preprocess.preprocess == "crop":
+            crop = self.preprocess.crop_size
+            for a, _ in self.pairs:
+                w, h = self.sizes[a]
+                if w < crop or h < crop:
+                    raise ValueError(
+                        f"{a}: each image is {w}x{h}, smaller than --crop_size {crop} with --preprocess crop "
+                        f"(use --preprocess resize_and_crop, or a smaller --crop_size)"
+                    )
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         epoch, index = split_key(key)
         left_path, right_path = self.pairs[index]
@@ -92,6 +102,50 @@ class AlignedDataset(torch.utils.data.Dataset):
         A = to_tensor(apply(left, self.preprocess, params, self.filter_A))
         B = to_tensor(apply(right, self.preprocess, params, self.filter_B))
         return {"A": A, "B": B, "A_paths": left_path, "B_paths": right_path}
+
+
+def check_batchable(dataset, batch_size: int) -> None:
+    """Batches need one image size: without a fixed crop (--preprocess none or scale_width) sizes must agree."""
+    pre = dataset.preprocess
+    if batch_size == 1 or pre.preprocess not in ("none", "scale_width"):
+        return
+    seen: dict[tuple[int, int], str] = {}
+    for path, (w, h) in dataset.sizes.items():
+        seen.setdefault(scaled_size(pre, w, h), path)
+        if len(seen) > 1:
+            (s1, p1), (s2, p2) = list(seen.items())[:2]
+            raise ValueError(
+                f"--batch_size {batch_size} with --preprocess {pre.preprocess} needs images of one size, but "
+                f"{p1} gives {s1[0]}x{s1[1]} and {p2} gives {s2[0]}x{s2[1]}; use --batch_size 1 or a --preprocess "
+                f"that crops"
+            )
+
+
+def drop_bad(pairs: list, errors: dict[str, str], skip_bad: bool, max_bad_fraction: float) -> list:
+    """Pairs without unreadable files; raises BadImageError unless skip_bad and few enough are bad."""
+    if not errors:
+        return pairs
+    msgs = [errors[p] for p in sorted(errors)]
+    if not skip_bad:
+        more = f" (and {len(msgs) - 1} more)" if len(msgs) > 1 else ""
+        raise BadImageError(f"{msgs[0]}{more}; --skip_bad_images skips unreadable files")
+    for m in msgs:
+        log.warning("skipping a bad file: %s", m)
+    good = [pair for pair in pairs if not any(p in errors for p in pair if p is not None)]
+    share = 1 - len(good) / len(pairs)
+    if share > max_bad_fraction or not good:
+        raise BadImageError(
+            f"{len(pairs) - len(good)} of {len(pairs)} images are unreadable ({share:.1%}), more than "
+            f"--max_bad_fraction {max_bad_fraction}"
+        )
+    return good
+
+
+def warn_files(paths: list[str], why: str, limit: int = 10) -> None:
+    for p in paths[:limit]:
+        log.warning("%s: %s", p, why)
+    if len(paths) > limit:
+        log.warning("... and %d more files: %s", len(paths) - limit, why)
 
 
 def find_pairs(dataroot: str, phase: str, max_dataset_size: int | None) -> list[tuple[str, str | None]]:

@@ -6,8 +6,9 @@ import os
 
 import torch
 
-from data.aligned_dataset import load_image, split_key
+from data.aligned_dataset import drop_bad, split_key
 from data.image_folder import IMG_EXTENSIONS, make_dataset
+from data.image_io import load_image, scan
 from data.transforms import Preprocess, apply, get_params, to_tensor
 
 
@@ -29,6 +30,12 @@ class SingleDataset(torch.utils.data.Dataset):
         if not self.paths:
             raise FileNotFoundError(f"no images in {folder} (accepted extensions: {', '.join(IMG_EXTENSIONS)})")
         self.input_nc, self.preprocess, self.filter_A = input_nc, preprocess, filter_A
+
+    def check(self, skip_bad: bool = False, max_bad_fraction: float = 0.05, workers: int = 4) -> None:
+        """Stop at the first unreadable file, or with skip_bad drop them (see AlignedDataset.check)."""
+        sizes, errors = scan(self.paths, decode=skip_bad, workers=workers)
+        self.paths = [a for a, _ in drop_bad([(p, None) for p in self.paths], errors, skip_bad, max_bad_fraction)]
+        self.sizes = {p: sizes[p] for p in self.paths}
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -337,4 +337,5 @@ def gradient_penalty(netD: nn.Module, real_A: torch.Tensor, real_B: torch.Tensor
     mixed_B = (alpha * real_B + (1 - alpha) * fake_B).requires_grad_(True)
     out = netD(torch.cat([real_A, mixed_B], 1))
     (grad,) = torch.autograd.grad(out.sum(), mixed_B, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    # The small offset keeps the norm's gradient finite where D's gradient is exactly zero.
+    return (((grad.flatten(1) + 1e-16).norm(2, dim=1) - 1) ** 2).mean()

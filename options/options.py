@@ -106,6 +106,17 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
         "--num_threads", type=int, default=_default_threads(), help="data loader worker processes (0 = main)"
     )
     g.add_argument("--serial_batches", action="store_true", help="take images in order, not shuffled")
+    g.add_argument(
+        "--skip_bad_images",
+        action="store_true",
+        help="decode every image first and skip unreadable ones (default: stop at the first, naming it)",
+    )
+    g.add_argument(
+        "--max_bad_fraction",
+        type=float,
+        default=0.05,
+        help="with --skip_bad_images, stop if more than this share of the images is unreadable",
+    )
     g.add_argument("--max_dataset_size", type=int, default=None, help="use at most this many images (default: all)")
 
 
@@ -176,6 +187,7 @@ def build_parser(is_train: bool) -> argparse.ArgumentParser:
             else "Translate images with a trained pix2pix generator and write an HTML page."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        allow_abbrev=False,  # test.py must know exactly which flags were given
     )
     _add_common(p, is_train)
     if is_train:
@@ -225,6 +237,11 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         n = torch.cuda.device_count()
         need(all(i < n for i in ids), f"--gpu_ids {opt.gpu_ids}: this machine has {n} CUDA device(s), ids 0..{n - 1}")
     opt.gpu_ids_list = ids
+    need(
+        opt.phase not in ("", ".", "..") and "/" not in opt.phase and "\\" not in opt.phase,
+        f"--phase {opt.phase!r}: must be a plain folder name such as train, test or val",
+    )
+    need(0 <= opt.max_bad_fraction < 1, f"--max_bad_fraction {opt.max_bad_fraction}: must be in [0, 1)")
 
     for flag in ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D", "display_winsize"):
         need(getattr(opt, flag) >= 1, f"--{flag} {getattr(opt, flag)}: must be a positive integer")
@@ -297,12 +314,20 @@ def check_sizes(p: argparse.ArgumentParser, opt: argparse.Namespace) -> None:
                 f"--crop_size {opt.crop_size} does not fit {what}: it must be a multiple of {m} "
                 f"(for example {valid}), or use a generator with fewer downsamplings (--num_downs)"
             )
-        if opt.preprocess in ("resize_and_crop", "scale_width_and_crop"):
-            if opt.crop_size > opt.load_size:
-                p.error(
-                    f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
-                    f"the crop must fit inside the resized image (use --load_size >= {opt.crop_size})"
-                )
+    if opt.preprocess in ("resize_and_crop", "scale_width_and_crop"):
+        if opt.crop_size > opt.load_size:
+            p.error(
+                f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: "
+                f"the crop must fit inside the resized image (use --load_size >= {opt.crop_size})"
+            )
+    if opt.is_train and opt.preprocess in CROP_PREPROCESS:
+        # PatchGAN: n stride-2 convs, then two 4x4 stride-1 convs that take 1 and 2 pixels off.
+        n = {"basic": 3, "n_layers": opt.n_layers_D, "pixel": 0}[opt.netD]
+        if opt.crop_size < 2 ** (n + 2):
+            p.error(
+                f"--crop_size {opt.crop_size} is too small for --netD {opt.netD} with {n} layers: "
+                f"it needs at least {2 ** (n + 2)} pixels (or use fewer --n_layers_D)"
+            )
 
 
 def parse(is_train: bool, argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -310,8 +335,8 @@ def parse(is_train: bool, argv: Sequence[str] | None = None) -> argparse.Namespa
     argv = list(sys.argv[1:] if argv is None else argv)
     p = build_parser(is_train)
     opt = p.parse_args(argv)
-    validate(p, opt, is_train)
     opt.is_train = is_train
+    validate(p, opt, is_train)
     opt.argv = argv
     opt.given = sorted(given_flags(argv))
     return opt

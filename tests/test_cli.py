@@ -255,7 +255,7 @@ def test_keep_last_prunes_snapshots(tiny_data, tmp_path):
         "latest.pth",
     ]
     snap = checkpoint.load(str(tmp_path / "k" / "4_net_G.pth"))
-    assert set(snap) == {"netG", "options", "epoch"}  # generator only: no optimiser state
+    assert set(snap) == {"netG", "options", "epoch", "total_iters"}  # generator only: no optimiser state
 
 
 def test_single_mode_and_load_iter(tiny_data, tmp_path):
@@ -296,10 +296,10 @@ def test_single_mode_and_load_iter(tiny_data, tmp_path):
         "none",
     )
     assert r.returncode == 0, r.stderr + r.stdout
-    images = sorted(os.listdir(os.path.join(res, "s", "test_iter_2", "images")))
+    images = sorted(os.listdir(os.path.join(res, "s", "test_latest_iter2", "images")))
     assert images == ["img000_fake_B.png", "img000_real_A.png", "img001_fake_B.png", "img001_real_A.png"]
     # A whole A|B image is the input in single mode: 64x32 in, 64x32 out.
-    assert Image.open(os.path.join(res, "s", "test_iter_2", "images", "img000_fake_B.png")).size == (64, 32)
+    assert Image.open(os.path.join(res, "s", "test_latest_iter2", "images", "img000_fake_B.png")).size == (64, 32)
 
 
 def test_continue_from_epoch_snapshot(tiny_data, tmp_path, caplog):
@@ -321,4 +321,4 @@ def test_continue_from_epoch_snapshot(tiny_data, tmp_path, caplog):
     assert train.main([*args, "--n_epochs", "3", "--n_epochs_decay", "0", "--continue_train", "--epoch", "1"]) == 0
     assert "starting from the generator of" in caplog.text
     state = checkpoint.load(str(tmp_path / "e" / "latest.pth"))
-    assert state["epoch"] == 4 and state["total_iters"] == 2  # epochs 2 and 3, one batch each
+    assert state["epoch"] == 4 and state["total_iters"] == 3  # snapshot 1 had 1 step; epochs 2 and 3 add 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import time
 from typing import Any
 
 import torch
@@ -19,6 +21,10 @@ def atomic_save(obj: Any, path: str) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        # Test hook: a pause between the complete temp file and the rename, so a test can SIGKILL here.
+        pause = float(os.environ.get("PIX2PIX_TEST_SAVE_PAUSE", "0"))
+        if pause > 0:
+            time.sleep(pause)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -29,22 +35,41 @@ def atomic_save(obj: Any, path: str) -> None:
 def load(path: str) -> dict:
     """Load a checkpoint on the CPU with weights_only=True (no arbitrary code from pickles)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as e:  # a truncated or foreign file: say which
-        raise RuntimeError(f"cannot load checkpoint {path}: {e}") from e
-
-
-def rng_state() -> dict[str, Any]:
-    """Global torch RNG states as tensors (dropout and the wgangp mix draw from these)."""
-    state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    except Exception as e:  # a truncated file, or one that holds pickled objects: say which and why
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else ""
+        reason = f"the file is truncated or not a PyTorch checkpoint ({type(e).__name__}: {first})"
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            what = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), "")
+            reason = f"it holds pickled Python objects, refused by weights_only=True ({what or 'unsafe content'})"
+        raise RuntimeError(f"cannot load checkpoint {path}: {reason}") from e
+    if not isinstance(state, dict):
+        raise RuntimeError(f"cannot load checkpoint {path}: not a checkpoint of this project")
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def non_finite_tensors(state_dict: dict) -> list[str]:
+    """Names of floating-point tensors holding NaN or inf (one reduction per tensor, at save time only)."""
+    bad = []
+    for name, t in state_dict.items():
+        if torch.is_tensor(t) and t.is_floating_point() and not math.isfinite(float(t.float().abs().sum())):
+            bad.append(name)
+    return bad
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    """The torch RNG states as tensors (dropout and the wgangp mix draw from these): the CPU's, and the
+    training device's when it is a GPU (only that one, so a resume on another machine still works)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)

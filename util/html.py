@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from urllib.parse import quote
 
 import dominate
 from dominate.tags import a, br, h3, img, meta, p, table, td, tr
@@ -37,8 +38,9 @@ class HTML:
                 for im, txt, link in zip(ims, txts, links, strict=False):
                     with td(style="word-wrap: break-word;", halign="center", valign="top"):
                         with p():
-                            with a(href=os.path.join("images", link)):
-                                img(style=f"width:{width}px", src=os.path.join("images", im))
+                            # File names are percent-encoded in URLs; dominate escapes text and attributes.
+                            with a(href="images/" + quote(link)):
+                                img(style=f"width:{width}px", src="images/" + quote(im))
                             br()
                             p(txt)
 
