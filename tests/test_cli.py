@@ -5,10 +5,10 @@ import os
 
 import pytest
 import torch
-from conftest import make_pairs, run_script
 from PIL import Image
 
 import train
+from conftest import make_pairs, run_script
 from util import checkpoint
 
 TINY = ["--ngf", "4", "--ndf", "4", "--display_id", "0", "--num_threads", "0", "--seed", "3"]

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import make_pairs
 from PIL import Image
 
+from conftest import make_pairs
 from data import EpochSampler, create_dataloader
 from data.aligned_dataset import AlignedDataset
 from data.image_folder import make_dataset

@@ -41,3 +41,42 @@ def test_loss_log_and_training_page(tmp_path):
     assert page.index("epoch 2, iteration 10") < page.index("epoch 1, iteration 5")  # newest first
     assert len(os.listdir(tmp_path / "web" / "images")) == 6
     assert page.index("epoch002_iter00000010_real_A.png") < page.index("epoch002_iter00000010_fake_B.png")
+
+
+def test_visdom_outage_mid_run_warns_once_and_plots_resume(tmp_path, caplog, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+
+    class FakeVisdom:
+        def __init__(self, **kwargs):
+            pass
+
+        def check_connection(self, timeout_seconds=1):
+            return True
+
+        def line(self, X, Y, win, opts):
+            calls.append(Y.shape)
+
+        def images(self, *args, **kwargs):
+            pass
+
+    class Broken:
+        def line(self, **kwargs):
+            raise ConnectionError("gone")
+
+    monkeypatch.setitem(sys.modules, "visdom", types.SimpleNamespace(Visdom=FakeVisdom))
+    vis = Visualizer(str(tmp_path), "run", display_id=1, retry_seconds=0)
+    vis.vis = Broken()  # connected earlier, the server has just gone away
+    up = {"now": False}
+    monkeypatch.setattr(vis, "_server_answers", lambda: up["now"])
+    with caplog.at_level(logging.INFO):
+        for i in range(3):
+            vis.plot_current_losses(i, {"G_GAN": 1.0})
+        up["now"] = True
+        vis.plot_current_losses(3, {"G_GAN": 1.0})
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "lost the visdom server" in warnings[0]
+    assert "is back" in caplog.text
+    assert calls == [(4, 1)]  # the whole curve, outage included, is plotted once it is back

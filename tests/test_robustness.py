@@ -1,0 +1,282 @@
+"""Bad input, interruptions and security: clear errors naming the file or flag, nothing half-written."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import train
+from conftest import ROOT, make_pairs, run_script
+from data.image_io import load_image
+from models.pix2pix_model import Pix2PixModel
+from util import checkpoint
+
+TINY = [
+    "--ngf",
+    "4",
+    "--ndf",
+    "4",
+    "--display_id",
+    "0",
+    "--num_threads",
+    "0",
+    "--seed",
+    "3",
+    "--netG",
+    "unet_256",
+    "--num_downs",
+    "5",
+    "--load_size",
+    "36",
+    "--crop_size",
+    "32",
+    "--no_html",
+]
+
+
+def train_args(dataroot, ck, name="r"):
+    return ["--dataroot", str(dataroot), "--checkpoints_dir", str(ck), "--name", name, *TINY]
+
+
+# ---- bad files -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["empty", "not_an_image"])
+def test_unreadable_file_stops_before_work_naming_it(tmp_path, kind, capsys):
+    make_pairs(str(tmp_path / "d" / "train"), 3)
+    bad = tmp_path / "d" / "train" / "bad.png"
+    bad.write_bytes(b"" if kind == "empty" else b"this is not a PNG")
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(tmp_path / "d", tmp_path / "ck"))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"cannot read image {bad}" in err and "--skip_bad_images" in err
+    assert not os.path.exists(tmp_path / "ck" / "r" / "latest.pth")
+
+
+def truncated_jpeg(path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (32, 64, 3), dtype=np.uint8)).save(path, quality=95)
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])  # the header survives, the pixels do not
+
+
+def test_truncated_image_stops_training_naming_it(tmp_path, caplog):
+    make_pairs(str(tmp_path / "d" / "train"), 3)
+    truncated_jpeg(tmp_path / "d" / "train" / "cut.jpg")
+    assert train.main(train_args(tmp_path / "d", tmp_path / "ck") + ["--serial_batches"]) == 1
+    assert f"cannot read image {tmp_path / 'd' / 'train' / 'cut.jpg'}" in caplog.text
+
+
+def test_skip_bad_images(tmp_path, caplog):
+    make_pairs(str(tmp_path / "d" / "train"), 9)
+    truncated_jpeg(tmp_path / "d" / "train" / "cut.jpg")
+    args = train_args(tmp_path / "d", tmp_path / "ck") + [
+        "--skip_bad_images",
+        "--n_epochs",
+        "1",
+        "--n_epochs_decay",
+        "0",
+    ]
+    assert train.main(args + ["--max_bad_fraction", "0.2"]) == 0
+    assert caplog.text.count("skipping a bad file") == 1 and "cut.jpg" in caplog.text
+    assert checkpoint.load(str(tmp_path / "ck" / "r" / "latest.pth"))["total_iters"] == 9
+    with pytest.raises(SystemExit) as e:
+        train.main(args + ["--max_bad_fraction", "0.05", "--name", "r2"])
+    assert e.value.code == 2
+
+
+def test_suspicious_combined_images_warn(tmp_path, caplog):
+    make_pairs(str(tmp_path / "d" / "train"), 2)
+    Image.new("RGB", (65, 32)).save(tmp_path / "d" / "train" / "odd.png")
+    Image.new("RGB", (40, 64)).save(tmp_path / "d" / "train" / "tall.png")
+    assert train.main(train_args(tmp_path / "d", tmp_path / "ck") + ["--stop_after_iters", "1"]) == 0
+    assert "odd.png: the width is odd" in caplog.text
+    assert "tall.png: narrower than tall" in caplog.text
+
+
+def test_image_modes_are_converted(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    Image.fromarray(np.full((4, 4), 65535, np.uint16)).save(tmp_path / "w16.png")
+    Image.fromarray(np.full((4, 4), 32896, np.uint16)).save(tmp_path / "m16.png")  # 128 * 257
+    Image.fromarray(np.dstack([rgb, np.zeros((6, 8), np.uint8)])).save(tmp_path / "rgba.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "pal.png")
+    Image.fromarray(rgb).convert("L").save(tmp_path / "gray.png")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(tmp_path / "rot.jpg", exif=exif)
+
+    assert np.asarray(load_image(str(tmp_path / "w16.png"), 1)).max() == 255  # scaled, not clipped
+    assert np.asarray(load_image(str(tmp_path / "m16.png"), 3))[0, 0].tolist() == [128, 128, 128]
+    assert np.array_equal(np.asarray(load_image(str(tmp_path / "rgba.png"), 3)), rgb)  # alpha dropped
+    for name in ("pal.png", "gray.png", "cmyk.jpg"):
+        for nc, mode in ((1, "L"), (3, "RGB")):
+            im = load_image(str(tmp_path / name), nc)
+            assert im.mode == mode and im.size == (8, 6)
+    assert load_image(str(tmp_path / "rot.jpg"), 3).size == (6, 8)  # upright: width and height swap
+
+
+def test_crop_larger_than_images(tmp_path, capsys):
+    make_pairs(str(tmp_path / "d" / "train"), 2, w=16, h=16)
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(tmp_path / "d", tmp_path / "ck") + ["--preprocess", "crop"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "img000.png: each image is 16x16, smaller than --crop_size 32" in err
+
+
+def test_batch_of_different_sizes_without_crop(tmp_path, capsys):
+    make_pairs(str(tmp_path / "d" / "train"), 1, w=32, h=32)
+    make_pairs(str(tmp_path / "d" / "train" / "sub"), 1, w=64, h=32)
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(tmp_path / "d", tmp_path / "ck") + ["--preprocess", "none", "--batch_size", "2"])
+    assert e.value.code == 2 and "--batch_size 2 with --preprocess none needs images of one size" in (
+        capsys.readouterr().err
+    )
+
+
+def test_unwritable_checkpoints_dir(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    make_pairs(str(tmp_path / "d" / "train"), 1)
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(tmp_path / "d", tmp_path / "file"))
+    assert e.value.code == 2 and "--checkpoints_dir" in capsys.readouterr().err
+
+
+# ---- non-finite values ---------------------------------------------------------------------------------
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, caplog, monkeypatch):
+    args = train_args(tiny_data, tmp_path) + ["--print_freq", "2", "--save_latest_freq", "2"]
+    original = Pix2PixModel.pop_losses
+    calls = {"n": 0}
+
+    def flaky(self):
+        losses, finite = original(self)
+        calls["n"] += 1
+        return losses, finite and calls["n"] < 3  # the third read (iterations 5..6) is non-finite
+
+    monkeypatch.setattr(Pix2PixModel, "pop_losses", flaky)
+    assert train.main(args) == 1
+    assert "non-finite loss within iterations 5..6" in caplog.text
+    assert checkpoint.load(str(tmp_path / "r" / "latest.pth"))["total_iters"] == 4
+
+
+def test_non_finite_weights_are_never_saved(tiny_data, tmp_path):
+    args = train_args(tiny_data, tmp_path) + ["--stop_after_iters", "1"]
+    assert train.main(args) == 0
+    before = open(tmp_path / "r" / "latest.pth", "rb").read()
+    opt = train.parse(True, args)
+    model = train.create_model(vars(opt), torch.device("cpu"))
+    with torch.no_grad():
+        next(model.netG.parameters()).fill_(float("nan"))
+    with pytest.raises(train.NonFiniteWeights, match="hold NaN or inf"):
+        train.save_latest(opt, model, train.Progress(1, 1, 1))
+    assert open(tmp_path / "r" / "latest.pth", "rb").read() == before
+
+
+# ---- interruptions -----------------------------------------------------------------------------------------
+
+
+def start_training(args, env_extra=None):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(cond, timeout=120):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigint_saves_latest_and_exits_nonzero(tiny_data, tmp_path):
+    args = train_args(tiny_data, tmp_path) + ["--num_threads", "2", "--n_epochs", "500", "--print_freq", "1"]
+    proc = start_training(args)
+    log = tmp_path / "r" / "loss_log.txt"
+    assert wait_for(lambda: log.exists() and log.read_text().count("G_GAN") >= 3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted: saved the full state to" in out
+    assert "Traceback" not in err  # neither the main process nor the loader workers die noisily
+    state = checkpoint.load(str(tmp_path / "r" / "latest.pth"))
+    assert state["total_iters"] >= 3 and "optimizer_G" in state["model"]
+
+
+def test_sigkill_during_save_leaves_previous_latest_loadable(tiny_data, tmp_path):
+    args = train_args(tiny_data, tmp_path)
+    assert train.main(args + ["--stop_after_iters", "2"]) == 0
+    latest = tmp_path / "r" / "latest.pth"
+    before = open(latest, "rb").read()
+    # The test hook pauses between the complete temporary file and the rename.
+    proc = start_training(args + ["--continue_train", "--save_latest_freq", "1"], {"PIX2PIX_TEST_SAVE_PAUSE": "60"})
+    try:
+        assert wait_for(lambda: glob.glob(str(tmp_path / "r" / "latest.pth.*.tmp")))
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert open(latest, "rb").read() == before
+    assert checkpoint.load(str(latest))["total_iters"] == 2
+
+
+# ---- security --------------------------------------------------------------------------------------------------
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > pwned.txt",))
+
+
+def test_pickled_object_checkpoint_is_refused(tmp_path):
+    (tmp_path / "r").mkdir()
+    torch.save({"netG": {}, "options": {}, "x": Payload()}, tmp_path / "r" / "latest.pth")
+    r = run_script("test.py", "--checkpoints_dir", str(tmp_path), "--name", "r")
+    assert r.returncode == 2 and "pickled Python objects, refused by weights_only=True" in r.stderr
+    assert not os.path.exists(os.path.join(ROOT, "pwned.txt"))
+
+
+def test_html_escapes_file_names(tmp_path):
+    root = tmp_path / "d"
+    make_pairs(str(root / "train"), 2)
+    os.makedirs(root / "test")
+    evil = "<img src=x onerror=alert(1)>"
+    Image.open(make_pairs(str(tmp_path / "x"), 1)[0]).save(root / "test" / f"{evil}.png")
+    assert train.main(train_args(root, tmp_path / "ck") + ["--stop_after_iters", "1"]) == 0
+    r = run_script(
+        "test.py",
+        "--checkpoints_dir",
+        str(tmp_path / "ck"),
+        "--name",
+        "r",
+        "--results_dir",
+        str(tmp_path / "res"),
+        "--num_threads",
+        "0",
+    )
+    assert r.returncode == 0, r.stderr
+    page = open(tmp_path / "res" / "r" / "test_latest" / "index.html").read()
+    assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert os.path.exists(tmp_path / "res" / "r" / "test_latest" / "images" / f"{evil}_fake_B.png")
+
+
+@pytest.mark.parametrize("flag, value", [("--name", "a/../../b"), ("--phase", "../train"), ("--name", "..")])
+def test_paths_cannot_escape(flag, value, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.parse(True, [flag, value])
+    assert e.value.code == 2 and flag in capsys.readouterr().err
