@@ -320,6 +320,8 @@ def train_loop(opt, model, loader, sampler, vis, stop: StopFlag, progress: Progr
                 t_window = time.perf_counter()
                 lr = model.optimizer_G.param_groups[0]["lr"]
                 log.info(vis.print_current_losses(epoch, p.epoch_iter, p.total_iters, losses, per_image, lr))
+                if model.skipped_steps:
+                    log.warning("%d steps skipped so far for a non-finite loss", model.skipped_steps)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
                 if not finite:
                     log.error(

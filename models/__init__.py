@@ -59,6 +59,7 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
         lr=o["lr"],
         beta1=o["beta1"],
         pad_multiple=pad,
+        skip_nonfinite=o.get("skip_nonfinite", False),
         lr_policy=o["lr_policy"],
         n_epochs=o["n_epochs"],
         n_epochs_decay=o["n_epochs_decay"],

@@ -52,6 +52,7 @@ class Pix2PixModel:
         lr: float = 2e-4,
         beta1: float = 0.5,
         pad_multiple: int = 1,
+        skip_nonfinite: bool = False,
         lr_policy: str = "linear",
         n_epochs: int = 100,
         n_epochs_decay: int = 100,
@@ -62,6 +63,9 @@ class Pix2PixModel:
         self.netG = netG.to(self.device)
         self.netD = netD.to(self.device) if netD is not None else None
         self.pad_multiple = pad_multiple
+        # Skipping needs to look at each loss on the host: one sync per step, so it is opt-in.
+        self.skip_nonfinite = skip_nonfinite
+        self.skipped_steps = 0
         self.gan_mode, self.lambda_L1, self.lambda_gp = gan_mode, lambda_L1, lambda_gp
         self.real_A = self.real_B = self.fake_B = torch.empty(0)
         self.image_paths: list[str] = []
@@ -110,6 +114,9 @@ class Pix2PixModel:
             loss_D = loss_D + self.lambda_gp * gradient_penalty(
                 self.netD, self.real_A, self.real_B, self.fake_B.detach()
             )
+        if self.skip_nonfinite and not torch.isfinite(loss_D):
+            self.skipped_steps += 1
+            return
         loss_D.backward()
         self.optimizer_D.step()
 
@@ -118,7 +125,11 @@ class Pix2PixModel:
         self.optimizer_G.zero_grad(set_to_none=True)
         loss_G_GAN = self.criterionGAN(self.netD(torch.cat([self.real_A, self.fake_B], 1)), True)
         loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
-        (loss_G_GAN + loss_G_L1).backward()
+        loss_G = loss_G_GAN + loss_G_L1
+        if self.skip_nonfinite and not torch.isfinite(loss_G):
+            self.skipped_steps += 1
+            return
+        loss_G.backward()
         self.optimizer_G.step()
 
         self._loss_sum += torch.stack([loss_G_GAN, loss_G_L1, loss_D_real, loss_D_fake]).detach()

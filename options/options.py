@@ -134,6 +134,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epoch_count", type=int, default=1, help="first epoch number of a new run")
     g.add_argument("--pool_size", type=int, default=0, help="accepted for reference compatibility; must be 0")
     g.add_argument(
+        "--skip_nonfinite",
+        action="store_true",
+        help="skip (and count) steps whose loss is NaN or inf instead of stopping; costs a host sync per step",
+    )
+    g.add_argument(
         "--stop_after_iters",
         type=int,
         default=0,

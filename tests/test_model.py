@@ -107,3 +107,18 @@ def test_scheduler_steps_per_epoch():
     assert model.update_learning_rate() == pytest.approx(0.3 * 2 / 3)
     assert model.update_learning_rate() == pytest.approx(0.3 * 1 / 3)
     assert model.optimizer_D.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_skip_nonfinite_steps_are_counted_and_change_nothing():
+    model = tiny_model("--skip_nonfinite")
+    b = batch()
+    b["B"][0, 0, 0, 0] = float("nan")  # L1 and D on real pairs become NaN
+    model.set_input(b)
+    g0 = [p.detach().clone() for p in model.netG.parameters()]
+    model.optimize_parameters()
+    assert model.skipped_steps == 1
+    assert all(torch.equal(a, p) for a, p in zip(g0, model.netG.parameters(), strict=True))
+    model.set_input(batch())
+    model.optimize_parameters()
+    losses, finite = model.pop_losses()
+    assert finite and model.skipped_steps == 1
