@@ -50,6 +50,10 @@ def test_reference_compatibility_flags_accepted():
         (["--gpu_ids", "a,b"], "--gpu_ids 'a,b': expected comma-separated integers"),
         (["--n_epochs", "0", "--n_epochs_decay", "0"], "must be at least 1 epoch"),
         (["--dataset_mode", "single"], "--dataset_mode single has no targets"),
+        (["--netD", "n_layers", "--n_layers_D", "7"], "--crop_size 256 is too small for --netD n_layers with 7 layers"),
+        (["--phase", "a/b"], "--phase 'a/b': must be a plain folder name"),
+        (["--max_bad_fraction", "1.5"], "--max_bad_fraction 1.5: must be in [0, 1)"),
+        (["--seed", "-4"], "--seed -4: must be 0 or more"),
     ],
 )
 def test_bad_values_name_the_flag(capsys, argv, expected):
@@ -70,6 +74,11 @@ def test_gpu_ids_without_cuda(capsys):
         pytest.skip("this machine has CUDA")
     assert "CUDA is not available" in parse_error(capsys, ["--gpu_ids", "0"])
     assert parse(True, ["--gpu_ids", "-1"]).gpu_ids_list == []
+
+
+def test_abbreviations_are_refused(capsys):
+    # test.py must know which flags were written, so --crop for --crop_size is an error, not a guess.
+    assert "unrecognized arguments: --crop" in parse_error(capsys, ["--crop", "128"], is_train=False)
 
 
 def test_test_options(capsys):

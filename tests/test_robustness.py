@@ -280,3 +280,12 @@ def test_paths_cannot_escape(flag, value, capsys):
     with pytest.raises(SystemExit) as e:
         train.parse(True, [flag, value])
     assert e.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_mid_epoch_resume_with_other_batches_is_refused(tiny_data, tmp_path, capsys):
+    args = train_args(tiny_data, tmp_path)
+    assert train.main(args + ["--stop_after_iters", "1"]) == 0
+    with pytest.raises(SystemExit) as e:
+        train.main(args + ["--continue_train", "--batch_size", "2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "saved mid-epoch" in err and "--batch_size: checkpoint 1, command line 2" in err
