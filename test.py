@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
@@ -18,6 +20,7 @@ from models import create_model
 from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, parse, save_options
 from util import checkpoint
 from util.html import HTML
+from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.util import save_image, setup_logging, tensor2im
 
 log = logging.getLogger("test")
@@ -34,6 +37,8 @@ def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]
         return os.path.join(run_dir, f"iter_{load_iter}_net_G.pth"), f"{epoch}_iter{load_iter}"
     if epoch == "latest":
         return os.path.join(run_dir, "latest.pth"), "latest"
+    if epoch == "best":
+        return os.path.join(run_dir, "best_net_G.pth"), "best"
     return os.path.join(run_dir, f"{epoch}_net_G.pth"), epoch
 
 
@@ -90,12 +95,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     opt.seed = 0 if opt.seed is None else opt.seed
     torch.manual_seed(opt.seed)
     web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
-    page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {tag}")
+    img_dir = os.path.join(web_dir, "images")
+    os.makedirs(img_dir, exist_ok=True)
     save_options(opt, web_dir, "test")
+    metrics = None
+    if opt.dataset_mode == "aligned" and opt.metric_list:
+        metrics = MetricSuite(opt.metric_list, device, opt.fid_weights, opt.lpips_weights, seed=opt.seed)
+    elif "metrics" in opt.given:
+        log.warning("--metrics ignored: --dataset_mode single has no real_B to compare with")
     sampler = EpochSampler(n, seed=0, shuffle=False)  # the first n images, in order
     # Batch 1 as in the reference: test images may differ in size, and batch norm sees one image.
     loader = create_dataloader(dataset, 1, opt.num_threads, sampler, pin_memory=device.type == "cuda")
     log.info("translating %d images from %s/%s with %s on %s", n, opt.dataroot, opt.phase, path, device)
+    rows: list[Row] = []
     seen: dict[str, int] = {}
     t0 = time.perf_counter()
     try:
@@ -107,23 +119,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             seen[stem] = seen.get(stem, 0) + 1
             if seen[stem] > 1:  # same file name in two sub-folders
                 stem = f"{stem}_{seen[stem]}"
-            names, labels = [], []
-            for label, t in model.current_visuals().items():
-                name = f"{stem}_{label}.png"
-                save_image(tensor2im(t), os.path.join(page.img_dir, name), opt.aspect_ratio)
-                names.append(name)
-                labels.append(label)
-            page.add_header(stem)
-            page.add_images(names, labels, names, width=opt.display_winsize)
+            visuals = model.current_visuals()
+            images = {}
+            for label, t in visuals.items():
+                images[label] = f"{stem}_{label}.png"
+                save_image(tensor2im(t), os.path.join(img_dir, images[label]), opt.aspect_ratio)
+            scores = metrics.update(model.fake_B, model.real_B)[0] if metrics else {}
+            rows.append(Row(stem, images, scores))
     except (RuntimeError, ValueError) as e:
         msg = data_error(e)
         if msg is None:
             raise
         log.error("%s", msg)
         return 1
-    page_path = page.save()
-    log.info("%d images in %.1f s; open %s", n, time.perf_counter() - t0, page_path)
+    elapsed = time.perf_counter() - t0
+    summary = metrics.compute() if metrics else {}
+    if metrics:
+        record = {"summary": summary, "per_image": {r.name: r.scores for r in rows}, "metrics": metrics.names}
+        with open(os.path.join(web_dir, "metrics.json"), "w") as f:
+            json.dump(record, f, indent=2)
+        log.info("metrics over %d images: %s", len(rows), format_scores(summary))
+    if opt.sort_by is not None and opt.sort_by in (metrics.names if metrics else []):
+        rows.sort(key=lambda r: r.scores[opt.sort_by], reverse=not HIGHER_IS_BETTER[opt.sort_by])
+    page_path = write_test_page(web_dir, opt, tag, rows, summary)
+    log.info("%d images in %.1f s; open %s", len(rows), elapsed, page_path)
     return 0
+
+
+@dataclass
+class Row:
+    name: str
+    images: dict[str, str]  # label -> file name under images/
+    scores: dict[str, float]
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
+
+
+def write_test_page(web_dir: str, opt, tag: str, rows: list[Row], summary: dict[str, float]) -> str:
+    """index.html: a summary at the top, then per row the name, real_A, fake_B, real_B and its metrics."""
+    page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {tag}")
+    page.add_header(f"{opt.name}: {opt.phase}, checkpoint {tag}, {len(rows)} images")
+    if summary:
+        page.add_table(summary, caption="summary over all images (docs/metrics.md says how each is computed)")
+    if opt.sort_by:
+        page.add_text(f"rows sorted by {opt.sort_by}, worst first")
+    for r in rows:
+        page.add_header(r.name)
+        labels = list(r.images)
+        captions = [f"{lb}  ({format_scores(r.scores)})" if lb == "fake_B" and r.scores else lb for lb in labels]
+        files = [r.images[lb] for lb in labels]
+        page.add_images(files, captions, files, width=opt.display_winsize)
+    return page.save()
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from models import create_model
 from options.options import ARCHITECTURE_KEYS, format_options, option_dict, parse, save_options
 from util import checkpoint
 from util.util import setup_logging
+from util.validation import Validator, split_validation
 from util.visualizer import Visualizer
 
 log = logging.getLogger("train")
@@ -181,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = create_dataset(opt, train=True)
         dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
         dataset.check_batchable(opt.batch_size)
+        val_set = split_validation(opt, dataset)
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
     if opt.batch_size > len(dataset):
@@ -193,6 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%d training images in %s/%s, batch size %d", len(dataset), opt.dataroot, opt.phase, opt.batch_size)
 
     model = create_model(vars(opt), device, train=True)
+    opt.saved_options = option_dict(opt)
+    validator = Validator(opt, val_set, device) if val_set is not None else None
+    if validator is not None:
+        log.info(
+            "validating on %d images every %d epoch(s); best_net_G.pth by %s",
+            validator.n,
+            opt.val_freq,
+            opt.best_metric,
+        )
     if opt.verbose:
         log.debug("netG:\n%s\nnetD:\n%s", model.netG, model.netD)
     n_g = sum(p.numel() for p in model.netG.parameters())
@@ -205,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if state is not None:
         model.load_state_dict(state["model"])
         start_epoch, start_step, total_iters = state["epoch"], state["epoch_iter"], state["total_iters"]
+        if validator is not None:
+            validator.best = state.get("best")
         log.info(
             "resuming %s at epoch %d, iteration %d of the epoch (%d in all)",
             latest,
@@ -222,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         opt.display_env,
         opt.display_winsize,
         opt.display_ncols,
+        tensorboard=opt.logger == "tensorboard",
     )
     if state is not None:
         checkpoint.set_rng_state(state["rng"], device)  # last: nothing above may draw random numbers after this
@@ -231,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = Progress(start_epoch, start_step, total_iters)
     try:
         with logging_redirect_tqdm():
-            return train_loop(opt, model, loader, sampler, vis, stop, progress, len(dataset))
+            return train_loop(opt, model, loader, sampler, vis, stop, progress, len(dataset), validator)
     except NonFiniteWeights as e:
         log.error("%s; not saved: %s keeps the last good state", e, latest)
         return 1
@@ -252,7 +266,7 @@ class Progress:
     total_iters: int
 
 
-def save_latest(opt: argparse.Namespace, model, progress: Progress) -> None:
+def save_latest(opt: argparse.Namespace, model, progress: Progress, best: dict | None = None) -> None:
     """Write the full training state to latest.pth (and iter_<N>_net_G.pth with --save_by_iter).
 
     Refuses (NonFiniteWeights) to replace a good checkpoint with weights holding NaN or inf.
@@ -272,6 +286,7 @@ def save_latest(opt: argparse.Namespace, model, progress: Progress) -> None:
         "total_iters": progress.total_iters,
         "options": opts_saved,
         "rng": checkpoint.rng_state(model.device),
+        "best": best,
     }
     checkpoint.atomic_save(state, os.path.join(run_dir, "latest.pth"))
     if opt.save_by_iter:
@@ -285,8 +300,14 @@ def save_latest(opt: argparse.Namespace, model, progress: Progress) -> None:
         prune_snapshots(run_dir, opt.keep_last)
 
 
-def train_loop(opt, model, loader, sampler, vis, stop: StopFlag, progress: Progress, n_images: int) -> int:
+def train_loop(
+    opt, model, loader, sampler, vis, stop: StopFlag, progress: Progress, n_images: int, validator=None
+) -> int:
     """Run the epochs from `progress` on; returns the exit status."""
+
+    def best() -> dict | None:
+        return validator.best if validator is not None else None
+
     run_dir = os.path.join(opt.checkpoints_dir, opt.name)
     latest = os.path.join(run_dir, "latest.pth")
     last_epoch = opt.n_epochs + opt.n_epochs_decay
@@ -338,11 +359,11 @@ def train_loop(opt, model, loader, sampler, vis, stop: StopFlag, progress: Progr
             if p.total_iters % opt.update_html_freq == 0:
                 vis.display_current_results(model.current_visuals(), epoch, p.total_iters, save_result=True)
             if p.total_iters % opt.save_latest_freq == 0:
-                save_latest(opt, model, p)
+                save_latest(opt, model, p, best())
                 log.info("saved latest (epoch %d, total_iters %d)", epoch, p.total_iters)
             if stop.signum is not None or steps_this_process == opt.stop_after_iters:
                 bar.close()
-                save_latest(opt, model, p)
+                save_latest(opt, model, p, best())
                 why = "interrupted" if stop.signum is not None else f"stopped after {steps_this_process} iterations"
                 log.warning(
                     "%s: saved the full state to %s (epoch %d, iteration %d); resume with --continue_train",
@@ -355,9 +376,12 @@ def train_loop(opt, model, loader, sampler, vis, stop: StopFlag, progress: Progr
         bar.close()
 
         lr = model.update_learning_rate()
+        visuals = {k: v.detach().clone() for k, v in model.current_visuals().items()}
+        if validator is not None and epoch % opt.val_freq == 0:
+            vis.plot_validation(epoch, validator(model, epoch, p.total_iters))
         if not opt.no_html:
-            vis.display_current_results(model.current_visuals(), epoch, p.total_iters, save_result=True)
-        save_latest(opt, model, Progress(epoch + 1, 0, p.total_iters))
+            vis.display_current_results(visuals, epoch, p.total_iters, save_result=True)
+        save_latest(opt, model, Progress(epoch + 1, 0, p.total_iters), best())
         if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
             snap = {
                 "netG": model.netG.state_dict(),

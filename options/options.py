@@ -120,6 +120,38 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
     g.add_argument("--max_dataset_size", type=int, default=None, help="use at most this many images (default: all)")
 
 
+def _add_metrics(p: argparse.ArgumentParser, is_train: bool) -> None:
+    g = p.add_argument_group("metrics" + (" and validation" if is_train else ""))
+    g.add_argument(
+        "--metrics",
+        default="psnr,ssim",
+        help="comma-separated: psnr, ssim, lpips, fid, kid, swd (see docs/metrics.md)",
+    )
+    g.add_argument("--fid_weights", default=None, help="local InceptionV3 weights file for fid and kid")
+    g.add_argument("--lpips_weights", default=None, help="local backbone weights file for lpips")
+    if is_train:
+        g.add_argument("--val_phase", default=None, help="validate on dataroot/<val_phase> (e.g. val)")
+        g.add_argument(
+            "--val_split",
+            type=float,
+            default=0.0,
+            help="hold out this seeded fraction of the training images for validation (when there is no val folder)",
+        )
+        g.add_argument("--val_freq", type=int, default=1, help="validate every N epochs")
+        g.add_argument("--val_max", type=int, default=None, help="validate on at most N images")
+        g.add_argument(
+            "--best_metric",
+            default=None,
+            help="keep best_net_G.pth by this validation metric (default: the first of --metrics)",
+        )
+    else:
+        g.add_argument(
+            "--sort_by",
+            default=None,
+            help="order the page's rows by this per-image metric, worst first (default: file name order)",
+        )
+
+
 def _add_train(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--gan_mode", default="vanilla", choices=["vanilla", "lsgan", "wgangp"], help="GAN objective")
@@ -169,6 +201,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--display_env", default="main", help="visdom environment")
     g.add_argument("--display_winsize", type=int, default=256, help="visdom image size")
     g.add_argument("--display_ncols", type=int, default=3, help="images per row in visdom")
+    g.add_argument(
+        "--logger",
+        default="none",
+        choices=["none", "tensorboard"],
+        help="also log scalars and images to TensorBoard (checkpoints_dir/name/tensorboard)",
+    )
 
 
 def _add_test(p: argparse.ArgumentParser) -> None:
@@ -195,6 +233,7 @@ def build_parser(is_train: bool) -> argparse.ArgumentParser:
         allow_abbrev=False,  # test.py must know exactly which flags were given
     )
     _add_common(p, is_train)
+    _add_metrics(p, is_train)
     if is_train:
         _add_train(p)
     else:
@@ -246,6 +285,39 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         opt.phase not in ("", ".", "..") and "/" not in opt.phase and "\\" not in opt.phase,
         f"--phase {opt.phase!r}: must be a plain folder name such as train, test or val",
     )
+    from util.metrics import HIGHER_IS_BETTER, parse_metrics
+
+    try:
+        opt.metric_list = parse_metrics(opt.metrics)
+    except ValueError as e:
+        p.error(f"--metrics {opt.metrics!r}: {e}")
+    per_image = [m for m in opt.metric_list if m in ("psnr", "ssim", "lpips")]
+    for flag in ("fid_weights", "lpips_weights"):
+        if getattr(opt, flag) is not None:
+            need(os.path.isfile(getattr(opt, flag)), f"--{flag} {getattr(opt, flag)}: no such file")
+    if is_train:
+        need(0 <= opt.val_split < 1, f"--val_split {opt.val_split}: must be in [0, 1)")
+        need(opt.val_freq >= 1, f"--val_freq {opt.val_freq}: must be a positive integer")
+        need(not (opt.val_phase and opt.val_split), "--val_phase and --val_split: give one, not both")
+        if opt.val_phase is not None:
+            need(
+                "/" not in opt.val_phase and opt.val_phase not in ("", ".", ".."),
+                f"--val_phase {opt.val_phase!r}: must be a plain folder name such as val",
+            )
+        if opt.val_max is not None:
+            need(opt.val_max >= 1, f"--val_max {opt.val_max}: must be a positive integer")
+        if opt.best_metric is None:
+            opt.best_metric = opt.metric_list[0]
+        need(
+            opt.best_metric in opt.metric_list,
+            f"--best_metric {opt.best_metric}: must be one of --metrics ({', '.join(opt.metric_list)})",
+        )
+        opt.best_higher = HIGHER_IS_BETTER[opt.best_metric]
+    elif opt.sort_by is not None:
+        need(
+            opt.sort_by in per_image,
+            f"--sort_by {opt.sort_by}: must be a per-image metric of --metrics ({', '.join(per_image) or 'none'})",
+        )
     need(0 <= opt.max_bad_fraction < 1, f"--max_bad_fraction {opt.max_bad_fraction}: must be in [0, 1)")
 
     for flag in ("ngf", "ndf", "batch_size", "load_size", "crop_size", "n_layers_D", "display_winsize"):
@@ -283,7 +355,16 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(opt.dataset_mode == "aligned", "--dataset_mode single has no targets; it is for test.py only")
         need(0 <= opt.display_port <= 65535, f"--display_port {opt.display_port}: must be 0..65535")
         check_sizes(p, opt)
-    need(opt.epoch == "latest" or opt.epoch.isdigit(), f"--epoch {opt.epoch!r}: must be 'latest' or a number")
+        if opt.logger == "tensorboard":
+            try:
+                import torch.utils.tensorboard  # noqa: F401
+            except ImportError:
+                p.error("--logger tensorboard: the tensorboard package is not installed (pip install tensorboard)")
+    valid_epochs = "'latest' or a number" if is_train else "'latest', 'best' or a number"
+    need(
+        opt.epoch == "latest" or opt.epoch.isdigit() or (not is_train and opt.epoch == "best"),
+        f"--epoch {opt.epoch!r}: must be {valid_epochs}",
+    )
     if opt.seed is not None:
         need(0 <= opt.seed < 2**63, f"--seed {opt.seed}: must be 0 or more")
     if not is_train:

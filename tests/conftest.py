@@ -8,9 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Tiny networks gain nothing from threads, and two OpenMP threads on two shared cores cost a lot.
+torch.set_num_threads(1)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
@@ -40,7 +43,7 @@ def tiny_data(tmp_path):
 
 def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     """Run train.py / test.py through its command line, as a user would."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, script), *args],
         cwd=ROOT,

@@ -6,7 +6,7 @@ import os
 from urllib.parse import quote
 
 import dominate
-from dominate.tags import a, br, h3, img, meta, p, table, td, tr
+from dominate.tags import a, br, h3, img, meta, p, pre, table, td, tr
 
 
 class HTML:
@@ -17,6 +17,8 @@ class HTML:
         self.img_dir = os.path.join(web_dir, "images")
         os.makedirs(self.img_dir, exist_ok=True)
         self.doc = dominate.document(title=title)
+        with self.doc.head:
+            meta(charset="utf-8")  # http.server sends no charset; file names may not be ASCII
         if refresh > 0:
             with self.doc.head:
                 meta(http_equiv="refresh", content=str(refresh))
@@ -28,6 +30,29 @@ class HTML:
     def add_text(self, text: str) -> None:
         with self.doc:
             p(text)
+
+    def add_table(self, values: dict[str, float], caption: str = "") -> None:
+        """A two-column table of names and numbers."""
+        t = table(border=1, style="border-collapse: collapse; margin: 8px 0;")
+        self.doc.add(t)
+        with t:
+            if caption:
+                with tr():
+                    td(caption, colspan=2)
+            for k, v in values.items():
+                with tr():
+                    td(k)
+                    td(f"{v:.4g}" if isinstance(v, float) else str(v), style="text-align: right;")
+
+    def add_pre(self, text: str) -> None:
+        with self.doc:
+            pre(text)
+
+    def add_image(self, src: str, alt: str, width: int | None = None, version: str = "") -> None:
+        """A single image (for example a plot) given relative to web_dir; a new `version` defeats caches."""
+        url = quote(src) + (f"?v={quote(version)}" if version else "")
+        with self.doc:
+            img(src=url, alt=alt, style=f"max-width:{width}px" if width else "max-width:100%")
 
     def add_images(self, ims: list[str], txts: list[str], links: list[str], width: int = 256) -> None:
         """One row; ims and links are paths relative to web_dir/images."""
@@ -47,7 +72,7 @@ class HTML:
     def save(self) -> str:
         path = os.path.join(self.web_dir, "index.html")
         tmp = path + ".tmp"
-        with open(tmp, "w") as f:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(self.doc.render())
         os.replace(tmp, path)
         return path

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from util.html import HTML
+from util.plots import plot_training
 from util.util import save_image, tensor2im
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,13 @@ class Visualizer:
         display_winsize: int = 256,
         display_ncols: int = 3,
         retry_seconds: float = 60.0,
+        tensorboard: bool = False,
     ) -> None:
         self.name, self.use_html, self.winsize = name, use_html, display_winsize
         self.display_id, self.ncols = display_id, display_ncols
         self.server, self.port, self.env = display_server, display_port, display_env
         self.retry_seconds = retry_seconds
+        self.run_dir = run_dir
         self.web_dir = os.path.join(run_dir, "web")
         self.img_dir = os.path.join(self.web_dir, "images")
         if use_html:
@@ -48,6 +51,12 @@ class Visualizer:
         self.vis = None
         self._vis_failed_at: float | None = None
         self._plot: dict[str, list] = {"X": [], "Y": [], "legend": []}
+        self._val_plot: dict[str, list] = {"X": [], "Y": [], "legend": []}
+        self.tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
 
     # ---- visdom -----------------------------------------------------------------------------------
     def _visdom(self):
@@ -83,7 +92,8 @@ class Visualizer:
             if self._vis_failed_at is None:
                 log.warning(
                     "no visdom server answers at %s; training goes on without live plots "
-                    "(start one with python -m visdom.server, or pass --display_id 0)",
+                    "(start one with python -m visdom.server, which downloads its web assets on first start; "
+                    "or pass --display_id 0)",
                     url,
                 )
             self._vis_failed_at = now
@@ -117,6 +127,9 @@ class Visualizer:
     ) -> None:
         """Show the first image of each visual in visdom; with save_result add a row to the HTML page."""
         images = {label: tensor2im(t) for label, t in visuals.items()}
+        if self.tb is not None:
+            for label, im in images.items():
+                self.tb.add_image(label, im, total_iters, dataformats="HWC")
         vis = self._visdom()
         if vis is not None:
             arrs = [im.transpose(2, 0, 1) for im in images.values()]
@@ -142,6 +155,14 @@ class Visualizer:
                 rows.setdefault((int(m.group(1)), int(m.group(2))), []).append(f)
         order = {"real_A": 0, "fake_B": 1, "real_B": 2}
         page = HTML(self.web_dir, f"Experiment name = {self.name}", refresh=0)
+        page.add_header(f"training run {self.name}")
+        if plot_training(self.run_dir, os.path.join(self.web_dir, "plot.png")):
+            stamp = str(int(os.path.getmtime(os.path.join(self.web_dir, "plot.png"))))
+            page.add_image("plot.png", "loss and validation curves", version=stamp)
+        opt_file = os.path.join(self.run_dir, "train_opt.txt")
+        if os.path.exists(opt_file):
+            with open(opt_file) as f:
+                page.add_pre(f.read())
         for (epoch, it), files in sorted(rows.items(), reverse=True):
             files.sort(key=lambda f: order.get(_IMG_RE.match(f).group(3), 9))
             page.add_header(f"epoch {epoch}, iteration {it}")
@@ -171,6 +192,27 @@ class Visualizer:
             },
         )
 
+    def plot_validation(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Append the validation metrics of an epoch to their visdom window (display_id + 2)."""
+        names = [k for k in metrics if k != "n" and not k.startswith("swd_")]
+        if self.tb is not None:
+            for k in names:
+                self.tb.add_scalar(f"val/{k}", metrics[k], epoch)
+            self.tb.flush()
+        self._val_plot["X"].append([epoch] * len(names))
+        self._val_plot["Y"].append([metrics[k] for k in names])
+        self._val_plot["legend"] = names
+        vis = self._visdom()
+        if vis is None:
+            return
+        self._vis_call(
+            vis.line,
+            X=np.array(self._val_plot["X"]),
+            Y=np.array(self._val_plot["Y"]),
+            win=self.display_id + 2,
+            opts={"title": f"{self.name} validation", "legend": names, "xlabel": "epoch"},
+        )
+
     def print_current_losses(
         self,
         epoch: int,
@@ -181,6 +223,10 @@ class Visualizer:
         lr: float,
     ) -> str:
         """Log one line of losses and append it to loss_log.txt. t_comp: seconds per image."""
+        if self.tb is not None:
+            for k, v in losses.items():
+                self.tb.add_scalar(f"loss/{k}", v, total_iters)
+            self.tb.flush()
         msg = f"(epoch: {epoch}, iters: {epoch_iter}, total_iters: {total_iters}, time: {t_comp:.3f}, lr: {lr:.7f}) "
         msg += " ".join(f"{k}: {v:.3f}" for k, v in losses.items())
         with open(self.log_name, "a") as f:

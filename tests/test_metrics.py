@@ -1,0 +1,237 @@
+"""util/metrics.py: PSNR and SSIM against scikit-image, SWD's ordering, FID/KID on known features, weights fallbacks."""
+
+import logging
+import math
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from skimage.color import rgb2gray
+from skimage.metrics import structural_similarity
+
+from util import metrics
+from util.metrics import HIGHER_IS_BETTER, METRICS, MetricSuite, parse_metrics
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: a second thread only adds synchronisation (and on a busy 2-core machine, waiting)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def to_tensor(img01: np.ndarray) -> torch.Tensor:
+    """(H, W[, C]) array in [0, 1] -> (1, C, H, W) float64 tensor in [-1, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(img01, dtype=np.float64))
+    t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
+    return t[None] * 2 - 1
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty torch hub cache and no reachable download host; counts the probes."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    probes = []
+    monkeypatch.setattr(metrics, "_reachable", lambda url, timeout=None: probes.append(url) or False)
+    return probes
+
+
+def test_parse_metrics():
+    assert parse_metrics("psnr,ssim") == ["psnr", "ssim"]
+    assert parse_metrics(" SSIM, psnr ,ssim,") == ["ssim", "psnr"]
+    assert set(METRICS) == set(HIGHER_IS_BETTER)
+    with pytest.raises(ValueError) as e:
+        parse_metrics("psnr,fidd")
+    assert "'fidd'" in str(e.value) and "psnr, ssim, lpips, fid, kid, swd" in str(e.value)
+    with pytest.raises(ValueError, match="fidd"):
+        MetricSuite(["fidd"])
+
+
+def test_psnr():
+    rng = np.random.default_rng(0)
+    real = rng.uniform(0, 0.9, (2, 3, 16, 16))
+    suite = MetricSuite(["psnr"])
+    same = suite.update(to_tensor(real[0].transpose(1, 2, 0)), to_tensor(real[0].transpose(1, 2, 0)))
+    assert same == [{"psnr": math.inf}]
+    rows = suite.update(torch.from_numpy(real + 0.1) * 2 - 1, torch.from_numpy(real) * 2 - 1)
+    assert [r["psnr"] for r in rows] == pytest.approx([20.0, 20.0], abs=1e-9)  # 10 log10(1 / 0.1^2)
+    assert all(type(r["psnr"]) is float for r in rows)
+    assert suite.compute() == {"n": 3, "psnr": math.inf}  # one identical pair makes the mean inf
+    suite.reset()
+    empty = suite.compute()
+    assert empty["n"] == 0 and math.isnan(empty["psnr"])
+
+
+def test_ssim_matches_scikit_image(caplog):
+    rng = np.random.default_rng(1)
+    astro = data.astronaut().astype(np.float64) / 255
+    cases = []
+    for y, x, sigma in ((40, 160, 0.02), (200, 220, 0.1), (300, 60, 0.05)):
+        real = astro[y : y + 48, x : x + 40]
+        cases.append((real, np.clip(real + rng.normal(0, sigma, real.shape), 0, 1)))
+    gray = rgb2gray(astro[100:164, 180:236])
+    cases.append((gray, np.clip(0.8 * gray + 0.1 + rng.normal(0, 0.03, gray.shape), 0, 1)))
+    suite = MetricSuite(["ssim"])
+    for real, fake in cases:
+        expected = structural_similarity(fake, real, data_range=1, channel_axis=-1 if fake.ndim == 3 else None)
+        (row,) = suite.update(to_tensor(fake), to_tensor(real))
+        assert type(row["ssim"]) is float and row["ssim"] == pytest.approx(expected, abs=1e-4)
+        assert suite.update(to_tensor(real), to_tensor(real))[0]["ssim"] == pytest.approx(1.0, abs=1e-12)
+    # float32 input, as the generator gives it, still matches
+    real, fake = cases[1]
+    (row,) = suite.update(to_tensor(fake).float(), to_tensor(real).float())
+    assert row["ssim"] == pytest.approx(structural_similarity(fake, real, data_range=1, channel_axis=-1), abs=1e-4)
+    # smaller than the 7x7 window: nan, one warning, left out of the mean
+    mean_before = suite.compute()["ssim"]
+    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+        for _ in range(2):
+            assert math.isnan(suite.update(torch.zeros(1, 3, 5, 9), torch.zeros(1, 3, 5, 9))[0]["ssim"])
+    assert len([r for r in caplog.records if "ssim" in r.getMessage()]) == 1
+    assert suite.compute()["ssim"] == pytest.approx(mean_before)
+
+
+def astronaut_set(n: int = 4, size: int = 32) -> torch.Tensor:
+    """n crops of the astronaut photo, (n, 3, size, size) in [-1, 1]."""
+    astro = torch.from_numpy(data.astronaut()).permute(2, 0, 1).double() / 127.5 - 1
+    return torch.stack([astro[:, 40 * i : 40 * i + size, 30 * i : 30 * i + size] for i in range(n)])
+
+
+def swd_of(fake: torch.Tensor, real: torch.Tensor, seed: int = 0) -> dict[str, float]:
+    suite = MetricSuite(["swd"], seed=seed)
+    suite.update(fake, real)
+    return suite.compute()
+
+
+def test_swd_orders_sets_and_repeats():
+    real = astronaut_set()
+    noisy = (real + 0.02 * torch.randn(real.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1)
+    blurred = torch.nn.functional.avg_pool2d(real, 3, stride=1, padding=1, count_include_pad=False)
+    shifted = (blurred + 0.2).clamp(-1, 1)
+    same, light, bad = swd_of(real, real), swd_of(noisy, real), swd_of(shifted, real)
+    assert set(same) == {"n", "swd", "swd_32", "swd_16"}  # 32 px: a band-pass level and the 16 px low-pass
+    assert same["swd"] == 0  # identical sets, patches drawn at the same places
+    assert 0 < light["swd"] < bad["swd"]
+    assert light["swd"] < swd_of(blurred, real)["swd"] < bad["swd"]
+    assert swd_of(noisy, real) == light  # same seed, same numbers
+    assert swd_of(noisy, real, seed=1)["swd"] != light["swd"]
+
+
+def test_swd_sizes_and_reset():
+    suite = MetricSuite(["psnr", "ssim", "swd"])
+    big, small = astronaut_set(2, 64), astronaut_set(2, 20)
+    suite.update(big.flip(-1), big)
+    suite.update(small.flip(-1), small)  # another size: pooled by pyramid level
+    out = suite.compute()
+    assert out["n"] == 4 and set(out) == {"n", "psnr", "ssim", "swd", "swd_64", "swd_32", "swd_16"}
+    suite.reset()
+    suite.update(big.flip(-1), big)
+    suite.update(small.flip(-1), small)
+    assert suite.compute() == out  # reset starts the patch positions from the seed again
+
+
+class Unpack(torch.nn.Module):
+    """Test feature extractor: the 12 values of a (3, 1, 4) image in [0, 1] are features / 20 + 0.5."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) * 20 - 10
+
+
+def feature_images(n: int, mean: float, seed: int, exact: bool = False) -> torch.Tensor:
+    """(n, 3, 1, 4) images in [-1, 1] carrying 12-d N(mean, I) features; exact: whitened so that the sample
+    mean is exactly `mean` and the sample covariance exactly I."""
+    f = torch.randn(n, 12, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    if exact:
+        f = f - f.mean(0)
+        f = f @ torch.linalg.inv(torch.linalg.cholesky(torch.cov(f.T))).T
+    return ((f + mean) / 10).reshape(n, 3, 1, 4)
+
+
+def test_fid_kid_on_known_features():
+    # Equal covariances: FID = ||mu1 - mu2||^2 = 12 * 0.5^2, exactly, for the sample statistics.
+    a, b = feature_images(300, 0.0, 1, exact=True), feature_images(300, 0.5, 2, exact=True)
+    suite = MetricSuite(["fid", "kid"], feature_extractor=Unpack())
+    assert suite.update(b, a) == [{}] * 300
+    rng_before = torch.get_rng_state()
+    diff = suite.compute()
+    assert torch.equal(torch.get_rng_state(), rng_before)  # KID's subset draws leave training's RNG alone
+    assert diff["fid"] == pytest.approx(3.0, abs=1e-3)
+    assert set(diff) == {"n", "fid", "kid", "kid_std"} and diff["n"] == 300
+    # Two samples of one distribution: FID is biased upwards (~ d^2 / n), KID is ~ 0 (unbiased).
+    suite.reset()
+    suite.update(feature_images(1000, 0.0, 3), feature_images(1000, 0.0, 4))
+    same = suite.compute()
+    assert 0 < same["fid"] < 0.2 and abs(same["kid"]) < 0.01 and diff["kid"] > 0.5
+    few = MetricSuite(["kid"], feature_extractor=Unpack())
+    few.update(b[:30], a[:30])
+    assert few.compute()["kid"] > 0  # subset size min(1000, n)
+
+
+def test_fid_without_weights_warns_once_and_drops(offline, caplog):
+    t0 = time.perf_counter()
+    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+        suite = MetricSuite(["psnr", "fid"])
+    assert time.perf_counter() - t0 < 5
+    assert suite.names == ["psnr"] and offline  # it looked for a download host, once
+    (record,) = caplog.records
+    assert "--fid_weights PATH" in record.getMessage() and "FID is skipped" in record.getMessage()
+    assert set(suite.update(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8))[0]) == {"psnr"}
+    assert "fid" not in suite.compute()
+
+
+def test_fid_kid_bad_weights_file(tmp_path, caplog):
+    bad = tmp_path / "inception.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+        suite = MetricSuite(["fid", "kid", "ssim"], fid_weights=str(bad))
+    assert suite.names == ["ssim"]
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["fid", "kid"]  # one warning per metric
+    assert all(str(bad) in r.getMessage() and "--fid_weights" in r.getMessage() for r in caplog.records)
+
+
+def test_lpips_without_weights_warns_once_and_drops(offline, caplog):
+    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+        suite = MetricSuite(["lpips", "ssim"])
+    assert suite.names == ["ssim"]
+    (record,) = caplog.records
+    assert "--lpips_weights PATH" in record.getMessage() and "LPIPS is skipped" in record.getMessage()
+
+
+def test_lpips_with_local_backbone(tmp_path):
+    # A random AlexNet stands in for the ImageNet one: this checks the loading and the plumbing, not the values.
+    import torchvision
+
+    torch.manual_seed(0)
+    path = tmp_path / "alexnet.pth"
+    torch.save({f"features.{k}": v for k, v in torchvision.models.alexnet().features.state_dict().items()}, path)
+    suite = MetricSuite(["lpips"], lpips_weights=str(path))
+    assert suite.names == ["lpips"]
+    real = astronaut_set(2, 32)
+    rows = suite.update(real.flip(-1), real) + suite.update(real[:, :1], real[:, :1])  # RGB, then grayscale
+    assert rows[0]["lpips"] > 0 and type(rows[0]["lpips"]) is float
+    assert rows[2]["lpips"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_weights_found_in_hub_cache(offline, tmp_path):
+    cache = tmp_path / "torch_home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / "pt_inception-2015-12-05-6726825d.pth").write_bytes(b"")  # pytorch-fid's name for the weights
+    path, why = metrics._find_weights(metrics.INCEPTION_URL, metrics.INCEPTION_FILES)
+    assert path == str(cache / "pt_inception-2015-12-05-6726825d.pth") and not offline  # no network probe
+    assert metrics._find_weights(metrics.ALEXNET_URL, ("alexnet-owt-7be5be79.pth",))[0] is None
+    assert offline == [metrics.ALEXNET_URL]
+
+
+def test_reachable_gives_up_fast(monkeypatch):
+    def hang(*args, **kwargs):
+        time.sleep(5)
+        raise OSError("late")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    t0 = time.perf_counter()
+    assert not metrics._reachable("https://example.invalid/w.pth", timeout=0.2)
+    assert time.perf_counter() - t0 < 2

@@ -1,0 +1,224 @@
+"""Validation during training, best_net_G.pth, test.py metrics and the pages that show them."""
+
+import json
+import os
+
+import pytest
+import torch
+
+import train
+from conftest import make_pairs, run_script
+from util import checkpoint
+from util.plots import read_loss_log
+
+TINY = [
+    "--ngf",
+    "4",
+    "--ndf",
+    "4",
+    "--display_id",
+    "0",
+    "--num_threads",
+    "0",
+    "--seed",
+    "3",
+    "--netG",
+    "unet_256",
+    "--num_downs",
+    "5",
+    "--load_size",
+    "36",
+    "--crop_size",
+    "32",
+]
+
+
+@pytest.fixture
+def data8(tmp_path):
+    root = tmp_path / "data"
+    make_pairs(str(root / "train"), 8, seed=1)
+    make_pairs(str(root / "test"), 3, seed=2)
+    make_pairs(str(root / "val"), 2, seed=4)
+    return str(root)
+
+
+@pytest.mark.parametrize("metric, higher", [("psnr", True), ("swd", False)])
+def test_val_split_keeps_best_by_metric(data8, tmp_path, metric, higher):
+    args = [
+        "--dataroot",
+        data8,
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "v",
+        *TINY,
+        "--n_epochs",
+        "2",
+        "--n_epochs_decay",
+        "2",
+        "--val_split",
+        "0.25",
+        "--metrics",
+        f"psnr,ssim,{metric}",
+        "--best_metric",
+        metric,
+        "--print_freq",
+        "3",
+    ]
+    assert train.main(args) == 0
+    run = tmp_path / "v"
+    val = [json.loads(line) for line in open(run / "val_log.jsonl")]
+    assert [v["epoch"] for v in val] == [1, 2, 3, 4] and all(v["metrics"]["n"] == 2 for v in val)
+    values = [v["metrics"][metric] for v in val]
+    best_epoch = val[values.index(max(values) if higher else min(values))]["epoch"]
+    best = checkpoint.load(str(run / "best_net_G.pth"))
+    assert best["epoch"] == best_epoch and best["best"]["metric"] == metric
+    latest = checkpoint.load(str(run / "latest.pth"))
+    assert latest["best"]["epoch"] == best_epoch
+    assert latest["total_iters"] == 4 * 6  # 6 of the 8 images train, 2 are held out
+    page = open(run / "web" / "index.html").read()
+    assert 'src="plot.png"' in page and os.path.getsize(run / "web" / "plot.png") > 1000
+    assert "lambda_L1" in page  # the run's options are on the page
+
+
+def test_val_phase_and_test_metrics_page(data8, tmp_path):
+    ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
+    args = [
+        "--dataroot",
+        data8,
+        "--checkpoints_dir",
+        ck,
+        "--name",
+        "m",
+        *TINY,
+        "--n_epochs",
+        "1",
+        "--n_epochs_decay",
+        "0",
+        "--val_phase",
+        "val",
+    ]
+    assert train.main(args) == 0
+    assert os.path.exists(os.path.join(ck, "m", "best_net_G.pth"))
+    r = run_script(
+        "test.py",
+        "--checkpoints_dir",
+        ck,
+        "--name",
+        "m",
+        "--results_dir",
+        res,
+        "--epoch",
+        "best",
+        "--metrics",
+        "psnr,ssim,swd",
+        "--sort_by",
+        "psnr",
+        "--num_threads",
+        "0",
+    )
+    assert r.returncode == 0, r.stderr + r.stdout
+    web = os.path.join(res, "m", "test_best")
+    record = json.load(open(os.path.join(web, "metrics.json")))
+    assert record["summary"]["n"] == 3 and set(record["per_image"]) == {"img000", "img001", "img002"}
+    per = record["per_image"]
+    assert record["summary"]["psnr"] == pytest.approx(sum(v["psnr"] for v in per.values()) / 3, rel=1e-6)
+    assert "swd" in record["summary"] and "metrics over 3 images" in r.stdout
+    page = open(os.path.join(web, "index.html")).read()
+    worst_first = sorted(per, key=lambda k: per[k]["psnr"])
+    positions = [page.index(f"<h3>{k}</h3>") for k in worst_first]
+    assert positions == sorted(positions)
+    assert "summary over all images" in page
+
+
+def test_loss_log_parses_for_the_plot(tmp_path):
+    (tmp_path / "loss_log.txt").write_text(
+        "=== header ===\n(epoch: 1, iters: 2, total_iters: 2, time: 0.1, lr: 0.0002000) G_GAN: 0.5 G_L1: 20.000\n"
+        "(epoch: 1, iters: 4, total_iters: 4, time: 0.1, lr: 0.0002000) G_GAN: nan G_L1: 18.500\n"
+    )
+    steps, losses = read_loss_log(str(tmp_path / "loss_log.txt"))
+    assert steps == [2, 4] and losses["G_L1"] == [20.0, 18.5] and len(losses["G_GAN"]) == 2
+
+
+def test_resume_with_validation_is_still_exact(data8, tmp_path):
+    args = [
+        "--dataroot",
+        data8,
+        "--checkpoints_dir",
+        str(tmp_path),
+        *TINY,
+        "--n_epochs",
+        "1",
+        "--n_epochs_decay",
+        "1",
+        "--val_split",
+        "0.25",
+        "--no_html",
+    ]
+    assert train.main([*args, "--name", "full"]) == 0
+    assert train.main([*args, "--name", "split", "--stop_after_iters", "8"]) == 0
+    assert train.main([*args, "--name", "split", "--continue_train"]) == 0
+    a = checkpoint.load(str(tmp_path / "full" / "latest.pth"))
+    b = checkpoint.load(str(tmp_path / "split" / "latest.pth"))
+    for k, v in a["model"]["netG"].items():
+        assert torch.equal(v, b["model"]["netG"][k]), k
+    assert a["best"] == b["best"]
+
+
+def test_training_page_stays_cheap_with_many_rows(tmp_path):
+    import time
+
+    from util.visualizer import Visualizer
+
+    vis = Visualizer(str(tmp_path), "run", display_id=0)
+    visuals = {k: torch.zeros(1, 3, 8, 8) for k in ("real_A", "fake_B", "real_B")}
+    for epoch in range(1, 301):
+        vis.display_current_results(visuals, epoch, epoch * 10, save_result=False)
+        for label in visuals:  # rows as 300 epochs would leave them, without 300 page rebuilds
+            open(tmp_path / "web" / "images" / f"epoch{epoch:03d}_iter{epoch * 10:08d}_{label}.png", "wb").close()
+    t0 = time.perf_counter()
+    vis.write_page()
+    assert time.perf_counter() - t0 < 2.0
+    assert open(tmp_path / "web" / "index.html").read().count("<h3>epoch ") == 300
+
+
+def test_tensorboard_logger(data8, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = [
+        "--dataroot",
+        data8,
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "tb",
+        *TINY,
+        "--n_epochs",
+        "1",
+        "--n_epochs_decay",
+        "0",
+        "--print_freq",
+        "2",
+        "--logger",
+        "tensorboard",
+        "--val_split",
+        "0.25",
+    ]
+    assert train.main(args) == 0
+    acc = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
+    acc.Reload()
+    steps, losses = read_loss_log(str(tmp_path / "tb" / "loss_log.txt"))
+    events = acc.Scalars("loss/G_L1")
+    assert [e.step for e in events] == steps
+    assert [round(e.value, 3) for e in events] == losses["G_L1"]
+    assert "val/psnr" in acc.Tags()["scalars"] and "fake_B" in acc.Tags()["images"]
+
+
+def test_tensorboard_missing_is_a_clear_error(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import now raises ImportError
+    with pytest.raises(SystemExit) as e:
+        train.parse(True, ["--logger", "tensorboard"])
+    assert e.value.code == 2 and "tensorboard package is not installed" in capsys.readouterr().err

@@ -1,0 +1,467 @@
+"""Image-quality metrics: PSNR, SSIM, LPIPS per image; FID, KID, SWD per set (conventions in docs/metrics.md)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+METRICS = ("psnr", "ssim", "lpips", "fid", "kid", "swd")
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "kid": False, "swd": False}
+PER_IMAGE = ("psnr", "ssim", "lpips")
+
+SSIM_WIN, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03  # scikit-image's structural_similarity defaults
+LPIPS_MIN_SIZE = 32  # AlexNet's feature stack (LPIPS 'alex') needs at least 31 pixels per side
+SWD_MIN_RES, SWD_PATCH, SWD_PATCHES_PER_IMAGE = 16, 7, 128
+SWD_DIRS, SWD_REPEATS, SWD_SCALE = 512, 4, 1e3
+KID_SUBSETS, KID_MAX_SUBSET = 100, 1000
+
+# The InceptionV3 weights torch-fidelity downloads (a port of the TF FID network). Its network also loads
+# torchvision's Inception3 layout, in which pytorch-fid stores the same weights as pt_inception-...: both names
+# are looked for in the hub cache.
+INCEPTION_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+INCEPTION_FILES = ("weights-inception-2015-12-05-6726825d.pth", "pt_inception-2015-12-05-6726825d.pth")
+# torchvision's ImageNet AlexNet, the backbone of LPIPS 'alex' (its linear heads ship inside torchmetrics).
+ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
+PROBE_TIMEOUT_S = 3.0  # how long to wait for the download host before giving up
+DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation while downloading
+
+
+def parse_metrics(text: str) -> list[str]:
+    """'psnr, SSIM' -> ['psnr', 'ssim'] (order kept, duplicates dropped); ValueError names a bad name."""
+    names: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in METRICS:
+            raise ValueError(f"unknown metric {raw.strip()!r}; valid metrics: {', '.join(METRICS)}")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------- per image
+
+
+def psnr(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """(N,) PSNR in dB over all channels and pixels of each image; +inf for identical images."""
+    mse = (fake - real).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(data_range**2 / mse)
+
+
+def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0, win: int = SSIM_WIN) -> torch.Tensor:
+    """(N,) SSIM as scikit-image's structural_similarity(a, b, data_range, channel_axis=-1) computes it.
+
+    Uniform win x win window, K1 0.01, K2 0.03, sample (co)variances (N/(N-1)); the mean over the windows that lie
+    wholly inside the image (scikit-image filters everything and then crops (win-1)/2 pixels: the same set), then
+    over channels. Needs H, W >= win.
+    """
+    c = fake.shape[1]
+    kernel = torch.full((c, 1, win, win), 1.0 / win**2, dtype=fake.dtype, device=fake.device)
+    stats = torch.cat([fake, real, fake * fake, real * real, fake * real])  # (5N, C, H, W)
+    mu_f, mu_r, e_ff, e_rr, e_fr = F.conv2d(stats, kernel, groups=c).chunk(5)  # each (N, C, H-win+1, W-win+1)
+    cov_norm = win**2 / (win**2 - 1)
+    var_f = cov_norm * (e_ff - mu_f * mu_f)
+    var_r = cov_norm * (e_rr - mu_r * mu_r)
+    cov = cov_norm * (e_fr - mu_f * mu_r)
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    s = (2 * mu_f * mu_r + c1) * (2 * cov + c2) / ((mu_f * mu_f + mu_r * mu_r + c1) * (var_f + var_r + c2))
+    return s.flatten(1).mean(1)
+
+
+# ---------------------------------------------------------------------------------------------- SWD
+
+
+def _binomial_blur(x: torch.Tensor) -> torch.Tensor:
+    """5x5 binomial ([1 4 6 4 1]/16 squared) low-pass, edge pixels replicated."""
+    k1 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=x.dtype, device=x.device) / 16
+    c = x.shape[1]
+    kernel = (k1[:, None] * k1[None, :]).expand(c, 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernel, groups=c)
+
+
+def laplacian_pyramid(x: torch.Tensor, min_res: int = SWD_MIN_RES) -> list[torch.Tensor]:
+    """Band-pass levels from full resolution down, halving while the short side stays >= min_res; the last
+    level is the remaining low-pass image (so a 256 px image gives 256, 128, 64, 32 and 16)."""
+    levels = []
+    while math.ceil(min(x.shape[-2:]) / 2) >= min_res:
+        down = _binomial_blur(x)[..., ::2, ::2]
+        up = torch.zeros_like(x)
+        up[..., ::2, ::2] = 4 * down  # zero insertion; x4 restores the mean after the blur
+        levels.append(x - _binomial_blur(up))
+        x = down
+    levels.append(x)
+    return levels
+
+
+def _patch_descriptors(
+    fake: torch.Tensor, real: torch.Tensor, n: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n random 7x7 patches per image, at the same places in fake and real -> two (N*n, C, 49) tensors."""
+    b, c, h, w = fake.shape
+    p = SWD_PATCH
+    ys = torch.randint(0, h - p + 1, (b, n), generator=gen).to(fake.device)
+    xs = torch.randint(0, w - p + 1, (b, n), generator=gen).to(fake.device)
+    offs = torch.arange(p, device=fake.device)
+    rows = (ys[..., None] + offs)[:, :, :, None]  # (B, n, p, 1)
+    cols = (xs[..., None] + offs)[:, :, None, :]  # (B, n, 1, p)
+    img = torch.arange(b, device=fake.device)[:, None, None, None]
+
+    def take(x: torch.Tensor) -> torch.Tensor:
+        # Advanced indices around the channel slice put their broadcast shape first: (B, n, p, p, C).
+        return x[img, :, rows, cols].permute(0, 1, 4, 2, 3).reshape(b * n, c, p * p)
+
+    return take(fake), take(real)
+
+
+def sliced_wasserstein(
+    a: torch.Tensor, b: torch.Tensor, gen: torch.Generator, n_dirs: int = SWD_DIRS, repeats: int = SWD_REPEATS
+) -> float:
+    """Mean over random unit directions of the 1-D Wasserstein-1 distance between the projections of a and b
+    ((M, D) each, equal M): sort both projections and average the absolute differences."""
+    total = 0.0
+    chunk = 128  # directions at a time: bounds the (chunk, M) projections
+    for _ in range(repeats):
+        dirs = torch.randn(n_dirs, a.shape[1], generator=gen, dtype=a.dtype).to(a.device)
+        dirs /= dirs.norm(dim=1, keepdim=True)
+        for d in dirs.split(chunk):
+            # (chunk, M): each row one direction, sorted along its contiguous last dimension
+            pa, pb = (d @ a.T).sort(dim=1).values, (d @ b.T).sort(dim=1).values
+            total += float((pa - pb).abs().mean(1).sum())
+    return total / (repeats * n_dirs)
+
+
+def swd_level(fake_desc: torch.Tensor, real_desc: torch.Tensor, gen: torch.Generator) -> float:
+    """SWD of two (M, C, 49) descriptor sets; each channel is normalised by the mean and std of both sets
+    together, so a global colour or contrast shift between the sets still counts."""
+    both = torch.cat([fake_desc, real_desc])
+    mean = both.mean(dim=(0, 2), keepdim=True)
+    std = both.std(dim=(0, 2), keepdim=True).clamp_min(1e-8)
+    a, b = ((d - mean) / std for d in (fake_desc, real_desc))
+    return sliced_wasserstein(a.flatten(1), b.flatten(1), gen)
+
+
+# ---------------------------------------------------------------------------------------------- weights
+
+
+def _reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Can a TCP connection to url's host (or the https proxy) be made within timeout? The probe runs in a
+    daemon thread because a name lookup ignores socket timeouts."""
+    proxy = urllib.request.getproxies().get("https")
+    target = urllib.parse.urlsplit(proxy if proxy else url)
+    host, port = target.hostname, target.port or (443 if target.scheme == "https" else 80)
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(ok)
+
+
+def _find_weights(url: str, file_names: Sequence[str]) -> tuple[str | None, str]:
+    """A local copy of url's weights: the torch hub cache, else a download into it. (path, why not)."""
+    cache = os.path.join(torch.hub.get_dir(), "checkpoints")
+    for name in file_names:
+        if os.path.isfile(os.path.join(cache, name)):
+            return os.path.join(cache, name), ""
+    host = urllib.parse.urlsplit(url).hostname
+    if not _reachable(url):
+        return None, f"{file_names[0]} is not in {cache} and {host} cannot be reached"
+    dst = os.path.join(cache, os.path.basename(urllib.parse.urlsplit(url).path))
+    log.info("downloading %s to %s", url, dst)
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a stalled transfer fails instead of hanging
+    try:
+        os.makedirs(cache, exist_ok=True)
+        torch.hub.download_url_to_file(url, dst, progress=False)
+    except Exception as e:  # any failure means: no weights
+        return None, f"downloading {url} failed ({type(e).__name__}: {e})"
+    finally:
+        socket.setdefaulttimeout(old)
+    return dst, ""
+
+
+class InceptionFeatures(nn.Module):
+    """torch-fidelity's InceptionV3 (the TF FID network): (N, 3, H, W) images in [0, 1] -> (N, 2048) pool
+    features. Images are quantised to 8 bits as saved PNGs are, then resized to 299 inside the network."""
+
+    num_features = 2048
+
+    def __init__(self, weights_path: str) -> None:
+        super().__init__()
+        from torchmetrics.image.fid import NoTrainInceptionV3
+
+        self.net = NoTrainInceptionV3(
+            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights_path
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x * 255).round().to(torch.uint8))
+
+
+class _Passthrough(nn.Module):
+    """Hands already extracted (N, D) features to torchmetrics' FID and KID, so the network runs once."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def build_lpips(weights_path: str) -> nn.Module:
+    """torchmetrics' LPIPS 'alex' with its linear heads and the AlexNet backbone loaded from weights_path
+    (torchvision's alexnet state dict; only the `features.*` entries are used)."""
+    from torchmetrics.functional.image.lpips import _NoTrainLpips
+
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    feats = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    net = _NoTrainLpips(net="alex", pnet_rand=True)  # random backbone, then ours: no download
+    for name, block in net.net.named_children():  # slice1..slice5 keep torchvision's layer indices
+        if name.startswith("slice"):
+            block.load_state_dict({k: feats[k] for k in block.state_dict()})
+    return net.eval()
+
+
+# ---------------------------------------------------------------------------------------------- the suite
+
+
+class MetricSuite:
+    """Scores fake against real batches; per-image values from update(), set values and means from compute().
+
+    Metrics whose weights cannot be had are dropped from `names` after one warning each. `feature_extractor`
+    replaces InceptionV3 for FID and KID: a module from (N, 3, H, W) images in [0, 1] to (N, D) features.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        device: torch.device | str = "cpu",
+        fid_weights: str | None = None,
+        lpips_weights: str | None = None,
+        seed: int = 0,
+        *,
+        feature_extractor: nn.Module | None = None,
+    ) -> None:
+        names = parse_metrics(names if isinstance(names, str) else ",".join(names))
+        self.device = torch.device(device)
+        self.seed = seed
+        self.dtype = torch.float64  # PSNR and SSIM then agree with scikit-image to ~1e-12
+        self._lpips: nn.Module | None = None
+        self._features: nn.Module | None = None
+        self._warned: set[str] = set()
+        if "lpips" in names:
+            self._lpips = self._load_lpips(lpips_weights)
+            if self._lpips is None:
+                names.remove("lpips")
+        if "fid" in names or "kid" in names:
+            self._features = feature_extractor
+            if feature_extractor is None:
+                self._features = self._load_inception(fid_weights, [n for n in names if n in ("fid", "kid")])
+            if self._features is None:
+                names = [n for n in names if n not in ("fid", "kid")]
+            else:
+                self._features = self._features.to(self.device).eval()
+        self.names: list[str] = names
+        self.reset()
+
+    # ---- weights
+
+    def _load_lpips(self, path: str | None) -> nn.Module | None:
+        why = ""
+        if path is None:
+            path, why = _find_weights(ALEXNET_URL, (os.path.basename(ALEXNET_URL),))
+        if path is not None:
+            try:
+                return build_lpips(path).to(self.device)
+            except Exception as e:  # a bad file or a changed torchmetrics: drop the metric
+                why = f"{path} did not load as AlexNet weights ({type(e).__name__}: {e})"
+        log.warning(
+            "lpips: no AlexNet backbone weights: %s. LPIPS is skipped; download %s and give --lpips_weights PATH.",
+            why,
+            ALEXNET_URL,
+        )
+        return None
+
+    def _load_inception(self, path: str | None, wanted: list[str]) -> nn.Module | None:
+        why = ""
+        if path is None:
+            path, why = _find_weights(INCEPTION_URL, INCEPTION_FILES)
+        if path is not None:
+            try:
+                return InceptionFeatures(path)
+            except Exception as e:  # missing torch-fidelity, a bad file: drop FID and KID
+                why = f"{path} did not load as torch-fidelity InceptionV3 weights ({type(e).__name__}: {e})"
+        for name in wanted:
+            log.warning(
+                "%s: no InceptionV3 weights: %s. %s is skipped; download %s and give --fid_weights PATH "
+                "(FID and KID share it).",
+                name,
+                why,
+                name.upper(),
+                INCEPTION_URL,
+            )
+        return None
+
+    # ---- accumulation
+
+    def reset(self) -> None:
+        """Forget every image seen; the SWD patch positions start again from the seed."""
+        self.n = 0
+        self._sums = {k: 0.0 for k in PER_IMAGE}
+        self._counts = {k: 0 for k in PER_IMAGE}
+        self._fid = self._kid = None  # built on the first update, when the feature size is known
+        self._swd_fake: list[list[torch.Tensor]] = []  # per level, a list of (M, C, 49) CPU tensors
+        self._swd_real: list[list[torch.Tensor]] = []
+        self._swd_res: list[int] = []  # short side of each level for the first images seen
+        self._swd_channels: int | None = None
+        self._swd_gen = torch.Generator().manual_seed(self.seed)
+
+    def _warn_once(self, key: str, msg: str, *args) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(msg, *args)
+
+    @torch.no_grad()
+    def update(self, fake: torch.Tensor, real: torch.Tensor) -> list[dict[str, float]]:
+        """fake, real: (N, C, H, W) in [-1, 1], C 1 or 3. Returns each image's per-image metrics."""
+        if fake.shape != real.shape or fake.dim() != 4 or fake.shape[1] not in (1, 3):
+            raise ValueError(f"fake and real must be equal (N, C, H, W) with C 1 or 3; got {fake.shape}, {real.shape}")
+        fake = fake.detach().to(self.device, self.dtype).clamp(-1, 1)
+        real = real.detach().to(self.device, self.dtype).clamp(-1, 1)
+        f01, r01 = (fake + 1) / 2, (real + 1) / 2
+        n, h, w = fake.shape[0], fake.shape[2], fake.shape[3]
+        rows: list[dict[str, float]] = [{} for _ in range(n)]
+        values: dict[str, list[float]] = {}
+        if "psnr" in self.names:
+            values["psnr"] = psnr(f01, r01).tolist()
+        if "ssim" in self.names:
+            if min(h, w) >= SSIM_WIN:
+                values["ssim"] = ssim(f01, r01).tolist()
+            else:
+                self._warn_once("ssim", "ssim: images smaller than %d px (%dx%d) get no SSIM (nan)", SSIM_WIN, h, w)
+                values["ssim"] = [math.nan] * n
+        if "lpips" in self.names:
+            if min(h, w) >= LPIPS_MIN_SIZE:
+                rgb = (fake.float().expand(-1, 3, -1, -1), real.float().expand(-1, 3, -1, -1))
+                values["lpips"] = self._lpips(*rgb).flatten().tolist()
+            else:
+                self._warn_once("lpips", "lpips: images smaller than %d px get no LPIPS (nan)", LPIPS_MIN_SIZE)
+                values["lpips"] = [math.nan] * n
+        for name, vals in values.items():
+            for row, v in zip(rows, vals, strict=True):
+                row[name] = float(v)
+                if not math.isnan(v):
+                    self._sums[name] += v
+                    self._counts[name] += 1
+        if self._features is not None:
+            self._update_features(f01, r01)
+        if "swd" in self.names:
+            self._update_swd(f01, r01)
+        self.n += n
+        return rows
+
+    def _update_features(self, f01: torch.Tensor, r01: torch.Tensor) -> None:
+        rgb = [x.float().expand(-1, 3, -1, -1) for x in (f01, r01)]
+        # float32 features as torchmetrics keeps them (FID moves to float64 itself; KID's kernels stay fast)
+        fake_feat, real_feat = (self._features(x).float().flatten(1) for x in rgb)
+        if self._fid is None and self._kid is None:
+            from torchmetrics.image.fid import FrechetInceptionDistance
+            from torchmetrics.image.kid import KernelInceptionDistance
+
+            dim = fake_feat.shape[1]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+                if "fid" in self.names:
+                    self._fid = FrechetInceptionDistance(feature=_Passthrough(dim)).to(self.device)
+                if "kid" in self.names:
+                    self._kid = KernelInceptionDistance(
+                        feature=_Passthrough(dim), subsets=KID_SUBSETS, subset_size=KID_MAX_SUBSET
+                    ).to(self.device)
+        for metric in (self._fid, self._kid):
+            if metric is not None:
+                metric.update(fake_feat, real=False)
+                metric.update(real_feat, real=True)
+
+    def _update_swd(self, f01: torch.Tensor, r01: torch.Tensor) -> None:
+        c, h, w = f01.shape[1:]
+        if min(h, w) < SWD_PATCH:
+            self._warn_once("swd", "swd: images smaller than %d px are left out of SWD", SWD_PATCH)
+            return
+        if self._swd_channels is None:
+            self._swd_channels = c
+        elif c != self._swd_channels:
+            raise ValueError(f"swd: images with {c} channels after images with {self._swd_channels}")
+        fake_levels, real_levels = laplacian_pyramid(f01.float()), laplacian_pyramid(r01.float())
+        for k, (fl, rl) in enumerate(zip(fake_levels, real_levels, strict=True)):
+            if min(fl.shape[-2:]) < SWD_PATCH:
+                break
+            if k == len(self._swd_fake):
+                self._swd_fake.append([])
+                self._swd_real.append([])
+                self._swd_res.append(min(fl.shape[-2:]) if k == 0 else math.ceil(self._swd_res[-1] / 2))
+            df, dr = _patch_descriptors(fl, rl, SWD_PATCHES_PER_IMAGE, self._swd_gen)
+            self._swd_fake[k].append(df.cpu())
+            self._swd_real[k].append(dr.cpu())
+
+    # ---- results
+
+    def compute(self) -> dict[str, float]:
+        """Means of the per-image metrics, the set metrics, and 'n', the number of images seen (nan for a metric
+        that had no images; FID and KID need at least 2)."""
+        out: dict[str, float] = {"n": self.n}
+        for name in self.names:
+            if name in PER_IMAGE:
+                out[name] = self._sums[name] / self._counts[name] if self._counts[name] else math.nan
+        if "fid" in self.names:
+            out["fid"] = float(self._fid.compute()) if self.n >= 2 else math.nan
+        if "kid" in self.names:
+            out["kid"], out["kid_std"] = self._compute_kid() if self.n >= 2 else (math.nan, math.nan)
+        if "swd" in self.names:
+            out.update(self._compute_swd())
+        return out
+
+    def _compute_kid(self) -> tuple[float, float]:
+        # KID's subset sets must fit in the data; torchmetrics draws them from the global CPU generator, which
+        # belongs to training, so it is seeded here and put back afterwards.
+        self._kid.subset_size = min(KID_MAX_SUBSET, self.n)
+        state = torch.get_rng_state()
+        torch.default_generator.manual_seed(self.seed)
+        try:
+            mean, std = self._kid.compute()
+        finally:
+            torch.set_rng_state(state)
+        return float(mean), float(std)
+
+    def _compute_swd(self) -> dict[str, float]:
+        if not self._swd_fake:
+            return {"swd": math.nan}
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        per_level = {}
+        for res, fakes, reals in zip(self._swd_res, self._swd_fake, self._swd_real, strict=True):
+            fake_desc, real_desc = torch.cat(fakes).to(self.device), torch.cat(reals).to(self.device)
+            per_level[f"swd_{res}"] = SWD_SCALE * swd_level(fake_desc, real_desc, gen)
+        return {"swd": sum(per_level.values()) / len(per_level), **per_level}
