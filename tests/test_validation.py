@@ -77,7 +77,7 @@ def test_val_split_keeps_best_by_metric(data8, tmp_path, metric, higher):
     assert latest["best"]["epoch"] == best_epoch
     assert latest["total_iters"] == 4 * 6  # 6 of the 8 images train, 2 are held out
     page = open(run / "web" / "index.html").read()
-    assert 'src="plot.png"' in page and os.path.getsize(run / "web" / "plot.png") > 1000
+    assert 'src="plot.png?v=' in page and os.path.getsize(run / "web" / "plot.png") > 1000
     assert "lambda_L1" in page  # the run's options are on the page
 
 
