@@ -86,7 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = len(dataset) if opt.num_test is None else min(opt.num_test, len(dataset))
 
     device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
-    model = create_model(saved, device, train=False)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    # Precision and layout are this command's choice, not the training run's.
+    model = create_model({**saved, "amp": opt.amp, "channels_last": opt.channels_last}, device, train=False)
     model.netG.load_state_dict(netG_state)
     # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
     model.netG.train(not opt.eval)

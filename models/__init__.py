@@ -47,8 +47,9 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
     netG = build_generator(o, init=train)
     netD = build_discriminator(o) if train else None
     pad = size_multiple(o["netG"], o.get("num_downs"))
+    speed = {"amp": o.get("amp", "none"), "channels_last": o.get("channels_last", False)}
     if not train:
-        return Pix2PixModel(netG, None, device, pad_multiple=pad)
+        return Pix2PixModel(netG, None, device, pad_multiple=pad, **speed)
     return Pix2PixModel(
         netG,
         netD,
@@ -65,4 +66,6 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
         n_epochs_decay=o["n_epochs_decay"],
         lr_decay_iters=o["lr_decay_iters"],
         epoch_count=o["epoch_count"],
+        compile=o.get("compile", False),
+        **speed,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 
 import torch
@@ -10,6 +12,8 @@ from torch import nn
 from models.networks import GANLoss, gradient_penalty, pad_to_multiple
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+log = logging.getLogger(__name__)
 
 
 def lr_factor(epoch: int, policy: str, n_epochs: int, n_epochs_decay: int, lr_decay_iters: int) -> float:
@@ -58,10 +62,22 @@ class Pix2PixModel:
         n_epochs_decay: int = 100,
         lr_decay_iters: int = 50,
         epoch_count: int = 1,
+        amp: str = "none",
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         self.device = torch.device(device)
-        self.netG = netG.to(self.device)
-        self.netD = netD.to(self.device) if netD is not None else None
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.netG = netG.to(self.device, memory_format=self.memory_format)
+        self.netD = netD.to(self.device, memory_format=self.memory_format) if netD is not None else None
+        self.amp_dtype = AMP_DTYPES[amp]
+        # Calls go through runG/runD (compiled or not); netG/netD keep the parameters and state dicts.
+        self.runG, self.runD = self.netG, self.netD
+        self.compiled = False
+        if compile:
+            self.runG = torch.compile(self.netG)
+            self.runD = torch.compile(self.netD) if self.netD is not None else None
+            self.compiled = True
         self.pad_multiple = pad_multiple
         # Skipping needs to look at each loss on the host: one sync per step, so it is opt-in.
         self.skip_nonfinite = skip_nonfinite
@@ -73,8 +89,13 @@ class Pix2PixModel:
             return
         self.criterionGAN = GANLoss(gan_mode)
         self.criterionL1 = nn.L1Loss()
-        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=lr, betas=(beta1, 0.999))
-        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=lr, betas=(beta1, 0.999))
+        # One fused kernel per optimiser step on CUDA; the default (foreach) elsewhere.
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=lr, betas=(beta1, 0.999), **fused)
+        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=lr, betas=(beta1, 0.999), **fused)
+        # fp16 needs loss scaling, one scaler per network; bf16 has fp32's range and needs none.
+        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
 
         def factor(step: int) -> float:
             # LambdaLR counts steps from 0; step k means epoch epoch_count + k.
@@ -88,16 +109,41 @@ class Pix2PixModel:
     def set_input(self, batch: dict) -> None:
         """batch['A'] (N, input_nc, H, W) is the input; batch['B'] (N, output_nc, H, W) the target."""
         nb = self.device.type == "cuda"
-        self.real_A = batch["A"].to(self.device, non_blocking=nb)
+        fmt = self.memory_format
+        self.real_A = batch["A"].to(self.device, non_blocking=nb, memory_format=fmt)
         if "B" in batch:
-            self.real_B = batch["B"].to(self.device, non_blocking=nb)
+            self.real_B = batch["B"].to(self.device, non_blocking=nb, memory_format=fmt)
         self.image_paths = list(batch["A_paths"])
 
     def forward(self) -> None:
         """fake_B = G(real_A); inputs that do not fit the generator are padded and the output cropped back."""
         x, h, w = pad_to_multiple(self.real_A, self.pad_multiple)
-        out = self.netG(x)
+        with self.autocast():
+            out = self._call(self.runG, x)
+        out = out.float()  # losses, metrics and images in fp32
         self.fake_B = out if out.shape[-2:] == (h, w) else out[..., :h, :w]
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _call(self, net, x: torch.Tensor) -> torch.Tensor:
+        """net(x); a --compile that fails at its first use falls back to eager, once, with a message."""
+        if not self.compiled:
+            return net(x)
+        try:
+            return net(x)
+        except Exception as e:  # torch.compile raises many kinds (no compiler, unsupported op, ...)
+            log.warning("--compile failed (%s: %s); running eagerly instead", type(e).__name__, str(e)[:200])
+            self.compiled = False
+            self.runG, self.runD = self.netG, self.netD
+            return getattr(net, "_orig_mod", net)(x)
+
+    def _D(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """D's logits for the pair (A, B), stacked on channels; fp32 out."""
+        with self.autocast():
+            return self._call(self.runD, torch.cat([A, B], 1)).float()
 
     # ---- one training step --------------------------------------------------------------------
     def optimize_parameters(self) -> None:
@@ -107,30 +153,32 @@ class Pix2PixModel:
         # more slowly than G, as in the pix2pix paper.
         set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
-        loss_D_fake = self.criterionGAN(self.netD(torch.cat([self.real_A, self.fake_B.detach()], 1)), False)
-        loss_D_real = self.criterionGAN(self.netD(torch.cat([self.real_A, self.real_B], 1)), True)
+        loss_D_fake = self.criterionGAN(self._D(self.real_A, self.fake_B.detach()), False)
+        loss_D_real = self.criterionGAN(self._D(self.real_A, self.real_B), True)
         loss_D = (loss_D_fake + loss_D_real) * 0.5
-        if self.gan_mode == "wgangp":
+        if self.gan_mode == "wgangp":  # in fp32: a second-order gradient is fragile in half precision
             loss_D = loss_D + self.lambda_gp * gradient_penalty(
                 self.netD, self.real_A, self.real_B, self.fake_B.detach()
             )
         if self.skip_nonfinite and not torch.isfinite(loss_D):
             self.skipped_steps += 1
             return
-        loss_D.backward()
-        self.optimizer_D.step()
+        self.scaler_D.scale(loss_D).backward()
+        self.scaler_D.step(self.optimizer_D)
+        self.scaler_D.update()
 
         # G: fool D and stay close to the target in L1. D's weights are frozen for this backward.
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
-        loss_G_GAN = self.criterionGAN(self.netD(torch.cat([self.real_A, self.fake_B], 1)), True)
+        loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B), True)
         loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
         loss_G = loss_G_GAN + loss_G_L1
         if self.skip_nonfinite and not torch.isfinite(loss_G):
             self.skipped_steps += 1
             return
-        loss_G.backward()
-        self.optimizer_G.step()
+        self.scaler_G.scale(loss_G).backward()
+        self.scaler_G.step(self.optimizer_G)
+        self.scaler_G.update()
 
         self._loss_sum += torch.stack([loss_G_GAN, loss_G_L1, loss_D_real, loss_D_fake]).detach()
         self._loss_steps += 1
@@ -160,6 +208,8 @@ class Pix2PixModel:
             "optimizer_D": self.optimizer_D.state_dict(),
             "scheduler_G": self.schedulers[0].state_dict(),
             "scheduler_D": self.schedulers[1].state_dict(),
+            "scaler_G": self.scaler_G.state_dict(),
+            "scaler_D": self.scaler_D.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -170,6 +220,9 @@ class Pix2PixModel:
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         self.schedulers[0].load_state_dict(state["scheduler_G"])
         self.schedulers[1].load_state_dict(state["scheduler_D"])
+        if "scaler_G" in state:
+            self.scaler_G.load_state_dict(state["scaler_G"])
+            self.scaler_D.load_state_dict(state["scaler_D"])
 
     def current_visuals(self) -> dict[str, torch.Tensor]:
         visuals = {"real_A": self.real_A, "fake_B": self.fake_B}

@@ -84,6 +84,18 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
     g.add_argument("--init_gain", type=float, default=0.02, help="scale for normal, xavier and orthogonal init")
     g.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
 
+    g = p.add_argument_group("speed and memory")
+    g.add_argument(
+        "--amp",
+        default="none",
+        choices=["none", "bf16", "fp16"],
+        help="mixed precision (torch.autocast); fp16 adds a GradScaler per network. bf16 needs hardware "
+        "support to be faster (most CPUs lack it)",
+    )
+    g.add_argument("--channels_last", action="store_true", help="NHWC memory layout (faster convs on GPUs)")
+    if is_train:
+        g.add_argument("--compile", action="store_true", help="torch.compile the networks (falls back to eager)")
+
     g = p.add_argument_group("data")
     g.add_argument("--dataset_mode", default="aligned", choices=["aligned", "single"], help="aligned pairs or A only")
     g.add_argument("--direction", default="AtoB", choices=["AtoB", "BtoA"], help="AtoB: left half is the input")

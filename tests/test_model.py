@@ -122,3 +122,47 @@ def test_skip_nonfinite_steps_are_counted_and_change_nothing():
     model.optimize_parameters()
     losses, finite = model.pop_losses()
     assert finite and model.skipped_steps == 1
+
+
+def one_step_losses(*extra: str):
+    model = tiny_model(*extra)
+    model.set_input(batch())
+    model.optimize_parameters()
+    return model, model.pop_losses()[0]
+
+
+@pytest.mark.parametrize(
+    "flags, tol", [(("--channels_last",), 1e-4), (("--amp", "bf16"), 0.05), (("--amp", "fp16"), 0.02)]
+)
+def test_speed_switches_stay_close_to_fp32(flags, tol):
+    ref_model, ref = one_step_losses()
+    model, got = one_step_losses(*flags)
+    for k in LOSS_NAMES:
+        assert got[k] == pytest.approx(ref[k], rel=tol), k
+    for a, b in zip(ref_model.netG.parameters(), model.netG.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-3)  # one Adam step moves weights by about lr
+    if "fp16" in flags:
+        assert model.state_dict()["scaler_G"]["scale"] > 0  # the scaler's state goes into the checkpoint
+
+
+def test_compile_matches_eager_or_falls_back():
+    ref_model, ref = one_step_losses()
+    model, got = one_step_losses("--compile")
+    for k in LOSS_NAMES:
+        assert got[k] == pytest.approx(ref[k], rel=1e-4), k
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
+    class Broken(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self._orig_mod = net
+
+        def forward(self, x):
+            raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", lambda net: Broken(net))
+    _, ref = one_step_losses()
+    model, got = one_step_losses("--compile")
+    assert not model.compiled and "--compile failed (RuntimeError: no C++ compiler); running eagerly" in caplog.text
+    assert got == pytest.approx(ref)
