@@ -58,6 +58,13 @@ class AlignedDataset(torch.utils.data.Dataset):
         files = [p for pair in self.pairs for p in pair if p is not None]
         sizes, errors = scan(files, decode=skip_bad, workers=workers)
         self.pairs = drop_bad(self.pairs, errors, skip_bad, max_bad_fraction)
+        mismatched = [(a, b) for a, b in self.pairs if b is not None and sizes[a] != sizes[b]]
+        if mismatched:
+            a, b = mismatched[0]
+            raise ValueError(
+                f"A and B differ in size: {a} is {sizes[a][0]}x{sizes[a][1]}, {b} is {sizes[b][0]}x{sizes[b][1]}"
+                + (f" (and {len(mismatched) - 1} more pairs)" if len(mismatched) > 1 else "")
+            )
         # Size of each image (one half of a combined A|B image), as it is read.
         self.sizes = {a: (sizes[a][0] // 2 if b is None else sizes[a][0], sizes[a][1]) for a, b in self.pairs}
         odd = [a for a, b in self.pairs if b is None and sizes[a][0] % 2]

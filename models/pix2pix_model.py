@@ -220,7 +220,7 @@ class Pix2PixModel:
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         self.schedulers[0].load_state_dict(state["scheduler_G"])
         self.schedulers[1].load_state_dict(state["scheduler_D"])
-        if "scaler_G" in state:
+        if state.get("scaler_G") and self.scaler_G.is_enabled():  # empty when saved without --amp fp16
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])
 

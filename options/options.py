@@ -51,7 +51,12 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
         default=None,
         help="comma-separated CUDA device ids, -1 for the CPU (default: CUDA 0 if available, else CPU)",
     )
-    g.add_argument("--seed", type=int, default=None, help="random seed (default: drawn at random and saved)")
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="random seed (default: drawn at random and saved)" if is_train else "seed for dropout (default: 0)",
+    )
     g.add_argument("--model", default="pix2pix", choices=["pix2pix"], help="accepted for reference compatibility")
     g.add_argument("--verbose", action="store_true", help="print network structures and debug messages")
 
@@ -172,7 +177,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
     g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
     g.add_argument("--n_epochs", type=int, default=100, help="epochs at the initial learning rate")
-    g.add_argument("--n_epochs_decay", type=int, default=100, help="epochs to decay the learning rate to zero")
+    g.add_argument(
+        "--n_epochs_decay",
+        type=int,
+        default=100,
+        help="epochs of linear decay (the rate reaches 0 one epoch after the last)",
+    )
     g.add_argument("--lr_policy", default="linear", choices=["linear", "step", "cosine"], help="lr schedule")
     g.add_argument("--lr_decay_iters", type=int, default=50, help="step policy: multiply lr by 0.1 every N epochs")
     g.add_argument("--epoch_count", type=int, default=1, help="first epoch number of a new run")
@@ -318,6 +328,8 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
             )
         if opt.val_max is not None:
             need(opt.val_max >= 1, f"--val_max {opt.val_max}: must be a positive integer")
+        if not opt.metric_list:
+            p.error("--metrics: name at least one of psnr, ssim, lpips, fid, kid, swd")
         if opt.best_metric is None:
             opt.best_metric = opt.metric_list[0]
         need(

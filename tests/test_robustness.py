@@ -289,3 +289,18 @@ def test_mid_epoch_resume_with_other_batches_is_refused(tiny_data, tmp_path, cap
         train.main(args + ["--continue_train", "--batch_size", "2"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "saved mid-epoch" in err and "--batch_size: checkpoint 1, command line 2" in err
+
+
+def test_a_b_size_mismatch(tmp_path, capsys):
+    for side, size in (("A", (32, 32)), ("B", (40, 32))):
+        os.makedirs(tmp_path / "d" / "train" / side)
+        Image.new("RGB", size).save(tmp_path / "d" / "train" / side / "x.png")
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(tmp_path / "d", tmp_path / "ck"))
+    assert e.value.code == 2 and "A and B differ in size" in capsys.readouterr().err
+
+
+def test_resume_with_fp16_after_fp32(tiny_data, tmp_path):
+    args = train_args(tiny_data, tmp_path)
+    assert train.main(args + ["--stop_after_iters", "1"]) == 0
+    assert train.main(args + ["--continue_train", "--amp", "fp16", "--stop_after_iters", "1"]) == 0

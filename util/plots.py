@@ -59,7 +59,12 @@ def plot_training(run_dir: str, out_path: str) -> str | None:
     ax.set_title("training losses (mean over each print_freq window)")
     for i, name in enumerate(metric_names, start=1):
         ax = axes[i][0]
-        ax.plot([v["total_iters"] for v in val], [v["metrics"][name] for v in val], marker="o", linewidth=1)
+        ax.plot(
+            [v["total_iters"] for v in val],
+            [v["metrics"].get(name, float("nan")) for v in val],
+            marker="o",
+            linewidth=1,
+        )
         ax.set_xlabel("iteration")
         ax.set_title(f"validation {name}")
     fig.tight_layout()
