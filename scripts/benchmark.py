@@ -1,0 +1,256 @@
+"""Training and inference speed of pix2pix configurations, always against a plain fp32 eager batch-1 baseline.
+
+    python scripts/benchmark.py --netG unet_256 --crop_size 256 --configs bs1 bf16,bs1 cl,bs4 --json out.json
+
+A configuration is a comma-separated list of: bsN (batch size), bf16 / fp16 (autocast), cl (channels_last),
+compile. The baseline (fp32, eager, batch 1) runs first and last in the same process; each configuration's
+speed is printed as a ratio to the baseline's mean, because absolute times on shared machines drift.
+FLOPs are counted with torch.utils.flop_counter on one step, not estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from models import create_model  # noqa: E402
+from options.options import parse  # noqa: E402
+
+BASELINE = "bs1"
+
+
+def parse_config(text: str) -> dict:
+    cfg = {"batch_size": 1, "amp": "none", "channels_last": False, "compile": False}
+    for tok in text.split(","):
+        if tok.startswith("bs") and tok[2:].isdigit():
+            cfg["batch_size"] = int(tok[2:])
+        elif tok in ("bf16", "fp16"):
+            cfg["amp"] = tok
+        elif tok == "cl":
+            cfg["channels_last"] = True
+        elif tok == "compile":
+            cfg["compile"] = True
+        elif tok not in ("fp32", "eager"):
+            raise SystemExit(f"benchmark.py: unknown config token {tok!r} (use bsN, bf16, fp16, cl, compile)")
+    return cfg
+
+
+def build(args: argparse.Namespace, cfg: dict, device: torch.device):
+    flags = [
+        "--netG",
+        args.netG,
+        "--ngf",
+        str(args.ngf),
+        "--ndf",
+        str(args.ndf),
+        "--crop_size",
+        str(args.crop_size),
+        "--load_size",
+        str(args.crop_size),
+        "--batch_size",
+        str(cfg["batch_size"]),
+        "--amp",
+        cfg["amp"],
+        "--display_id",
+        "0",
+        "--gpu_ids",
+        "-1" if device.type == "cpu" else "0",
+    ]
+    flags += ["--num_downs", str(args.num_downs)] if args.num_downs else []
+    flags += ["--channels_last"] if cfg["channels_last"] else []
+    flags += ["--compile"] if cfg["compile"] else []
+    opt = parse(True, flags)
+    torch.manual_seed(0)
+    model = create_model(vars(opt), device, train=True)
+    n, s = cfg["batch_size"], args.crop_size
+    batch = {"A": torch.rand(n, 3, s, s) * 2 - 1, "B": torch.rand(n, 3, s, s) * 2 - 1, "A_paths": ["x"] * n}
+    model.set_input(batch)
+    return model
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, steps: int, repeats: int) -> list[float]:
+    """Seconds per call, one value per repeat."""
+    out = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync(device)
+        out.append((time.perf_counter() - t0) / steps)
+    return out
+
+
+def count_flops(model) -> tuple[float, float]:
+    """FLOPs of one training step and of one generator forward (whole batch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        model.optimize_parameters()
+    train = fc.get_total_flops()
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model.forward()
+    return float(train), float(fc.get_total_flops())
+
+
+def data_share(args: argparse.Namespace, model, device: torch.device, batch_size: int) -> float | None:
+    """Share of the step time spent waiting for the data loader (real images from --dataroot)."""
+    if not args.dataroot:
+        return None
+    from data import EpochSampler, create_dataloader, create_dataset
+
+    opt = parse(
+        True,
+        [
+            "--dataroot",
+            args.dataroot,
+            "--direction",
+            args.direction,
+            "--netG",
+            args.netG,
+            "--crop_size",
+            str(args.crop_size),
+            "--load_size",
+            str(args.load_size or args.crop_size),
+            "--batch_size",
+            str(batch_size),
+            "--num_threads",
+            str(args.num_threads),
+            "--seed",
+            "0",
+        ],
+    )
+    ds = create_dataset(opt, train=True)
+    sampler = EpochSampler(len(ds), 0, True)
+    loader = create_dataloader(ds, batch_size, args.num_threads, sampler, pin_memory=device.type == "cuda")
+    wait = step = 0.0
+    it = iter(loader)
+    for i in range(args.warmup + args.steps):
+        t0 = time.perf_counter()
+        b = next(it)
+        t1 = time.perf_counter()
+        model.set_input(b)
+        model.optimize_parameters()
+        sync(device)
+        t2 = time.perf_counter()
+        if i >= args.warmup:
+            wait, step = wait + t1 - t0, step + t2 - t1
+    return wait / (wait + step)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; the process's peak so far
+
+
+def run(args: argparse.Namespace, name: str, device: torch.device) -> dict:
+    cfg = parse_config(name)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    model = build(args, cfg, device)
+    for _ in range(args.warmup):
+        model.optimize_parameters()
+    train_flops, infer_flops = count_flops(model)
+    train_s = timed(model.optimize_parameters, device, args.steps, args.repeats)
+
+    def infer() -> None:
+        with torch.no_grad():
+            model.forward()
+
+    infer_s = timed(infer, device, args.steps, args.repeats)
+    n = cfg["batch_size"]
+    med = statistics.median(train_s)
+    row = {
+        "config": name,
+        **cfg,
+        "train_img_s": n / med,
+        "train_img_s_spread": [n / max(train_s), n / min(train_s)],
+        "infer_img_s": n / statistics.median(infer_s),
+        "train_gflop_per_img": train_flops / n / 1e9,
+        "infer_gflop_per_img": infer_flops / n / 1e9,
+        "train_tflops": train_flops / med / 1e12,
+        "peak_mem_mb": peak_memory_mb(device),
+        "data_share": data_share(args, model, device, n),
+    }
+    if args.peak_tflops:
+        row["share_of_peak"] = row["train_tflops"] / args.peak_tflops
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--netG", default="unet_256")
+    p.add_argument("--crop_size", type=int, default=256)
+    p.add_argument("--load_size", type=int, default=None, help="for --dataroot (default: crop_size)")
+    p.add_argument("--num_downs", type=int, default=None, help="U-Net depth override")
+    p.add_argument("--ngf", type=int, default=64)
+    p.add_argument("--ndf", type=int, default=64)
+    p.add_argument("--configs", nargs="*", default=[], help="configurations besides the baseline")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--peak_tflops", type=float, default=None, help="the device's peak, for the share column")
+    p.add_argument("--dataroot", default=None, help="also measure the data-loading share on real images")
+    p.add_argument("--direction", default="AtoB")
+    p.add_argument("--num_threads", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--json", default=None, help="write the rows here")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    rows = [run(args, BASELINE, device)]
+    for name in args.configs:
+        rows.append(run(args, name, device))
+    rows.append(run(args, BASELINE, device))  # again at the end: the drift between the two is the noise
+    base = statistics.mean([rows[0]["train_img_s"], rows[-1]["train_img_s"]])
+    for r in rows:
+        r["train_vs_baseline"] = r["train_img_s"] / base
+
+    head = f"{'config':<18}{'train img/s':>12}{'x base':>8}{'infer img/s':>12}{'TFLOP/s':>9}{'GFLOP/img':>10}"
+    head += f"{'peak MB':>9}{'data %':>8}" + (f"{'% peak':>8}" if args.peak_tflops else "")
+    print(f"{args.netG} at {args.crop_size}px on {device} (torch {torch.__version__})")
+    print(head)
+    for r in rows:
+        line = f"{r['config']:<18}{r['train_img_s']:>12.3f}{r['train_vs_baseline']:>8.2f}{r['infer_img_s']:>12.3f}"
+        line += f"{r['train_tflops']:>9.3f}{r['train_gflop_per_img']:>10.1f}{r['peak_mem_mb']:>9.0f}"
+        data = "" if r["data_share"] is None else f"{100 * r['data_share']:.1f}"
+        line += f"{data:>8}"
+        if args.peak_tflops:
+            line += f"{100 * r['share_of_peak']:>8.2f}"
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "netG": args.netG,
+                    "crop_size": args.crop_size,
+                    "device": str(device),
+                    "torch": torch.__version__,
+                    "rows": rows,
+                },
+                f,
+                indent=2,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""scripts/benchmark.py: counted FLOPs, the baseline run first and last, ratios, JSON (tiny sizes, no timing checks)."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+import benchmark  # noqa: E402
+
+
+def test_benchmark_rows_and_json(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    argv = [
+        "--netG",
+        "unet_256",
+        "--num_downs",
+        "5",
+        "--crop_size",
+        "32",
+        "--ngf",
+        "4",
+        "--ndf",
+        "4",
+        "--configs",
+        "bs2",
+        "cl,bf16",
+        "--steps",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        str(out),
+    ]
+    assert benchmark.main(argv) == 0
+    rows = json.load(open(out))["rows"]
+    assert [r["config"] for r in rows] == ["bs1", "bs2", "cl,bf16", "bs1"]
+    assert rows[1]["batch_size"] == 2 and rows[2]["amp"] == "bf16" and rows[2]["channels_last"]
+    # FLOPs per image do not depend on batch size or precision (counted on the same network).
+    assert rows[1]["train_gflop_per_img"] == pytest.approx(rows[0]["train_gflop_per_img"], rel=1e-6)
+    assert rows[0]["train_gflop_per_img"] > rows[0]["infer_gflop_per_img"] > 0
+    base = (rows[0]["train_img_s"] + rows[-1]["train_img_s"]) / 2
+    assert rows[1]["train_vs_baseline"] == pytest.approx(rows[1]["train_img_s"] / base)
+    assert "train img/s" in capsys.readouterr().out
+
+
+def test_unknown_config_token():
+    with pytest.raises(SystemExit, match="unknown config token 'fp8'"):
+        benchmark.parse_config("fp8,bs2")
