@@ -152,6 +152,40 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
     return wait / (wait + step)
 
 
+def roofline(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Per conv layer of G (fp32, batch 1, forward): FLOPs, bytes moved (input + output + weights) and their
+    ratio, the arithmetic intensity. Layers far below the device's FLOP/byte balance are memory-bound."""
+    from torch import nn
+
+    model = build(args, parse_config(BASELINE), device)
+    rows: list[dict] = []
+
+    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        x = inp[0]
+        k = mod.weight.numel() // (mod.weight.shape[0] if isinstance(mod, nn.Conv2d) else mod.weight.shape[1])
+        # Each output element of a conv costs 2 * C_in * kh * kw FLOPs; a transposed conv spreads each input
+        # element over C_out * kh * kw outputs, so count it from the input side.
+        flops = 2 * out.numel() * k if isinstance(mod, nn.Conv2d) else 2 * x.numel() * mod.weight[0].numel()
+        moved = 4 * (x.numel() + out.numel() + mod.weight.numel())
+        rows.append(
+            {
+                "layer": f"{type(mod).__name__} {tuple(x.shape[1:])}->{tuple(out.shape[1:])}",
+                "gflop": flops / 1e9,
+                "mbytes": moved / 2**20,
+                "flop_per_byte": flops / moved,
+            }
+        )
+
+    handles = [
+        m.register_forward_hook(hook) for m in model.netG.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
+    ]
+    with torch.no_grad():
+        model.forward()
+    for h in handles:
+        h.remove()
+    return rows
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -210,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--direction", default="AtoB")
     p.add_argument("--num_threads", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument("--roofline", action="store_true", help="also print FLOPs, bytes and intensity per G layer")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -236,19 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.peak_tflops:
             line += f"{100 * r['share_of_peak']:>8.2f}"
         print(line)
+    layers = roofline(args, device) if args.roofline else []
+    if layers:
+        print(f"\n{'generator layer (fp32, batch 1, forward)':<52}{'GFLOP':>8}{'MB moved':>10}{'FLOP/B':>8}")
+        for r in layers:
+            print(f"{r['layer']:<52}{r['gflop']:>8.3f}{r['mbytes']:>10.1f}{r['flop_per_byte']:>8.1f}")
     if args.json:
+        record = {"netG": args.netG, "crop_size": args.crop_size, "device": str(device), "torch": torch.__version__}
         with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "netG": args.netG,
-                    "crop_size": args.crop_size,
-                    "device": str(device),
-                    "torch": torch.__version__,
-                    "rows": rows,
-                },
-                f,
-                indent=2,
-            )
+            json.dump({**record, "rows": rows, "roofline": layers}, f, indent=2)
     return 0
 
 
