@@ -18,6 +18,11 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
+# Tiny networks (ngf 4) and 32-pixel crops: a training step takes milliseconds on the CPU.
+TINY_NET = ["--ngf", "4", "--ndf", "4", "--display_id", "0", "--num_threads", "0", "--seed", "3"]
+TINY = [*TINY_NET, "--netG", "unet_256", "--num_downs", "5", "--load_size", "36", "--crop_size", "32"]
+
+
 def make_pairs(folder: str, n: int, w: int = 32, h: int = 32, seed: int = 0, ext: str = "png") -> list[str]:
     """Write n combined A|B images (each half w x h): A random noise, B = 255 - A, so pairing is checkable."""
     os.makedirs(folder, exist_ok=True)

@@ -8,11 +8,12 @@ import torch
 from PIL import Image
 
 import train
-from conftest import make_pairs, run_script
+from conftest import TINY as TINY_32
+from conftest import TINY_NET, make_pairs, run_script
 from util import checkpoint
 
-TINY = ["--ngf", "4", "--ndf", "4", "--display_id", "0", "--num_threads", "0", "--seed", "3"]
-TINY_64 = [*TINY, "--netG", "unet_256", "--num_downs", "5", "--load_size", "36", "--crop_size", "32"]
+TINY = TINY_NET
+TINY_64 = TINY_32
 
 
 def test_train_then_test_writes_pages_and_images(tiny_data, tmp_path):

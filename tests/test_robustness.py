@@ -14,31 +14,12 @@ from PIL import Image
 
 import train
 from conftest import ROOT, make_pairs, run_script
+from conftest import TINY as TINY_SIZES
 from data.image_io import load_image
 from models.pix2pix_model import Pix2PixModel
 from util import checkpoint
 
-TINY = [
-    "--ngf",
-    "4",
-    "--ndf",
-    "4",
-    "--display_id",
-    "0",
-    "--num_threads",
-    "0",
-    "--seed",
-    "3",
-    "--netG",
-    "unet_256",
-    "--num_downs",
-    "5",
-    "--load_size",
-    "36",
-    "--crop_size",
-    "32",
-    "--no_html",
-]
+TINY = [*TINY_SIZES, "--no_html"]
 
 
 def train_args(dataroot, ck, name="r"):

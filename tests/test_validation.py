@@ -7,30 +7,9 @@ import pytest
 import torch
 
 import train
-from conftest import make_pairs, run_script
+from conftest import TINY, make_pairs, run_script
 from util import checkpoint
 from util.plots import read_loss_log
-
-TINY = [
-    "--ngf",
-    "4",
-    "--ndf",
-    "4",
-    "--display_id",
-    "0",
-    "--num_threads",
-    "0",
-    "--seed",
-    "3",
-    "--netG",
-    "unet_256",
-    "--num_downs",
-    "5",
-    "--load_size",
-    "36",
-    "--crop_size",
-    "32",
-]
 
 
 @pytest.fixture
