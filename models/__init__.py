@@ -26,6 +26,7 @@ def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
         init_type=o.get("init_type", "normal"),
         init_gain=o.get("init_gain", 0.02),
         init=init,
+        grad_checkpoint=o.get("grad_checkpoint", False),
     )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 NormFactory = Callable[[int], nn.Module]
 
@@ -73,6 +75,7 @@ class UnetSkipConnectionBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.outermost = outermost
+        self.grad_checkpoint = False  # set by UnetGenerator
         norm_layer = get_norm_layer(norm)
         bias = _conv_bias(norm)
         input_nc = outer_nc if input_nc is None else input_nc
@@ -98,7 +101,32 @@ class UnetSkipConnectionBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.outermost:
             return self.model(x)
+        if self.grad_checkpoint and torch.is_grad_enabled():
+            # The first layer, an in-place LeakyReLU, also changes x, so the skip carries leaky(x). Under
+            # checkpointing x must stay intact for the recomputation: apply it out of place here, keep the
+            # rest of the block (and every block inside it) for recomputation in the backward pass.
+            y = F.leaky_relu(x, 0.2)
+            rest = checkpoint(self.model[1:], y, use_reentrant=False, context_fn=_frozen_bn_context(self))
+            return torch.cat([y, rest], 1)
         return torch.cat([x, self.model(x)], 1)
+
+
+def _frozen_bn_context(module: nn.Module):
+    """Checkpoint contexts: the recomputation must not update batch norm's running statistics again."""
+
+    @contextlib.contextmanager
+    def frozen():
+        bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.momentum = 0.0
+        try:
+            yield
+        finally:
+            for m, mom in zip(bns, momenta, strict=True):
+                m.momentum = mom
+
+    return lambda: (contextlib.nullcontext(), frozen())
 
 
 class UnetGenerator(nn.Module):
@@ -116,6 +144,7 @@ class UnetGenerator(nn.Module):
         ngf: int = 64,
         norm: str = "batch",
         use_dropout: bool = False,
+        grad_checkpoint: bool = False,
     ) -> None:
         super().__init__()
         if num_downs < 5:
@@ -130,6 +159,10 @@ class UnetGenerator(nn.Module):
         self.model = UnetSkipConnectionBlock(
             output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
         )
+        # Activation checkpointing: keep only each level's input, recompute the rest in the backward pass.
+        for m in self.modules():
+            if isinstance(m, UnetSkipConnectionBlock):
+                m.grad_checkpoint = grad_checkpoint
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -260,11 +293,14 @@ def define_G(
     init_type: str = "normal",
     init_gain: float = 0.02,
     init: bool = True,
+    grad_checkpoint: bool = False,
 ) -> nn.Module:
-    """Build a generator by name; num_downs overrides a U-Net's depth. init=False skips weight init."""
+    """Build a generator by name; num_downs overrides a U-Net's depth. init=False skips weight init.
+    grad_checkpoint recomputes U-Net activations in the backward pass instead of keeping them."""
     depths = {"unet_128": 7, "unet_256": 8, "unet_512": 9}
     if netG in depths:
-        net: nn.Module = UnetGenerator(input_nc, output_nc, num_downs or depths[netG], ngf, norm, use_dropout)
+        depth = num_downs or depths[netG]
+        net: nn.Module = UnetGenerator(input_nc, output_nc, depth, ngf, norm, use_dropout, grad_checkpoint)
     elif netG in ("resnet_6blocks", "resnet_9blocks"):
         net = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=int(netG[7]))
     else:

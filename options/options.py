@@ -100,6 +100,12 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
     g.add_argument("--channels_last", action="store_true", help="NHWC memory layout (faster convs on GPUs)")
     if is_train:
         g.add_argument("--compile", action="store_true", help="torch.compile the networks (falls back to eager)")
+        g.add_argument(
+            "--grad_checkpoint",
+            action="store_true",
+            help="U-Net generators: recompute activations in the backward pass instead of storing them "
+            "(less memory, more time)",
+        )
 
     g = p.add_argument_group("data")
     g.add_argument("--dataset_mode", default="aligned", choices=["aligned", "single"], help="aligned pairs or A only")
@@ -379,6 +385,8 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(opt.dataset_mode == "aligned", "--dataset_mode single has no targets; it is for test.py only")
         need(0 <= opt.display_port <= 65535, f"--display_port {opt.display_port}: must be 0..65535")
         check_sizes(p, opt)
+        if opt.grad_checkpoint and not opt.netG.startswith("unet"):
+            p.error(f"--grad_checkpoint applies to U-Net generators only, not --netG {opt.netG}")
         if opt.logger == "tensorboard":
             try:
                 import torch.utils.tensorboard  # noqa: F401

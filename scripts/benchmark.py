@@ -3,8 +3,9 @@
     python scripts/benchmark.py --netG unet_256 --crop_size 256 --configs bs1 bf16,bs1 cl,bs4 --json out.json
 
 A configuration is a comma-separated list of: bsN (batch size), bf16 / fp16 (autocast), cl (channels_last),
-compile. The baseline (fp32, eager, batch 1) runs first and last in the same process; each configuration's
-speed is printed as a ratio to the baseline's mean, because absolute times on shared machines drift.
+compile, gc (--grad_checkpoint). The baseline (fp32, eager, batch 1) runs first and last in the same
+process; each configuration's speed is printed as a ratio to the baseline's mean, because absolute times
+on shared machines drift.
 FLOPs are counted with torch.utils.flop_counter on one step, not estimated.
 """
 
@@ -29,7 +30,7 @@ BASELINE = "bs1"
 
 
 def parse_config(text: str) -> dict:
-    cfg = {"batch_size": 1, "amp": "none", "channels_last": False, "compile": False}
+    cfg = {"batch_size": 1, "amp": "none", "channels_last": False, "compile": False, "grad_checkpoint": False}
     for tok in text.split(","):
         if tok.startswith("bs") and tok[2:].isdigit():
             cfg["batch_size"] = int(tok[2:])
@@ -39,8 +40,10 @@ def parse_config(text: str) -> dict:
             cfg["channels_last"] = True
         elif tok == "compile":
             cfg["compile"] = True
+        elif tok == "gc":
+            cfg["grad_checkpoint"] = True
         elif tok not in ("fp32", "eager"):
-            raise SystemExit(f"benchmark.py: unknown config token {tok!r} (use bsN, bf16, fp16, cl, compile)")
+            raise SystemExit(f"benchmark.py: unknown config token {tok!r} (use bsN, bf16, fp16, cl, compile, gc)")
     return cfg
 
 
@@ -68,6 +71,7 @@ def build(args: argparse.Namespace, cfg: dict, device: torch.device):
     flags += ["--num_downs", str(args.num_downs)] if args.num_downs else []
     flags += ["--channels_last"] if cfg["channels_last"] else []
     flags += ["--compile"] if cfg["compile"] else []
+    flags += ["--grad_checkpoint"] if cfg["grad_checkpoint"] else []
     opt = parse(True, flags)
     torch.manual_seed(0)
     model = create_model(vars(opt), device, train=True)
@@ -186,6 +190,31 @@ def roofline(args: argparse.Namespace, device: torch.device) -> list[dict]:
     return rows
 
 
+def saved_mb(fn) -> float:
+    """MB of tensors autograd keeps for the backward pass while fn runs (distinct storages)."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values()) / 2**20
+
+
+def activation_memory(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Activation memory per image kept for backward: G with and without --grad_checkpoint, and one D pass.
+    A training step holds G's graph and two D passes at once (the D update), so the step's activation
+    memory is about G + 2 D. Device-independent, so it can be measured on the CPU for a GPU's budget."""
+    out = {}
+    for gc in (False, True):
+        model = build(args, parse_config("bs1,gc" if gc else "bs1"), device)
+        out["G_grad_checkpoint" if gc else "G"] = saved_mb(model.forward)
+    out["D_pass"] = saved_mb(lambda: model._D(model.real_A, model.real_B))
+    return out
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -245,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num_threads", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--roofline", action="store_true", help="also print FLOPs, bytes and intensity per G layer")
+    p.add_argument(
+        "--activation_memory", action="store_true", help="also print the activation MB per image kept for backward"
+    )
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda":
@@ -276,8 +308,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{'generator layer (fp32, batch 1, forward)':<52}{'GFLOP':>8}{'MB moved':>10}{'FLOP/B':>8}")
         for r in layers:
             print(f"{r['layer']:<52}{r['gflop']:>8.3f}{r['mbytes']:>10.1f}{r['flop_per_byte']:>8.1f}")
+    act = activation_memory(args, device) if args.activation_memory else {}
+    if act:
+        step, step_gc = act["G"] + 2 * act["D_pass"], act["G_grad_checkpoint"] + 2 * act["D_pass"]
+        print(
+            f"\nactivations kept for backward, MB per image: G {act['G']:.0f}, G with --grad_checkpoint "
+            f"{act['G_grad_checkpoint']:.0f}, one D pass {act['D_pass']:.0f}; a step holds about G + 2 D: "
+            f"{step:.0f} -> {step_gc:.0f} ({step / step_gc:.2f}x)"
+        )
     if args.json:
-        record = {"netG": args.netG, "crop_size": args.crop_size, "device": str(device), "torch": torch.__version__}
+        record = {
+            "activation_mb": act,
+            "netG": args.netG,
+            "crop_size": args.crop_size,
+            "device": str(device),
+            "torch": torch.__version__,
+        }
         with open(args.json, "w") as f:
             json.dump({**record, "rows": rows, "roofline": layers}, f, indent=2)
     return 0
