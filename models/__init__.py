@@ -32,7 +32,7 @@ def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
 
 def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
     """The conditional discriminator: it sees input and output channels stacked."""
-    return define_D(
+    net = define_D(
         o["netD"],
         o["input_nc"] + o["output_nc"],
         o["ndf"],
@@ -41,6 +41,9 @@ def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
         o["init_type"],
         o["init_gain"],
     )
+    if hasattr(net, "segments"):  # PatchGANs; the 1x1 pixel discriminator has little to gain
+        net.grad_checkpoint = o.get("grad_checkpoint", False)
+    return net
 
 
 def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True) -> Pix2PixModel:

@@ -258,9 +258,19 @@ class NLayerDiscriminator(nn.Module):
         ]
         layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
+        self.grad_checkpoint = False
+        # Checkpoint segments start at each conv, so no segment changes its saved input in place.
+        starts = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+        self.segments = [self.model[a:b] for a, b in zip(starts, [*starts[1:], len(layers)], strict=True)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        if not (self.grad_checkpoint and torch.is_grad_enabled()):
+            return self.model(x)
+        # Each segment keeps only its input; its conv, norm and activation outputs are recomputed. D's
+        # running statistics are updated again by the recomputation, which is harmless: D is never evaluated.
+        for seg in self.segments[:-1]:
+            x = checkpoint(seg, x, use_reentrant=False)
+        return self.segments[-1](x)
 
 
 class PixelDiscriminator(nn.Module):
@@ -371,7 +381,15 @@ def gradient_penalty(netD: nn.Module, real_A: torch.Tensor, real_B: torch.Tensor
     """WGAN-GP penalty (||grad D||_2 - 1)^2 on interpolates of (A, fake_B) and (A, real_B), A fixed."""
     alpha = torch.rand(real_B.shape[0], 1, 1, 1, device=real_B.device, dtype=real_B.dtype)
     mixed_B = (alpha * real_B + (1 - alpha) * fake_B).requires_grad_(True)
-    out = netD(torch.cat([real_A, mixed_B], 1))
+    # No checkpointing under the penalty's second-order gradient.
+    flag = getattr(netD, "grad_checkpoint", False)
+    if flag:
+        netD.grad_checkpoint = False
+    try:
+        out = netD(torch.cat([real_A, mixed_B], 1))
+    finally:
+        if flag:
+            netD.grad_checkpoint = True
     (grad,) = torch.autograd.grad(out.sum(), mixed_B, create_graph=True)
     # The small offset keeps the norm's gradient finite where D's gradient is exactly zero.
     return (((grad.flatten(1) + 1e-16).norm(2, dim=1) - 1) ** 2).mean()

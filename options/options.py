@@ -103,8 +103,8 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
         g.add_argument(
             "--grad_checkpoint",
             action="store_true",
-            help="U-Net generators: recompute activations in the backward pass instead of storing them "
-            "(less memory, more time)",
+            help="recompute activations of the U-Net generator and the PatchGAN discriminator in the backward "
+            "pass instead of storing them (less memory, more time)",
         )
 
     g = p.add_argument_group("data")

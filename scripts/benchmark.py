@@ -204,14 +204,15 @@ def saved_mb(fn) -> float:
 
 
 def activation_memory(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    """Activation memory per image kept for backward: G with and without --grad_checkpoint, and one D pass.
+    """Activation memory per image kept for backward by G and by one D pass, with and without --grad_checkpoint.
     A training step holds G's graph and two D passes at once (the D update), so the step's activation
     memory is about G + 2 D. Device-independent, so it can be measured on the CPU for a GPU's budget."""
     out = {}
     for gc in (False, True):
         model = build(args, parse_config("bs1,gc" if gc else "bs1"), device)
-        out["G_grad_checkpoint" if gc else "G"] = saved_mb(model.forward)
-    out["D_pass"] = saved_mb(lambda: model._D(model.real_A, model.real_B))
+        suffix = "_grad_checkpoint" if gc else ""
+        out["G" + suffix] = saved_mb(model.forward)
+        out["D_pass" + suffix] = saved_mb(lambda m=model: m._D(m.real_A, m.real_B))
     return out
 
 
@@ -310,11 +311,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['layer']:<52}{r['gflop']:>8.3f}{r['mbytes']:>10.1f}{r['flop_per_byte']:>8.1f}")
     act = activation_memory(args, device) if args.activation_memory else {}
     if act:
-        step, step_gc = act["G"] + 2 * act["D_pass"], act["G_grad_checkpoint"] + 2 * act["D_pass"]
+        step = act["G"] + 2 * act["D_pass"]
+        step_gc = act["G_grad_checkpoint"] + 2 * act["D_pass_grad_checkpoint"]
         print(
-            f"\nactivations kept for backward, MB per image: G {act['G']:.0f}, G with --grad_checkpoint "
-            f"{act['G_grad_checkpoint']:.0f}, one D pass {act['D_pass']:.0f}; a step holds about G + 2 D: "
-            f"{step:.0f} -> {step_gc:.0f} ({step / step_gc:.2f}x)"
+            f"\nactivations kept for backward, MB per image (plain -> --grad_checkpoint): "
+            f"G {act['G']:.0f} -> {act['G_grad_checkpoint']:.0f}, one D pass {act['D_pass']:.0f} -> "
+            f"{act['D_pass_grad_checkpoint']:.0f}; a step holds about G + 2 D: {step:.0f} -> {step_gc:.0f} "
+            f"({step / step_gc:.2f}x)"
         )
     if args.json:
         record = {

@@ -197,3 +197,25 @@ def test_grad_checkpoint_training_step():
     model.set_input(batch())
     model.optimize_parameters()
     assert model.pop_losses()[1]
+
+
+def test_discriminator_checkpoint_gives_the_plain_gradients():
+    from models.networks import define_D
+
+    torch.manual_seed(0)
+    plain = define_D("basic", 6, ndf=4, norm="batch")
+    ckpt = define_D("basic", 6, ndf=4, norm="batch")
+    ckpt.load_state_dict(plain.state_dict())
+    ckpt.grad_checkpoint = True
+    x = torch.randn(2, 6, 64, 64)
+    for net in (plain, ckpt):
+        net(x.clone()).square().sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6, rtol=1e-5), name
+
+
+def test_grad_checkpoint_with_wgangp():
+    model = tiny_model("--grad_checkpoint", "--gan_mode", "wgangp")
+    model.set_input(batch())
+    model.optimize_parameters()
+    assert model.netD.grad_checkpoint and model.pop_losses()[1]
