@@ -48,8 +48,12 @@ class StopFlag:
         self.signum: int | None = None
 
     def install(self) -> None:
-        signal.signal(signal.SIGINT, self._handle)
-        signal.signal(signal.SIGTERM, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def uninstall(self) -> None:
+        """Give the signals back (main() may run inside another program, such as a test runner)."""
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
 
     def _handle(self, signum: int, _frame) -> None:
         if self.signum is not None:
@@ -257,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         log.error("%s (%s keeps the last saved state)", msg, latest)
         return 1
+    finally:
+        stop.uninstall()
 
 
 @dataclass
