@@ -24,10 +24,10 @@ from data.demo import ensure_demo_dataset
 from data.image_io import data_error
 from models import create_model
 from options.options import ARCHITECTURE_KEYS, format_options, option_dict, parse, save_options
-from util import checkpoint
+from util import checkpoint, distributed
 from util.util import setup_logging
 from util.validation import Validator, split_validation
-from util.visualizer import Visualizer
+from util.visualizer import NullVisualizer, Visualizer
 
 log = logging.getLogger("train")
 CHECKPOINT_FORMAT = 1
@@ -100,6 +100,10 @@ def check_resumable(opt: argparse.Namespace, saved: dict) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     opt = parse(True, argv)
     setup_logging(opt.verbose)
+    d = distributed.setup(use_cuda=bool(opt.gpu_ids_list))
+    opt.dist = d
+    if not d.is_main:  # under torchrun only rank 0 talks; errors still show
+        logging.getLogger().setLevel(logging.ERROR)
     run_dir = os.path.join(opt.checkpoints_dir, opt.name)
     try:
         os.makedirs(run_dir, exist_ok=True)
@@ -165,13 +169,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         opt.seed, opt.epoch_count = saved["seed"], saved["epoch_count"]
     if opt.seed is None:
         opt.seed = random.SystemRandom().randrange(2**31)
+    opt.seed = distributed.broadcast_int(d, opt.seed)  # every process must share the data order
     if opt.dataroot is None:
+        if not d.is_main:
+            distributed.barrier(d)  # rank 0 builds the demo set first
         opt.dataroot = ensure_demo_dataset()
+        if d.is_main:
+            distributed.barrier(d)
 
-    log.info("\n%s", format_options(opt))
-    save_options(opt, run_dir, "train")
+    if d.is_main:
+        log.info("\n%s", format_options(opt))
+        save_options(opt, run_dir, "train")
 
     device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
+    if d.enabled:
+        device = torch.device(f"cuda:{d.local_rank}" if opt.gpu_ids_list else "cpu")
+        log.info(
+            "torchrun: %d processes, batch %d each (%d in all)",
+            d.world_size,
+            opt.batch_size,
+            d.world_size * opt.batch_size,
+        )
+        if opt.norm == "batch":
+            log.warning(
+                "--norm batch with %d processes: each process normalises with its own batch's "
+                "statistics (--norm syncbatch shares them, on CUDA)",
+                d.world_size,
+            )
+        if opt.compile:
+            log.warning("--compile is not used under torchrun yet; running eagerly")
+            opt.compile = False
     if len(opt.gpu_ids_list) > 1:
         log.warning(
             "--gpu_ids %s: this trainer uses one device per process; using cuda:%d", opt.gpu_ids, opt.gpu_ids_list[0]
@@ -196,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--batch_size {opt.batch_size} is larger than the data set ({len(dataset)} images in "
             f"{opt.dataroot}/{opt.phase})"
         )
-    sampler = EpochSampler(len(dataset), opt.seed, shuffle=not opt.serial_batches)
+    sampler = EpochSampler(len(dataset), opt.seed, not opt.serial_batches, d.rank, d.world_size)
     loader = create_dataloader(dataset, opt.batch_size, opt.num_threads, sampler, pin_memory=device.type == "cuda")
     log.info("%d training images in %s/%s, batch size %d", len(dataset), opt.dataroot, opt.phase, opt.batch_size)
 
@@ -231,7 +258,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             start_step,
             total_iters,
         )
-    vis = Visualizer(
+    if d.enabled:
+        if opt.norm == "syncbatch":
+            model.netG = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.netG)
+            model.netD = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model.netD)
+        model.wrap_ddp(d)
+    if not d.is_main:
+        validator = None
+    vis = (Visualizer if d.is_main else NullVisualizer)(
         run_dir,
         opt.name,
         not opt.no_html,
@@ -263,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         stop.uninstall()
+        distributed.cleanup(d)
 
 
 @dataclass
@@ -278,7 +313,10 @@ def save_latest(opt: argparse.Namespace, model, progress: Progress, best: dict |
     """Write the full training state to latest.pth (and iter_<N>_net_G.pth with --save_by_iter).
 
     Refuses (NonFiniteWeights) to replace a good checkpoint with weights holding NaN or inf.
+    Under torchrun only rank 0 writes.
     """
+    if getattr(opt, "dist", None) is not None and not opt.dist.is_main:
+        return
     run_dir = os.path.join(opt.checkpoints_dir, opt.name)
     bad = checkpoint.non_finite_tensors(model.netG.state_dict()) + checkpoint.non_finite_tensors(
         model.netD.state_dict()
@@ -312,6 +350,7 @@ def train_loop(
     opt, model, loader, sampler, vis, stop: StopFlag, progress: Progress, n_images: int, validator=None
 ) -> int:
     """Run the epochs from `progress` on; returns the exit status."""
+    d = opt.dist
 
     def best() -> dict | None:
         return validator.best if validator is not None else None
@@ -338,12 +377,17 @@ def train_loop(
         for batch in loader:
             model.set_input(batch)
             model.optimize_parameters()
+            if os.environ.get("PIX2PIX_TEST_DIE_AT") == f"{d.rank}:{p.total_iters + 1}":
+                os._exit(3)  # test hook: a process that dies mid-run, as a crash or an OOM kill would
             p.epoch_iter += 1
             p.total_iters += 1
             steps_this_process += 1
             bar.update(1)
 
+            stop_now = stop.signum is not None
             if p.total_iters % opt.print_freq == 0:
+                if d.enabled:  # every process must stop at the same step: agree at print boundaries
+                    stop_now = distributed.any_over_ranks(d, stop_now)
                 losses, finite = model.pop_losses()
                 per_image = (time.perf_counter() - t_window) / (opt.print_freq * opt.batch_size)
                 t_window = time.perf_counter()
@@ -369,7 +413,8 @@ def train_loop(
             if p.total_iters % opt.save_latest_freq == 0:
                 save_latest(opt, model, p, best())
                 log.info("saved latest (epoch %d, total_iters %d)", epoch, p.total_iters)
-            if stop.signum is not None or steps_this_process == opt.stop_after_iters:
+            at_boundary = not d.enabled or p.total_iters % opt.print_freq == 0
+            if (stop_now and at_boundary) or steps_this_process == opt.stop_after_iters:
                 bar.close()
                 save_latest(opt, model, p, best())
                 why = "interrupted" if stop.signum is not None else f"stopped after {steps_this_process} iterations"
@@ -380,7 +425,7 @@ def train_loop(
                     epoch,
                     p.epoch_iter,
                 )
-                return 130 if stop.signum is not None else 0
+                return 130 if stop_now else 0
         bar.close()
 
         lr = model.update_learning_rate()
@@ -390,7 +435,7 @@ def train_loop(
         if not opt.no_html:
             vis.display_current_results(visuals, epoch, p.total_iters, save_result=True)
         save_latest(opt, model, Progress(epoch + 1, 0, p.total_iters), best())
-        if epoch % opt.save_epoch_freq == 0 or epoch == last_epoch:
+        if d.is_main and (epoch % opt.save_epoch_freq == 0 or epoch == last_epoch):
             snap = {
                 "netG": model.netG.state_dict(),
                 "options": option_dict(opt),

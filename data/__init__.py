@@ -19,8 +19,9 @@ class EpochSampler(Sampler):
     """Yields (epoch, index) keys; the order depends only on (seed, epoch), so a resumed run can skip
     the batches it already did and see exactly the same data as an uninterrupted one."""
 
-    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+    def __init__(self, n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 1, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -33,12 +34,23 @@ class EpochSampler(Sampler):
         state = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(state)).tolist()
 
+    def shard(self, epoch: int) -> list[int]:
+        """This process's share of the epoch: with several processes (torchrun) the order is padded by
+        wrapping round to a multiple of world_size and dealt out, so every process gets as many samples and
+        the union of a step's batches is the single-process batch at world_size times the batch size."""
+        order = self.order(epoch)
+        if self.world_size == 1:
+            return order
+        per = -(-self.n // self.world_size)
+        order = (order * self.world_size)[: per * self.world_size]
+        return order[self.rank :: self.world_size]
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in self.order(self.epoch)[self.start :]:
+        for i in self.shard(self.epoch)[self.start :]:
             yield (self.epoch, i)
 
     def __len__(self) -> int:
-        return max(self.n - self.start, 0)
+        return max(-(-self.n // self.world_size) - self.start, 0)
 
 
 def _worker_init(_worker_id: int) -> None:

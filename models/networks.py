@@ -16,7 +16,7 @@ NormFactory = Callable[[int], nn.Module]
 
 def get_norm_layer(norm: str) -> NormFactory:
     """batch: learnable affine + running stats; instance: neither (as in pix2pix); none: identity."""
-    if norm == "batch":
+    if norm in ("batch", "syncbatch"):  # syncbatch: converted to SyncBatchNorm under torchrun on CUDA
         return functools.partial(nn.BatchNorm2d, affine=True, track_running_stats=True)
     if norm == "instance":
         return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
@@ -27,7 +27,7 @@ def get_norm_layer(norm: str) -> NormFactory:
 
 def _conv_bias(norm: str) -> bool:
     # Batch norm's shift makes a conv bias redundant; instance norm here has no affine, so keep the bias.
-    return norm != "batch"
+    return norm not in ("batch", "syncbatch")
 
 
 def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> None:

@@ -73,10 +73,13 @@ class Pix2PixModel:
         self.amp_dtype = AMP_DTYPES[amp]
         # Calls go through runG/runD (compiled or not); netG/netD keep the parameters and state dicts.
         self.runG, self.runD = self.netG, self.netD
+        self.runD_for_G = self.netD  # D in the G step; see wrap_ddp
+        self.dist = None  # util.distributed.Dist under torchrun
         self.compiled = False
         if compile:
             self.runG = torch.compile(self.netG)
             self.runD = torch.compile(self.netD) if self.netD is not None else None
+            self.runD_for_G = self.runD
             self.compiled = True
         self.pad_multiple = pad_multiple
         # Skipping needs to look at each loss on the host: one sync per step, so it is opt-in.
@@ -137,13 +140,25 @@ class Pix2PixModel:
         except Exception as e:  # torch.compile raises many kinds (no compiler, unsupported op, ...)
             log.warning("--compile failed (%s: %s); running eagerly instead", type(e).__name__, str(e)[:200])
             self.compiled = False
-            self.runG, self.runD = self.netG, self.netD
+            self.runG, self.runD, self.runD_for_G = self.netG, self.netD, self.netD
             return getattr(net, "_orig_mod", net)(x)
 
-    def _D(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    def wrap_ddp(self, d) -> None:
+        """DistributedDataParallel for G and D (torchrun). D's G-step pass uses the bare module: D is frozen
+        then (requires_grad off), and a DDP reducer that saw no gradients would wait for them forever."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.dist = d
+        self.runG = DDP(self.netG, device_ids=ids)
+        if self.netD is not None:
+            self.runD = DDP(self.netD, device_ids=ids)
+            self.runD_for_G = self.netD
+
+    def _D(self, A: torch.Tensor, B: torch.Tensor, net=None) -> torch.Tensor:
         """D's logits for the pair (A, B), stacked on channels; fp32 out."""
         with self.autocast():
-            return self._call(self.runD, torch.cat([A, B], 1)).float()
+            return self._call(net if net is not None else self.runD, torch.cat([A, B], 1)).float()
 
     # ---- one training step --------------------------------------------------------------------
     def optimize_parameters(self) -> None:
@@ -170,7 +185,7 @@ class Pix2PixModel:
         # G: fool D and stay close to the target in L1. D's weights are frozen for this backward.
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
-        loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B), True)
+        loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True)
         loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
         loss_G = loss_G_GAN + loss_G_L1
         if self.skip_nonfinite and not torch.isfinite(loss_G):
@@ -186,7 +201,12 @@ class Pix2PixModel:
     def pop_losses(self) -> tuple[dict[str, float], bool]:
         """Mean losses since the last call and whether all were finite; one host-device sync."""
         steps = max(self._loss_steps, 1)
-        values = (self._loss_sum / steps).tolist()
+        mean = self._loss_sum / steps
+        if self.dist is not None:  # every process's losses, averaged: all processes call this together
+            from util.distributed import mean_over_ranks
+
+            mean = mean_over_ranks(self.dist, mean)
+        values = mean.tolist()
         self._loss_sum.zero_()
         self._loss_steps = 0
         losses = dict(zip(LOSS_NAMES, values, strict=False))

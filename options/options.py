@@ -79,7 +79,12 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
         help="basic = 70x70 PatchGAN; n_layers = PatchGAN with --n_layers_D; pixel = 1x1 PatchGAN",
     )
     g.add_argument("--n_layers_D", type=int, default=3, help="layers of the n_layers discriminator")
-    g.add_argument("--norm", default="batch", choices=["batch", "instance", "none"], help="normalization layer")
+    g.add_argument(
+        "--norm",
+        default="batch",
+        choices=["batch", "instance", "none", "syncbatch"],
+        help="normalization layer; syncbatch shares batch statistics across torchrun processes (CUDA only)",
+    )
     g.add_argument(
         "--init_type",
         default="normal",
@@ -309,6 +314,10 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         n = torch.cuda.device_count()
         need(all(i < n for i in ids), f"--gpu_ids {opt.gpu_ids}: this machine has {n} CUDA device(s), ids 0..{n - 1}")
     opt.gpu_ids_list = ids
+    need(
+        opt.norm != "syncbatch" or bool(ids),
+        "--norm syncbatch: SyncBatchNorm runs on CUDA only; on the CPU use --norm batch or instance",
+    )
     need(
         opt.phase not in ("", ".", "..") and "/" not in opt.phase and "\\" not in opt.phase,
         f"--phase {opt.phase!r}: must be a plain folder name such as train, test or val",

@@ -72,6 +72,9 @@ class Validator:
             m.momentum = 0.0
         self.suite.reset()
         devices = [self.device] if self.device.type == "cuda" else []
+        # Only rank 0 validates under torchrun: use the bare generator, not its DDP wrapper, whose forward
+        # would wait for the other processes.
+        run_G, model.runG = model.runG, model.netG
         try:
             with torch.random.fork_rng(devices=devices), torch.no_grad():
                 torch.manual_seed(self.opt.seed)
@@ -80,6 +83,7 @@ class Validator:
                     model.forward()
                     self.suite.update(model.fake_B, model.real_B)
         finally:
+            model.runG = run_G
             for m, mom in zip(bns, momenta, strict=True):
                 m.momentum = mom
         scores = self.suite.compute()

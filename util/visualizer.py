@@ -232,3 +232,25 @@ class Visualizer:
         with open(self.log_name, "a") as f:
             f.write(msg + "\n")
         return msg
+
+
+class NullVisualizer:
+    """What processes other than rank 0 get under torchrun: the same calls, no output."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        pass
+
+    def display_current_results(self, *args, **kwargs) -> None:
+        pass
+
+    def write_page(self) -> None:
+        pass
+
+    def plot_current_losses(self, *args, **kwargs) -> None:
+        pass
+
+    def plot_validation(self, *args, **kwargs) -> None:
+        pass
+
+    def print_current_losses(self, *args, **kwargs) -> str:
+        return ""

@@ -1,0 +1,142 @@
+"""torchrun with gloo on the CPU: 2 processes equal 1 process at the same global batch; rank 0 writes."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import ROOT, make_pairs, run_script
+from models import build_generator
+from util import checkpoint
+
+ARGS = [
+    "--ngf",
+    "4",
+    "--ndf",
+    "4",
+    "--netG",
+    "unet_256",
+    "--num_downs",
+    "5",
+    "--load_size",
+    "36",
+    "--crop_size",
+    "32",
+    "--num_threads",
+    "0",
+    "--seed",
+    "3",
+    "--norm",
+    "instance",
+    "--no_dropout",
+    "--display_id",
+    "0",
+    "--no_html",
+    "--n_epochs",
+    "1",
+    "--n_epochs_decay",
+    "1",
+    "--print_freq",
+    "2",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(nproc: int, args: list[str], env_extra: dict | None = None, timeout: int = 240):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", **(env_extra or {}))
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        os.path.join(ROOT, "train.py"),
+        *args,
+    ]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def biases_before_instance_norm(opts: dict) -> set[str]:
+    """Conv biases followed by an instance norm: it subtracts the mean, so their true gradient is 0 and
+    Adam turns the float noise left in it into full-size steps. They cannot be compared across runs."""
+    net = build_generator(opts, init=False)
+    names = set()
+    for prefix, mod in net.named_modules():
+        if isinstance(mod, nn.Sequential):
+            layers = list(mod.named_children())
+            for (name, a), (_, b) in zip(layers, layers[1:], strict=False):
+                if isinstance(a, nn.Conv2d | nn.ConvTranspose2d) and isinstance(b, nn.InstanceNorm2d):
+                    names.add(f"{prefix}.{name}.bias")
+    return names
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp") / "data"
+    make_pairs(str(root / "train"), 8, seed=1)
+    make_pairs(str(root / "test"), 2, seed=2)
+    return str(root)
+
+
+def test_two_processes_equal_one_at_the_same_global_batch(data, tmp_path):
+    common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS]
+    r = torchrun(2, [*common, "--name", "two", "--batch_size", "1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    r1 = run_script("train.py", *common, "--name", "one", "--batch_size", "2")
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    a = checkpoint.load(str(tmp_path / "one" / "latest.pth"))
+    b = checkpoint.load(str(tmp_path / "two" / "latest.pth"))
+    assert a["total_iters"] == b["total_iters"] == 8
+    skip = biases_before_instance_norm(a["options"])
+    assert skip  # the exclusion is real, and small
+    for k, v in a["model"]["netG"].items():
+        if k not in skip:
+            assert torch.allclose(v, b["model"]["netG"][k], atol=1e-5), k
+    for k, v in a["model"]["netD"].items():
+        if not k.endswith("bias") or k == "model.0.bias" or k == "model.11.bias":  # D's convs before norm
+            assert torch.allclose(v, b["model"]["netD"][k], atol=1e-5), k
+    # Only rank 0 writes: one header and one line per print in loss_log.txt, and nothing else in stdout.
+    log = open(tmp_path / "two" / "loss_log.txt").read()
+    assert log.count("Training Loss") == 1 and log.count("G_GAN") == 4
+    assert r.stdout.count("training done") == 1
+    # The checkpoint has no DDP 'module.' prefixes: a single-process test.py loads it.
+    t = run_script(
+        "test.py",
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "two",
+        "--results_dir",
+        str(tmp_path / "res"),
+        "--num_threads",
+        "0",
+    )
+    assert t.returncode == 0, t.stderr[-3000:]
+    assert not any(k.startswith("module.") for k in b["model"]["netG"])
+
+
+def test_a_dead_process_ends_the_job(data, tmp_path):
+    t0 = time.time()
+    r = torchrun(
+        2,
+        ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS, "--name", "die"],
+        {"PIX2PIX_TEST_DIE_AT": "1:3"},
+        timeout=200,
+    )
+    assert r.returncode != 0
+    assert time.time() - t0 < 150
+    assert "exitcode" in r.stderr or "failed" in r.stderr.lower()

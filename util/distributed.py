@@ -1,0 +1,77 @@
+"""Several processes under torchrun: process group set-up, rank-0-only work, and collectives."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"  # where collectives' tensors live (NCCL needs CUDA tensors)
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(use_cuda: bool) -> Dist:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on the CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    d = Dist(int(os.environ["RANK"]), world, local, f"cuda:{local}" if use_cuda else "cpu")
+    if not dist.is_initialized():
+        backend = "nccl" if use_cuda else "gloo"
+        # A bounded timeout: a peer that died must not keep the others waiting for the default 30 minutes.
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=5))
+    return d
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
+
+
+def mean_over_ranks(d: Dist, t: torch.Tensor) -> torch.Tensor:
+    """All-reduce mean of a tensor (a no-op in a single process)."""
+    if d.enabled:
+        t = t.clone()
+        dist.all_reduce(t)
+        t /= d.world_size
+    return t
+
+
+def any_over_ranks(d: Dist, flag: bool) -> bool:
+    """True if any process says so (every process must call it at the same point)."""
+    if not d.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=d.device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def broadcast_int(d: Dist, value: int) -> int:
+    """Rank 0's value on every process."""
+    if not d.enabled:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return int(box[0])
+
+
+def cleanup(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
