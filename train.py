@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import logging
 import os
 import random
@@ -300,6 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         distributed.cleanup(d)
 
 
+def batched(iterable, k: int):
+    """Lists of k items (the last may be shorter)."""
+    it = iter(iterable)
+    while chunk := list(itertools.islice(it, k)):
+        yield chunk
+
+
 @dataclass
 class Progress:
     """Where training stands: epoch_iter steps of `epoch` are done, total_iters in all."""
@@ -363,10 +371,11 @@ def train_loop(
     for epoch in range(p.epoch, last_epoch + 1):
         if epoch != p.epoch:
             p.epoch, p.epoch_iter = epoch, 0
-        sampler.set_epoch(epoch, p.epoch_iter * opt.batch_size)
+        k = opt.accum_steps  # batches per optimiser step; epoch_iter counts steps
+        sampler.set_epoch(epoch, p.epoch_iter * opt.batch_size * k)
         t_window = time.perf_counter()
         bar = tqdm(
-            total=p.epoch_iter + len(loader),
+            total=p.epoch_iter + -(-len(loader) // k),
             initial=p.epoch_iter,
             desc=f"epoch {epoch}/{last_epoch}",
             unit="it",
@@ -374,9 +383,12 @@ def train_loop(
             leave=False,
             dynamic_ncols=True,
         )
-        for batch in loader:
-            model.set_input(batch)
-            model.optimize_parameters()
+        for micro in batched(loader, k):
+            if k == 1:
+                model.set_input(micro[0])
+                model.optimize_parameters()
+            else:
+                model.optimize_accumulated(micro)
             if os.environ.get("PIX2PIX_TEST_DIE_AT") == f"{d.rank}:{p.total_iters + 1}":
                 os._exit(3)  # test hook: a process that dies mid-run, as a crash or an OOM kill would
             p.epoch_iter += 1
@@ -389,7 +401,7 @@ def train_loop(
                 if d.enabled:  # every process must stop at the same step: agree at print boundaries
                     stop_now = distributed.any_over_ranks(d, stop_now)
                 losses, finite = model.pop_losses()
-                per_image = (time.perf_counter() - t_window) / (opt.print_freq * opt.batch_size)
+                per_image = (time.perf_counter() - t_window) / (opt.print_freq * opt.batch_size * k)
                 t_window = time.perf_counter()
                 lr = model.optimizer_G.param_groups[0]["lr"]
                 log.info(vis.print_current_losses(epoch, p.epoch_iter, p.total_iters, losses, per_image, lr))
@@ -405,7 +417,7 @@ def train_loop(
                         latest,
                     )
                     return 1
-                vis.plot_current_losses(epoch - 1 + p.epoch_iter * opt.batch_size / n_images, losses)
+                vis.plot_current_losses(epoch - 1 + p.epoch_iter * opt.batch_size * k / n_images, losses)
             if p.total_iters % opt.display_freq == 0:
                 vis.display_current_results(model.current_visuals(), epoch, p.total_iters, save_result=False)
             if p.total_iters % opt.update_html_freq == 0:

@@ -33,6 +33,20 @@ def lr_factor(epoch: int, policy: str, n_epochs: int, n_epochs_decay: int, lr_de
     raise ValueError(f"lr_policy must be linear, step or cosine, not {policy!r}")
 
 
+@contextlib.contextmanager
+def frozen_batchnorm(net: nn.Module):
+    """Batch norm keeps normalising with batch statistics but leaves its running statistics alone."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
+
+
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     for p in net.parameters():
         p.requires_grad_(flag)
@@ -197,6 +211,63 @@ class Pix2PixModel:
 
         self._loss_sum += torch.stack([loss_G_GAN, loss_G_L1, loss_D_real, loss_D_fake]).detach()
         self._loss_steps += 1
+
+    def optimize_accumulated(self, micro: list[dict]) -> None:
+        """One step over several micro-batches (--accum_steps), equal to one step on their union when the
+        normalisation is per image (instance norm or none): first D, accumulated over all of them, then G
+        against the updated D. G's forward is recomputed in the G phase with the same random state (the
+        same dropout masks), so only one micro-batch's activations are alive at a time. Under torchrun,
+        gradients are all-reduced once, after the last micro-batch (no_sync before)."""
+        assert self.netD is not None, "the model was built for testing (no discriminator)"
+        k = len(micro)
+        rng = []
+        set_requires_grad(self.netD, True)
+        self.optimizer_D.zero_grad(set_to_none=True)
+        sums = torch.zeros(len(LOSS_NAMES), device=self.device)
+        for i, batch in enumerate(micro):
+            self.set_input(batch)
+            rng.append(self._rng_state())
+            with torch.no_grad():
+                self.forward()
+            with self._no_sync(self.runD, i < k - 1):
+                loss_D_fake = self.criterionGAN(self._D(self.real_A, self.fake_B), False)
+                loss_D_real = self.criterionGAN(self._D(self.real_A, self.real_B), True)
+                loss_D = (loss_D_fake + loss_D_real) * 0.5
+                if self.gan_mode == "wgangp":
+                    loss_D = loss_D + self.lambda_gp * gradient_penalty(
+                        self.netD, self.real_A, self.real_B, self.fake_B
+                    )
+                self.scaler_D.scale(loss_D / k).backward()
+            sums[2:] += torch.stack([loss_D_real, loss_D_fake]).detach() / k
+        self.scaler_D.step(self.optimizer_D)
+        self.scaler_D.update()
+
+        set_requires_grad(self.netD, False)
+        self.optimizer_G.zero_grad(set_to_none=True)
+        for i, batch in enumerate(micro):
+            self.set_input(batch)
+            self._set_rng_state(rng[i])
+            with self._no_sync(self.runG, i < k - 1), frozen_batchnorm(self.netG):
+                self.forward()  # the second pass must not move batch norm's running statistics again
+                loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True)
+                loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
+                self.scaler_G.scale((loss_G_GAN + loss_G_L1) / k).backward()
+            sums[:2] += torch.stack([loss_G_GAN, loss_G_L1]).detach() / k
+        self.scaler_G.step(self.optimizer_G)
+        self.scaler_G.update()
+        self._loss_sum += sums
+        self._loss_steps += 1
+
+    def _no_sync(self, net, skip: bool):
+        return net.no_sync() if skip and hasattr(net, "no_sync") else contextlib.nullcontext()
+
+    def _rng_state(self):
+        return (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
+
+    def _set_rng_state(self, state) -> None:
+        torch.set_rng_state(state[0])
+        if state[1] is not None:
+            torch.cuda.set_rng_state(state[1], self.device)
 
     def pop_losses(self) -> tuple[dict[str, float], bool]:
         """Mean losses since the last call and whether all were finite; one host-device sync."""

@@ -199,6 +199,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epoch_count", type=int, default=1, help="first epoch number of a new run")
     g.add_argument("--pool_size", type=int, default=0, help="accepted for reference compatibility; must be 0")
     g.add_argument(
+        "--accum_steps",
+        type=int,
+        default=1,
+        help="accumulate gradients over K batches per optimiser step (effective batch K x batch_size)",
+    )
+    g.add_argument(
         "--skip_nonfinite",
         action="store_true",
         help="skip (and count) steps whose loss is NaN or inf instead of stopping; costs a host sync per step",
@@ -387,6 +393,11 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
             need(getattr(opt, flag) >= 0, f"--{flag} {getattr(opt, flag)}: must be 0 or more")
         need(opt.n_epochs + opt.n_epochs_decay >= 1, "--n_epochs + --n_epochs_decay: must be at least 1 epoch")
         need(opt.lr > 0, f"--lr {opt.lr}: must be positive")
+        need(opt.accum_steps >= 1, f"--accum_steps {opt.accum_steps}: must be a positive integer")
+        need(
+            not (opt.accum_steps > 1 and opt.skip_nonfinite),
+            "--skip_nonfinite works with --accum_steps 1 only",
+        )
         need(0 <= opt.beta1 < 1, f"--beta1 {opt.beta1}: must be in [0, 1)")
         need(opt.lambda_L1 >= 0, f"--lambda_L1 {opt.lambda_L1}: must be 0 or more")
         need(opt.lambda_gp >= 0, f"--lambda_gp {opt.lambda_gp}: must be 0 or more")

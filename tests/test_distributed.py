@@ -140,3 +140,31 @@ def test_a_dead_process_ends_the_job(data, tmp_path):
     assert r.returncode != 0
     assert time.time() - t0 < 150
     assert "exitcode" in r.stderr or "failed" in r.stderr.lower()
+
+
+def test_accumulation_equals_the_larger_batch(data, tmp_path):
+    import train
+
+    common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS]
+    assert train.main([*common, "--name", "acc", "--batch_size", "1", "--accum_steps", "2"]) == 0
+    assert train.main([*common, "--name", "big", "--batch_size", "2"]) == 0
+    a = checkpoint.load(str(tmp_path / "big" / "latest.pth"))
+    b = checkpoint.load(str(tmp_path / "acc" / "latest.pth"))
+    assert a["total_iters"] == b["total_iters"] == 8  # steps, not micro-batches
+    skip = biases_before_instance_norm(a["options"])
+    for k, v in a["model"]["netG"].items():
+        if k not in skip:
+            assert torch.allclose(v, b["model"]["netG"][k], atol=1e-5), k
+    for k, v in a["model"]["netD"].items():
+        if not k.endswith("bias") or k in ("model.0.bias", "model.11.bias"):
+            assert torch.allclose(v, b["model"]["netD"][k], atol=1e-5), k
+
+
+def test_accumulation_with_two_processes_and_resume(data, tmp_path):
+    common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS, "--accum_steps", "2", "--name", "ar"]
+    r = torchrun(2, [*common, "--stop_after_iters", "1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert checkpoint.load(str(tmp_path / "ar" / "latest.pth"))["epoch_iter"] == 1
+    r = torchrun(2, [*common, "--continue_train"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert checkpoint.load(str(tmp_path / "ar" / "latest.pth"))["total_iters"] == 4  # 8 images / (2 x 2) x 2
