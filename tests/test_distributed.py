@@ -168,3 +168,34 @@ def test_accumulation_with_two_processes_and_resume(data, tmp_path):
     r = torchrun(2, [*common, "--continue_train"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert checkpoint.load(str(tmp_path / "ar" / "latest.pth"))["total_iters"] == 4  # 8 images / (2 x 2) x 2
+
+
+def test_ctrl_c_under_torchrun_saves_and_ends_the_job(data, tmp_path):
+    import signal
+
+    args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS, "--n_epochs", "500", "--name", "int"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        os.path.join(ROOT, "train.py"),
+        *args,
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "int" / "loss_log.txt"
+    end = time.time() + 120
+    while time.time() < end and not (log.exists() and log.read_text().count("G_GAN") >= 2):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode != 0
+    assert "interrupted: saved the full state" in out
+    state = checkpoint.load(str(tmp_path / "int" / "latest.pth"))
+    assert state["total_iters"] >= 4 and state["total_iters"] % 2 == 0  # stopped at a print_freq boundary

@@ -54,6 +54,8 @@ def test_reference_compatibility_flags_accepted():
         (["--phase", "a/b"], "--phase 'a/b': must be a plain folder name"),
         (["--max_bad_fraction", "1.5"], "--max_bad_fraction 1.5: must be in [0, 1)"),
         (["--seed", "-4"], "--seed -4: must be 0 or more"),
+        (["--norm", "syncbatch", "--gpu_ids", "-1"], "--norm syncbatch: SyncBatchNorm runs on CUDA only"),
+        (["--accum_steps", "0"], "--accum_steps 0: must be a positive integer"),
     ],
 )
 def test_bad_values_name_the_flag(capsys, argv, expected):
