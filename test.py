@@ -17,7 +17,7 @@ from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import DEMO_DIR, ensure_demo_dataset
 from data.image_io import data_error
 from models import create_model
-from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, parse, save_options
+from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, build_parser, parse, save_options
 from util import checkpoint
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
@@ -61,10 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     netG_state = state["model"]["netG"] if "model" in state else state["netG"]
 
     # The generator is rebuilt from the checkpoint's options; data options default to the training run's.
+    defaults = build_parser(False)
     for k in ARCHITECTURE_KEYS:
-        if k in opt.given and getattr(opt, k) != saved[k]:
-            log.warning("--%s %s ignored: the checkpoint was trained with %s", k, getattr(opt, k), saved[k])
-        setattr(opt, k, saved[k])
+        value = saved.get(k, defaults.get_default(k))  # older checkpoints lack newer switches
+        if k in opt.given and getattr(opt, k) != value:
+            log.warning("--%s %s ignored: the checkpoint was trained with %s", k, getattr(opt, k), value)
+        setattr(opt, k, value)
     for k in (*INHERITED_DATA_KEYS, "dataroot"):
         if k not in opt.given:
             setattr(opt, k, saved[k])

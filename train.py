@@ -24,7 +24,7 @@ from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import ensure_demo_dataset
 from data.image_io import data_error
 from models import create_model
-from options.options import ARCHITECTURE_KEYS, format_options, option_dict, parse, save_options
+from options.options import ARCHITECTURE_KEYS, build_parser, format_options, option_dict, parse, save_options
 from util import checkpoint, distributed
 from util.util import setup_logging
 from util.validation import Validator, split_validation
@@ -89,10 +89,11 @@ class NonFiniteWeights(RuntimeError):
 
 def check_resumable(opt: argparse.Namespace, saved: dict) -> None:
     """The command line must describe the same networks as the checkpoint; list every difference."""
+    defaults = build_parser(True)  # older checkpoints lack newer switches: they had the defaults
     diffs = [
-        f"--{k}: checkpoint {saved.get(k)!r}, command line {getattr(opt, k)!r}"
+        f"--{k}: checkpoint {saved.get(k, defaults.get_default(k))!r}, command line {getattr(opt, k)!r}"
         for k in RESUME_KEYS
-        if saved.get(k) != getattr(opt, k)
+        if saved.get(k, defaults.get_default(k)) != getattr(opt, k)
     ]
     if diffs:
         fail("--continue_train: the checkpoint was trained with other networks:\n  " + "\n  ".join(diffs))

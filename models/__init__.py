@@ -27,6 +27,8 @@ def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
         init_gain=o.get("init_gain", 0.02),
         init=init,
         grad_checkpoint=o.get("grad_checkpoint", False),
+        upsample=o.get("upsample", "transpose"),
+        max_mult=o.get("max_mult", 8),
     )
 
 
@@ -53,7 +55,7 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
     pad = size_multiple(o["netG"], o.get("num_downs"))
     speed = {"amp": o.get("amp", "none"), "channels_last": o.get("channels_last", False)}
     if not train:
-        return Pix2PixModel(netG, None, device, pad_multiple=pad, **speed)
+        return Pix2PixModel(netG, None, device, pad_multiple=pad, residual=o.get("residual", False), **speed)
     return Pix2PixModel(
         netG,
         netD,
@@ -62,6 +64,8 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
         lambda_L1=o["lambda_L1"],
         lambda_gp=o["lambda_gp"],
         lr=o["lr"],
+        lr_D=o.get("lr_D"),
+        residual=o.get("residual", False),
         beta1=o["beta1"],
         pad_multiple=pad,
         skip_nonfinite=o.get("skip_nonfinite", False),

@@ -55,6 +55,25 @@ def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0
     net.apply(init_fn)
 
 
+UPSAMPLE_MODES = ("transpose", "bilinear", "nearest", "pixelshuffle")
+
+
+def make_upsample(in_nc: int, out_nc: int, mode: str, bias: bool) -> nn.Module:
+    """2x upsampling with a learned conv. transpose: the paper's 4x4 stride-2 transposed conv; bilinear or
+    nearest: resize then 3x3 conv; pixelshuffle: 3x3 conv to 4x the channels, then sub-pixel shuffle. The
+    last three avoid the checkerboard artefacts that overlapping transposed-conv kernels can leave."""
+    if mode == "transpose":
+        return nn.ConvTranspose2d(in_nc, out_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+    if mode in ("bilinear", "nearest"):
+        align = {"align_corners": False} if mode == "bilinear" else {}
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2, mode=mode, **align), nn.Conv2d(in_nc, out_nc, 3, padding=1, bias=bias)
+        )
+    if mode == "pixelshuffle":
+        return nn.Sequential(nn.Conv2d(in_nc, out_nc * 4, 3, padding=1, bias=bias), nn.PixelShuffle(2))
+    raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, not {mode!r}")
+
+
 class UnetSkipConnectionBlock(nn.Module):
     """One U-Net level: down(x) -> submodule -> up, output concatenated with x (except outermost).
 
@@ -72,6 +91,7 @@ class UnetSkipConnectionBlock(nn.Module):
         innermost: bool = False,
         norm: str = "batch",
         use_dropout: bool = False,
+        upsample: str = "transpose",
     ) -> None:
         super().__init__()
         self.outermost = outermost
@@ -84,14 +104,14 @@ class UnetSkipConnectionBlock(nn.Module):
         up_in = inner_nc if innermost else inner_nc * 2
 
         if outermost:
-            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1)
+            up_conv = make_upsample(up_in, outer_nc, upsample, bias=True)
             layers = [down_conv, submodule, nn.ReLU(True), up_conv, nn.Tanh()]
         elif innermost:
             # No norm after the innermost down conv: its output is 1x1 at the design size.
-            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            up_conv = make_upsample(up_in, outer_nc, upsample, bias)
             layers = [nn.LeakyReLU(0.2, True), down_conv, nn.ReLU(True), up_conv, norm_layer(outer_nc)]
         else:
-            up_conv = nn.ConvTranspose2d(up_in, outer_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+            up_conv = make_upsample(up_in, outer_nc, upsample, bias)
             layers = [nn.LeakyReLU(0.2, True), down_conv, norm_layer(inner_nc), submodule]
             layers += [nn.ReLU(True), up_conv, norm_layer(outer_nc)]
             if use_dropout:
@@ -134,6 +154,7 @@ class UnetGenerator(nn.Module):
 
     Channels by level from the outside in: ngf, 2ngf, 4ngf, then 8ngf for the remaining num_downs - 3
     levels; the num_downs - 5 intermediate 8ngf blocks carry dropout (3 in unet_256, 4 in unet_512).
+    max_mult caps the multiplier (8 in the paper), so a wider ngf need not blow up the inner blocks.
     """
 
     def __init__(
@@ -145,20 +166,22 @@ class UnetGenerator(nn.Module):
         norm: str = "batch",
         use_dropout: bool = False,
         grad_checkpoint: bool = False,
+        upsample: str = "transpose",
+        max_mult: int = 8,
     ) -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError(f"num_downs must be at least 5, not {num_downs}")
         self.num_downs = num_downs
-        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, norm=norm)
+        c = [ngf * min(m, max_mult) for m in (1, 2, 4, 8)]  # channels of the levels, outside in
+        kw = {"norm": norm, "upsample": upsample}
+        block = UnetSkipConnectionBlock(c[3], c[3], innermost=True, **kw)
         for _ in range(num_downs - 5):
-            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, norm=norm, use_dropout=use_dropout)
-        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, norm=norm)
-        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, norm=norm)
-        block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
-        self.model = UnetSkipConnectionBlock(
-            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
-        )
+            block = UnetSkipConnectionBlock(c[3], c[3], submodule=block, use_dropout=use_dropout, **kw)
+        block = UnetSkipConnectionBlock(c[2], c[3], submodule=block, **kw)
+        block = UnetSkipConnectionBlock(c[1], c[2], submodule=block, **kw)
+        block = UnetSkipConnectionBlock(c[0], c[1], submodule=block, **kw)
+        self.model = UnetSkipConnectionBlock(output_nc, c[0], input_nc=input_nc, submodule=block, outermost=True, **kw)
         # Activation checkpointing: keep only each level's input, recompute the rest in the backward pass.
         for m in self.modules():
             if isinstance(m, UnetSkipConnectionBlock):
@@ -304,13 +327,17 @@ def define_G(
     init_gain: float = 0.02,
     init: bool = True,
     grad_checkpoint: bool = False,
+    upsample: str = "transpose",
+    max_mult: int = 8,
 ) -> nn.Module:
     """Build a generator by name; num_downs overrides a U-Net's depth. init=False skips weight init.
     grad_checkpoint recomputes U-Net activations in the backward pass instead of keeping them."""
     depths = {"unet_128": 7, "unet_256": 8, "unet_512": 9}
     if netG in depths:
         depth = num_downs or depths[netG]
-        net: nn.Module = UnetGenerator(input_nc, output_nc, depth, ngf, norm, use_dropout, grad_checkpoint)
+        net: nn.Module = UnetGenerator(
+            input_nc, output_nc, depth, ngf, norm, use_dropout, grad_checkpoint, upsample, max_mult
+        )
     elif netG in ("resnet_6blocks", "resnet_9blocks"):
         net = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=int(netG[7]))
     else:
@@ -360,15 +387,21 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
 
 
 class GANLoss(nn.Module):
-    """GAN objective on discriminator logits: vanilla (BCE with logits), lsgan (MSE) or wgangp (mean)."""
+    """GAN objective on discriminator logits: vanilla (BCE with logits), lsgan (MSE), wgangp (mean) or hinge
+    (D: relu(1 - real) + relu(1 + fake); G: -mean)."""
 
     def __init__(self, gan_mode: str) -> None:
         super().__init__()
-        if gan_mode not in ("vanilla", "lsgan", "wgangp"):
-            raise ValueError(f"gan_mode must be vanilla, lsgan or wgangp, not {gan_mode!r}")
+        if gan_mode not in ("vanilla", "lsgan", "wgangp", "hinge"):
+            raise ValueError(f"gan_mode must be vanilla, lsgan, wgangp or hinge, not {gan_mode!r}")
         self.gan_mode = gan_mode
 
-    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+    def forward(self, prediction: torch.Tensor, target_is_real: bool, for_D: bool = True) -> torch.Tensor:
+        """for_D=False: the generator's loss, which differs from the discriminator's only for hinge."""
+        if self.gan_mode == "hinge":
+            if not for_D:
+                return -prediction.mean()
+            return F.relu(1 - prediction).mean() if target_is_real else F.relu(1 + prediction).mean()
         if self.gan_mode == "wgangp":
             return -prediction.mean() if target_is_real else prediction.mean()
         target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)

@@ -69,6 +69,8 @@ class Pix2PixModel:
         lambda_gp: float = 10.0,
         lr: float = 2e-4,
         beta1: float = 0.5,
+        lr_D: float | None = None,
+        residual: bool = False,
         pad_multiple: int = 1,
         skip_nonfinite: bool = False,
         lr_policy: str = "linear",
@@ -96,6 +98,7 @@ class Pix2PixModel:
             self.runD_for_G = self.runD
             self.compiled = True
         self.pad_multiple = pad_multiple
+        self.residual = residual
         # Skipping needs to look at each loss on the host: one sync per step, so it is opt-in.
         self.skip_nonfinite = skip_nonfinite
         self.skipped_steps = 0
@@ -109,7 +112,7 @@ class Pix2PixModel:
         # One fused kernel per optimiser step on CUDA; the default (foreach) elsewhere.
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=lr, betas=(beta1, 0.999), **fused)
-        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=lr, betas=(beta1, 0.999), **fused)
+        self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=lr_D or lr, betas=(beta1, 0.999), **fused)
         # fp16 needs loss scaling, one scaler per network; bf16 has fp32's range and needs none.
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
@@ -138,6 +141,8 @@ class Pix2PixModel:
         with self.autocast():
             out = self._call(self.runG, x)
         out = out.float()  # losses, metrics and images in fp32
+        if self.residual:  # G predicted B - A
+            out = out + x
         self.fake_B = out if out.shape[-2:] == (h, w) else out[..., :h, :w]
 
     def autocast(self):
@@ -199,7 +204,7 @@ class Pix2PixModel:
         # G: fool D and stay close to the target in L1. D's weights are frozen for this backward.
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
-        loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True)
+        loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True, for_D=False)
         loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
         loss_G = loss_G_GAN + loss_G_L1
         if self.skip_nonfinite and not torch.isfinite(loss_G):
@@ -249,7 +254,7 @@ class Pix2PixModel:
             self._set_rng_state(rng[i])
             with self._no_sync(self.runG, i < k - 1), frozen_batchnorm(self.netG):
                 self.forward()  # the second pass must not move batch norm's running statistics again
-                loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True)
+                loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True, for_D=False)
                 loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
                 self.scaler_G.scale((loss_G_GAN + loss_G_L1) / k).backward()
             sums[:2] += torch.stack([loss_G_GAN, loss_G_L1]).detach() / k

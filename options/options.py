@@ -27,6 +27,9 @@ ARCHITECTURE_KEYS = (
     "norm",
     "no_dropout",
     "direction",
+    "upsample",
+    "max_mult",
+    "residual",
 )
 # Data options that test.py inherits from the training run unless given on its command line.
 INHERITED_DATA_KEYS = ("load_size", "crop_size", "preprocess", "filter_A", "filter_B")
@@ -93,6 +96,23 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
     )
     g.add_argument("--init_gain", type=float, default=0.02, help="scale for normal, xavier and orthogonal init")
     g.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
+    g.add_argument(
+        "--upsample",
+        default="transpose",
+        choices=["transpose", "bilinear", "nearest", "pixelshuffle"],
+        help="U-Net upsampling: the paper's transposed conv, or resize / sub-pixel then conv (no checkerboard)",
+    )
+    g.add_argument(
+        "--max_mult",
+        type=int,
+        default=8,
+        help="cap on the U-Net channel multiplier (inner blocks have ngf * max_mult channels; 8 in the paper)",
+    )
+    g.add_argument(
+        "--residual",
+        action="store_true",
+        help="G predicts B - A and A is added back (for tasks where A and B are close, such as denoising)",
+    )
 
     g = p.add_argument_group("speed and memory")
     g.add_argument(
@@ -182,10 +202,13 @@ def _add_metrics(p: argparse.ArgumentParser, is_train: bool) -> None:
 
 def _add_train(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("training")
-    g.add_argument("--gan_mode", default="vanilla", choices=["vanilla", "lsgan", "wgangp"], help="GAN objective")
+    g.add_argument(
+        "--gan_mode", default="vanilla", choices=["vanilla", "lsgan", "wgangp", "hinge"], help="GAN objective"
+    )
     g.add_argument("--lambda_L1", type=float, default=100.0, help="weight of the L1 loss")
     g.add_argument("--lambda_gp", type=float, default=10.0, help="weight of the wgangp gradient penalty")
     g.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
+    g.add_argument("--lr_D", type=float, default=None, help="the discriminator's learning rate (default: --lr)")
     g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
     g.add_argument("--n_epochs", type=int, default=100, help="epochs at the initial learning rate")
     g.add_argument(
@@ -369,6 +392,11 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(getattr(opt, flag) >= 1, f"--{flag} {getattr(opt, flag)}: must be a positive integer")
     need(opt.num_threads >= 0, f"--num_threads {opt.num_threads}: must be 0 or more")
     need(opt.init_gain > 0, f"--init_gain {opt.init_gain}: must be positive")
+    need(opt.max_mult >= 1, f"--max_mult {opt.max_mult}: must be a positive integer")
+    need(
+        not opt.residual or opt.input_nc == opt.output_nc,
+        f"--residual adds real_A to G's output: --input_nc {opt.input_nc} and --output_nc {opt.output_nc} must match",
+    )
     if opt.max_dataset_size is not None:
         need(opt.max_dataset_size >= 1, f"--max_dataset_size {opt.max_dataset_size}: must be a positive integer")
     if opt.dataroot is not None:
@@ -393,6 +421,8 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
             need(getattr(opt, flag) >= 0, f"--{flag} {getattr(opt, flag)}: must be 0 or more")
         need(opt.n_epochs + opt.n_epochs_decay >= 1, "--n_epochs + --n_epochs_decay: must be at least 1 epoch")
         need(opt.lr > 0, f"--lr {opt.lr}: must be positive")
+        if opt.lr_D is not None:
+            need(opt.lr_D > 0, f"--lr_D {opt.lr_D}: must be positive")
         need(opt.accum_steps >= 1, f"--accum_steps {opt.accum_steps}: must be a positive integer")
         need(
             not (opt.accum_steps > 1 and opt.skip_nonfinite),

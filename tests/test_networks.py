@@ -108,7 +108,7 @@ def test_gan_losses():
     pred = torch.full((2, 1, 4, 4), 3.0)
     assert GANLoss("wgangp")(pred, True).item() == -3.0 and GANLoss("wgangp")(pred, False).item() == 3.0
     with pytest.raises(ValueError, match="gan_mode"):
-        GANLoss("hinge")
+        GANLoss("softplus")
 
 
 def test_gradient_penalty_is_finite_and_differentiable():

@@ -1,0 +1,112 @@
+"""The 256-to-512 switches: each builds, trains a step with tiny sizes, keeps the output shape, and is
+saved with the run so test.py rebuilds the same network."""
+
+import os
+
+import pytest
+import torch
+from torch import nn
+
+import train
+from conftest import TINY, run_script
+from models import build_generator, create_model
+from models.networks import GANLoss, UnetGenerator
+from options.options import parse
+
+SWITCHES = [
+    ("--upsample", "bilinear"),
+    ("--upsample", "nearest"),
+    ("--upsample", "pixelshuffle"),
+    ("--max_mult", "4"),
+    ("--residual",),
+    ("--gan_mode", "hinge"),
+    ("--lr_D", "0.0001"),
+]
+
+
+@pytest.mark.parametrize("flags", SWITCHES, ids=lambda f: "".join(f))
+def test_switch_builds_and_trains_a_step(flags):
+    opt = parse(True, [*TINY, *flags])
+    torch.manual_seed(0)
+    model = create_model(vars(opt), torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    batch = {
+        "A": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+        "B": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
+        "A_paths": ["a", "b"],
+    }
+    g0 = [p.detach().clone() for p in model.netG.parameters()]
+    model.set_input(batch)
+    model.optimize_parameters()
+    assert model.fake_B.shape == (2, 3, 32, 32)
+    assert model.pop_losses()[1]
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.netG.parameters(), strict=True))
+
+
+def test_upsample_layers_and_channel_cap():
+    net = UnetGenerator(3, 3, 6, ngf=8, upsample="pixelshuffle", max_mult=4)
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
+    assert any(isinstance(m, nn.PixelShuffle) for m in net.modules())
+    assert max(m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d)) == 4 * 8 * 4  # 4ngf x 4 (shuffle)
+    widest = UnetGenerator(3, 3, 6, ngf=8, max_mult=2)
+    assert max(m.out_channels for m in widest.modules() if isinstance(m, nn.Conv2d)) == 16
+
+
+def test_residual_output_is_input_plus_prediction():
+    opts = dict(netG="unet_256", input_nc=3, output_nc=3, ngf=4, norm="instance", no_dropout=True, num_downs=5)
+    net = build_generator(opts)
+    model = create_model({**vars(parse(True, TINY)), **opts, "residual": True}, torch.device("cpu"), train=False)
+    model.netG.load_state_dict(net.state_dict())
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    model.set_input({"A": x, "A_paths": ["a"]})
+    with torch.no_grad():
+        model.forward()
+        assert torch.allclose(model.fake_B, x + net(x), atol=1e-6)
+
+
+def test_hinge_loss_values():
+    loss = GANLoss("hinge")
+    pred = torch.tensor([[0.5, -2.0]])
+    assert loss(pred, True).item() == pytest.approx((0.5 + 3.0) / 2)
+    assert loss(pred, False).item() == pytest.approx((1.5 + 0.0) / 2)
+    assert loss(pred, True, for_D=False).item() == pytest.approx(0.75)
+
+
+def test_switches_are_saved_and_rebuilt_by_test_py(tiny_data, tmp_path):
+    args = [
+        "--dataroot",
+        tiny_data,
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "s",
+        *TINY,
+        "--upsample",
+        "pixelshuffle",
+        "--max_mult",
+        "2",
+        "--residual",
+        "--stop_after_iters",
+        "1",
+        "--no_html",
+    ]
+    assert train.main(args) == 0
+    r = run_script(
+        "test.py",
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "s",
+        "--results_dir",
+        str(tmp_path / "res"),
+        "--num_threads",
+        "0",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert os.path.exists(tmp_path / "res" / "s" / "test_latest" / "images" / "img000_fake_B.png")
+
+
+def test_residual_needs_matching_channels(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(True, ["--residual", "--input_nc", "1"])
+    assert e.value.code == 2 and "--residual adds real_A" in capsys.readouterr().err
