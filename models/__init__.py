@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.networks import define_D, define_G
+from models.networks import add_spectral_norm, define_D, define_G
 from models.pix2pix_model import Pix2PixModel
 from options.options import size_multiple
 
 
 def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
     """The generator described by an option mapping (a run's saved options or parsed flags)."""
-    return define_G(
+    net = define_G(
         o["netG"],
         o["input_nc"],
         o["output_nc"],
@@ -30,6 +30,7 @@ def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
         upsample=o.get("upsample", "transpose"),
         max_mult=o.get("max_mult", 8),
     )
+    return add_spectral_norm(net) if o.get("spectral_norm", "none") in ("G", "both") else net
 
 
 def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
@@ -45,7 +46,7 @@ def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
     )
     if hasattr(net, "segments"):  # PatchGANs; the 1x1 pixel discriminator has little to gain
         net.grad_checkpoint = o.get("grad_checkpoint", False)
-    return net
+    return add_spectral_norm(net) if o.get("spectral_norm", "none") in ("D", "both") else net
 
 
 def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True) -> Pix2PixModel:

@@ -373,6 +373,16 @@ def define_D(
     return net
 
 
+def add_spectral_norm(net: nn.Module) -> nn.Module:
+    """Spectral normalisation (Miyato et al. 2018) on every conv and transposed conv of net."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for m in list(net.modules()):
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            spectral_norm(m)
+    return net
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
     """Pad (N, C, H, W) on the bottom/right to multiples of `multiple`; returns (padded, H, W).
 

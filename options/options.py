@@ -30,6 +30,7 @@ ARCHITECTURE_KEYS = (
     "upsample",
     "max_mult",
     "residual",
+    "spectral_norm",
 )
 # Data options that test.py inherits from the training run unless given on its command line.
 INHERITED_DATA_KEYS = ("load_size", "crop_size", "preprocess", "filter_A", "filter_B")
@@ -107,6 +108,12 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
         type=int,
         default=8,
         help="cap on the U-Net channel multiplier (inner blocks have ngf * max_mult channels; 8 in the paper)",
+    )
+    g.add_argument(
+        "--spectral_norm",
+        default="none",
+        choices=["none", "D", "G", "both"],
+        help="spectral normalisation on the convolutions of D, G or both",
     )
     g.add_argument(
         "--residual",

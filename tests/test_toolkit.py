@@ -21,6 +21,7 @@ SWITCHES = [
     ("--residual",),
     ("--gan_mode", "hinge"),
     ("--lr_D", "0.0001"),
+    ("--spectral_norm", "both"),
 ]
 
 
@@ -110,3 +111,40 @@ def test_residual_needs_matching_channels(capsys):
     with pytest.raises(SystemExit) as e:
         parse(True, ["--residual", "--input_nc", "1"])
     assert e.value.code == 2 and "--residual adds real_A" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("which", ["D", "G", "both"])
+def test_spectral_norm(which, tiny_data, tmp_path):
+    opt = parse(True, [*TINY, "--spectral_norm", which])
+    model = create_model(vars(opt), torch.device("cpu"))
+    for net, name in ((model.netG, "G"), (model.netD, "D")):
+        has = any("parametrizations.weight" in k for k in net.state_dict())
+        assert has == (which in (name, "both"))
+    if which == "G":  # test.py rebuilds the parametrised generator from the saved options
+        args = [
+            "--dataroot",
+            tiny_data,
+            "--checkpoints_dir",
+            str(tmp_path),
+            "--name",
+            "sn",
+            *TINY,
+            "--spectral_norm",
+            "G",
+            "--stop_after_iters",
+            "1",
+            "--no_html",
+        ]
+        assert train.main(args) == 0
+        r = run_script(
+            "test.py",
+            "--checkpoints_dir",
+            str(tmp_path),
+            "--name",
+            "sn",
+            "--results_dir",
+            str(tmp_path / "res"),
+            "--num_threads",
+            "0",
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
