@@ -248,6 +248,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     start_epoch, start_step, total_iters = opt.epoch_count, 0, resumed_iters
     if snapshot is not None:
         model.netG.load_state_dict(snapshot["netG"])
+    if opt.init_from is not None:
+        try:
+            source = checkpoint.load(opt.init_from)
+        except RuntimeError as e:
+            fail(f"--init_from: {e}")
+        nets = source.get("model", source)  # a full latest.pth, or a generator snapshot
+        for name, net in (("netG", model.netG), ("netD", model.netD)):
+            if name not in nets:
+                log.info("--init_from: %s has no %s; it starts from scratch", opt.init_from, name)
+                continue
+            loaded, skipped = checkpoint.load_matching(net, nets[name])
+            log.info(
+                "--init_from: %s: loaded %d tensors, kept %d of this network's own (%s)",
+                name,
+                len(loaded),
+                len(skipped),
+                ", ".join(skipped[:8]) + (" ..." if len(skipped) > 8 else ""),
+            )
     if state is not None:
         model.load_state_dict(state["model"])
         start_epoch, start_step, total_iters = state["epoch"], state["epoch_iter"], state["total_iters"]

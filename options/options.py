@@ -249,6 +249,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("checkpoints and resume")
     g.add_argument("--continue_train", action="store_true", help="resume from checkpoints_dir/name/latest.pth")
     g.add_argument(
+        "--init_from",
+        default=None,
+        help="start from another run's weights (a latest.pth or *_net_G.pth), loading every tensor whose name "
+        "and shape match (e.g. a unet_256 into a unet_512) with fresh optimisers; what is skipped is listed",
+    )
+    g.add_argument(
         "--epoch",
         default="latest",
         help="with --continue_train: latest resumes the full state; a number N starts from the generator "
@@ -430,6 +436,9 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(opt.lr > 0, f"--lr {opt.lr}: must be positive")
         if opt.lr_D is not None:
             need(opt.lr_D > 0, f"--lr_D {opt.lr_D}: must be positive")
+        if opt.init_from is not None:
+            need(os.path.isfile(opt.init_from), f"--init_from {opt.init_from}: no such file")
+            need(not opt.continue_train, "--init_from starts a new run; it cannot be used with --continue_train")
         need(opt.accum_steps >= 1, f"--accum_steps {opt.accum_steps}: must be a positive integer")
         need(
             not (opt.accum_steps > 1 and opt.skip_nonfinite),

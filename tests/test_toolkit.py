@@ -148,3 +148,38 @@ def test_spectral_norm(which, tiny_data, tmp_path):
             "0",
         )
         assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_init_from_a_shallower_unet(tiny_data, tmp_path, caplog):
+    from util import checkpoint
+
+    small = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY, "--no_html"]
+    assert train.main([*small, "--name", "u5", "--stop_after_iters", "1"]) == 0
+    src = checkpoint.load(str(tmp_path / "u5" / "latest.pth"))["model"]["netG"]
+    # One more level (num_downs 6, crop 64): the outer levels' tensors load, the new inner ones start fresh.
+    deeper = [a if a != "5" else "6" for a in small]
+    deeper = [
+        *deeper[: deeper.index("--load_size")],
+        "--load_size",
+        "72",
+        "--crop_size",
+        "64",
+        "--name",
+        "u6",
+        "--init_from",
+        str(tmp_path / "u5" / "latest.pth"),
+        "--stop_after_iters",
+        "0",
+        "--n_epochs",
+        "1",
+        "--n_epochs_decay",
+        "0",
+    ]
+    opt = parse(True, deeper)
+    model = create_model(vars(opt), torch.device("cpu"))
+    loaded, skipped = checkpoint.load_matching(model.netG, src)
+    assert loaded and skipped
+    outer = "model.model.0.weight"
+    assert outer in loaded and torch.equal(model.netG.state_dict()[outer], src[outer])
+    assert train.main(deeper) == 0
+    assert "--init_from: netG: loaded" in caplog.text

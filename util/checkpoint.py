@@ -51,6 +51,16 @@ def load(path: str) -> dict:
     return state
 
 
+def load_matching(net: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:
+    """Copy every tensor of `state` whose name and shape match `net`'s; returns (loaded, skipped) names,
+    skipped meaning the net's tensors left as they were (absent from state, or of another shape)."""
+    own = net.state_dict()
+    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    own.update(take)
+    net.load_state_dict(own)
+    return sorted(take), sorted(k for k in own if k not in take)
+
+
 def non_finite_tensors(state_dict: dict) -> list[str]:
     """Names of floating-point tensors holding NaN or inf (one reduction per tensor, at save time only)."""
     bad = []
