@@ -58,7 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as e:
         fail(str(e))
     saved = state["options"]
-    netG_state = state["model"]["netG"] if "model" in state else state["netG"]
+    weights = state["model"] if "model" in state else state
+    netG_state = weights["netG"]
+    if "netG_ema_avg" in weights:  # latest.pth: the averaged model's own state
+        weights = {**weights, "netG_ema": {k[7:]: v for k, v in weights["netG_ema_avg"].items() if k[:7] == "module."}}
+    if "netG_ema" in weights and not opt.no_ema:
+        netG_state = weights["netG_ema"]
+        log.info("using the generator's exponential moving average (--no_ema for the trained weights)")
 
     # The generator is rebuilt from the checkpoint's options; data options default to the training run's.
     defaults = build_parser(False)

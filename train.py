@@ -364,7 +364,7 @@ def save_latest(opt: argparse.Namespace, model, progress: Progress, best: dict |
     checkpoint.atomic_save(state, os.path.join(run_dir, "latest.pth"))
     if opt.save_by_iter:
         snap = {
-            "netG": model.netG.state_dict(),
+            **model.generator_weights(),
             "options": opts_saved,
             "epoch": progress.epoch,
             "total_iters": progress.total_iters,
@@ -468,7 +468,7 @@ def train_loop(
         save_latest(opt, model, Progress(epoch + 1, 0, p.total_iters), best())
         if d.is_main and (epoch % opt.save_epoch_freq == 0 or epoch == last_epoch):
             snap = {
-                "netG": model.netG.state_dict(),
+                **model.generator_weights(),
                 "options": option_dict(opt),
                 "epoch": epoch,
                 "total_iters": p.total_iters,

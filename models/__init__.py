@@ -67,6 +67,7 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
         lr=o["lr"],
         lr_D=o.get("lr_D"),
         residual=o.get("residual", False),
+        ema_decay=o.get("ema_decay", 0.0),
         beta1=o["beta1"],
         pad_multiple=pad,
         skip_nonfinite=o.get("skip_nonfinite", False),

@@ -71,6 +71,7 @@ class Pix2PixModel:
         beta1: float = 0.5,
         lr_D: float | None = None,
         residual: bool = False,
+        ema_decay: float = 0.0,
         pad_multiple: int = 1,
         skip_nonfinite: bool = False,
         lr_policy: str = "linear",
@@ -107,6 +108,12 @@ class Pix2PixModel:
         self.image_paths: list[str] = []
         if self.netD is None:
             return
+        # An exponential moving average of G's weights (and buffers), which test.py prefers when present.
+        self.netG_ema = None
+        if ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.netG_ema = AveragedModel(self.netG, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.criterionGAN = GANLoss(gan_mode)
         self.criterionL1 = nn.L1Loss()
         # One fused kernel per optimiser step on CUDA; the default (foreach) elsewhere.
@@ -213,6 +220,8 @@ class Pix2PixModel:
         self.scaler_G.scale(loss_G).backward()
         self.scaler_G.step(self.optimizer_G)
         self.scaler_G.update()
+        if self.netG_ema is not None:
+            self.netG_ema.update_parameters(self.netG)
 
         self._loss_sum += torch.stack([loss_G_GAN, loss_G_L1, loss_D_real, loss_D_fake]).detach()
         self._loss_steps += 1
@@ -260,6 +269,8 @@ class Pix2PixModel:
             sums[:2] += torch.stack([loss_G_GAN, loss_G_L1]).detach() / k
         self.scaler_G.step(self.optimizer_G)
         self.scaler_G.update()
+        if self.netG_ema is not None:
+            self.netG_ema.update_parameters(self.netG)
         self._loss_sum += sums
         self._loss_steps += 1
 
@@ -306,6 +317,7 @@ class Pix2PixModel:
             "scheduler_D": self.schedulers[1].state_dict(),
             "scaler_G": self.scaler_G.state_dict(),
             "scaler_D": self.scaler_D.state_dict(),
+            **({"netG_ema_avg": self.netG_ema.state_dict()} if self.netG_ema is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -316,9 +328,18 @@ class Pix2PixModel:
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         self.schedulers[0].load_state_dict(state["scheduler_G"])
         self.schedulers[1].load_state_dict(state["scheduler_D"])
+        if self.netG_ema is not None and "netG_ema_avg" in state:
+            self.netG_ema.load_state_dict(state["netG_ema_avg"])
         if state.get("scaler_G") and self.scaler_G.is_enabled():  # empty when saved without --amp fp16
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])
+
+    def generator_weights(self) -> dict:
+        """What a generator snapshot holds: netG, and netG_ema (the averaged weights) with --ema_decay."""
+        out = {"netG": self.netG.state_dict()}
+        if self.netG_ema is not None:
+            out["netG_ema"] = self.netG_ema.module.state_dict()
+        return out
 
     def current_visuals(self) -> dict[str, torch.Tensor]:
         visuals = {"real_A": self.real_A, "fake_B": self.fake_B}

@@ -216,6 +216,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lambda_gp", type=float, default=10.0, help="weight of the wgangp gradient penalty")
     g.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
     g.add_argument("--lr_D", type=float, default=None, help="the discriminator's learning rate (default: --lr)")
+    g.add_argument(
+        "--ema_decay",
+        type=float,
+        default=0.0,
+        help="keep an exponential moving average of G's weights with this decay (e.g. 0.999; 0 = off); "
+        "test.py uses it when the checkpoint has one",
+    )
     g.add_argument("--beta1", type=float, default=0.5, help="Adam beta1")
     g.add_argument("--n_epochs", type=int, default=100, help="epochs at the initial learning rate")
     g.add_argument(
@@ -291,6 +298,7 @@ def _add_test(p: argparse.ArgumentParser) -> None:
     g.add_argument("--results_dir", default="./results", help="where result pages are written")
     g.add_argument("--num_test", type=int, default=None, help="translate at most N images (default: all)")
     g.add_argument("--eval", action="store_true", help="eval mode: running batch-norm stats, no dropout")
+    g.add_argument("--no_ema", action="store_true", help="use the trained G even if the checkpoint has an EMA")
     g.add_argument("--aspect_ratio", type=float, default=1.0, help="width/height of saved result images")
     g.add_argument("--display_winsize", type=int, default=256, help="image width on the HTML page")
 
@@ -439,6 +447,7 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         if opt.init_from is not None:
             need(os.path.isfile(opt.init_from), f"--init_from {opt.init_from}: no such file")
             need(not opt.continue_train, "--init_from starts a new run; it cannot be used with --continue_train")
+        need(0 <= opt.ema_decay < 1, f"--ema_decay {opt.ema_decay}: must be in [0, 1)")
         need(opt.accum_steps >= 1, f"--accum_steps {opt.accum_steps}: must be a positive integer")
         need(
             not (opt.accum_steps > 1 and opt.skip_nonfinite),

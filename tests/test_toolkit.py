@@ -183,3 +183,45 @@ def test_init_from_a_shallower_unet(tiny_data, tmp_path, caplog):
     assert outer in loaded and torch.equal(model.netG.state_dict()[outer], src[outer])
     assert train.main(deeper) == 0
     assert "--init_from: netG: loaded" in caplog.text
+
+
+def test_ema_generator_is_kept_resumed_and_used_by_test_py(tiny_data, tmp_path):
+    from util import checkpoint
+
+    args = [
+        "--dataroot",
+        tiny_data,
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "ema",
+        *TINY,
+        "--no_html",
+        "--ema_decay",
+        "0.5",
+        "--n_epochs",
+        "1",
+        "--n_epochs_decay",
+        "0",
+    ]
+    assert train.main([*args, "--stop_after_iters", "2"]) == 0
+    assert train.main([*args, "--continue_train"]) == 0
+    state = checkpoint.load(str(tmp_path / "ema" / "latest.pth"))
+    avg = state["model"]["netG_ema_avg"]
+    assert int(avg["n_averaged"]) == 4  # 2 steps, then 2 more after the resume
+    key = "module.model.model.0.weight"
+    assert not torch.equal(avg[key], state["model"]["netG"][key[7:]])  # an average, not a copy
+    snap = checkpoint.load(str(tmp_path / "ema" / "1_net_G.pth"))
+    assert torch.equal(snap["netG_ema"][key[7:]], avg[key])
+    r = run_script(
+        "test.py",
+        "--checkpoints_dir",
+        str(tmp_path),
+        "--name",
+        "ema",
+        "--results_dir",
+        str(tmp_path / "res"),
+        "--num_threads",
+        "0",
+    )
+    assert r.returncode == 0 and "exponential moving average" in r.stdout, r.stderr[-2000:]

@@ -95,7 +95,7 @@ class Validator:
         if name in scores and np.isfinite(scores[name]) and self.is_better(scores[name]):
             self.best = {"metric": name, "value": float(scores[name]), "epoch": epoch}
             snap = {
-                "netG": netG.state_dict(),
+                **model.generator_weights(),
                 "options": self.opt.saved_options,
                 "epoch": epoch,
                 "total_iters": total_iters,
