@@ -33,7 +33,7 @@ from util.visualizer import NullVisualizer, Visualizer
 log = logging.getLogger("train")
 CHECKPOINT_FORMAT = 1
 # Options that must match a checkpoint to resume from it (they define the networks' shapes).
-RESUME_KEYS = (*ARCHITECTURE_KEYS, "netD", "ndf", "n_layers_D")
+RESUME_KEYS = (*ARCHITECTURE_KEYS, "netD", "ndf", "n_layers_D", "num_D")
 
 
 def fail(msg: str) -> None:

@@ -43,6 +43,7 @@ def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
         o["norm"],
         o["init_type"],
         o["init_gain"],
+        num_D=o.get("num_D", 1),
     )
     if hasattr(net, "segments"):  # PatchGANs; the 1x1 pixel discriminator has little to gain
         net.grad_checkpoint = o.get("grad_checkpoint", False)
@@ -68,6 +69,7 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
         lr_D=o.get("lr_D"),
         residual=o.get("residual", False),
         ema_decay=o.get("ema_decay", 0.0),
+        lambda_feat=o.get("lambda_feat", 0.0),
         beta1=o["beta1"],
         pad_multiple=pad,
         skip_nonfinite=o.get("skip_nonfinite", False),

@@ -286,6 +286,14 @@ class NLayerDiscriminator(nn.Module):
         starts = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
         self.segments = [self.model[a:b] for a, b in zip(starts, [*starts[1:], len(layers)], strict=True)]
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The output of every conv-norm-activation segment, the logits last (for feature matching)."""
+        out = []
+        for seg in self.segments:
+            x = seg(x)
+            out.append(x)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.grad_checkpoint and torch.is_grad_enabled()):
             return self.model(x)
@@ -294,6 +302,48 @@ class NLayerDiscriminator(nn.Module):
         for seg in self.segments[:-1]:
             x = checkpoint(seg, x, use_reentrant=False)
         return self.segments[-1](x)
+
+
+class MultiscaleDiscriminator(nn.Module):
+    """num_D PatchGANs on the input at full, half, quarter ... resolution (as in pix2pixHD): the coarser
+    ones see more of the image with the same patch size. forward returns a list of logit maps."""
+
+    def __init__(self, make_D, num_D: int) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList([make_D() for _ in range(num_D)])
+
+    @property
+    def grad_checkpoint(self) -> bool:
+        return self.scales[0].grad_checkpoint
+
+    @grad_checkpoint.setter
+    def grad_checkpoint(self, flag: bool) -> None:
+        for d in self.scales:
+            d.grad_checkpoint = flag
+
+    @property
+    def segments(self) -> list:
+        return self.scales[0].segments
+
+    @staticmethod
+    def _down(x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for i, d in enumerate(self.scales):
+            out.append(d(x))
+            if i + 1 < len(self.scales):
+                x = self._down(x)
+        return out
+
+    def features(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        out = []
+        for i, d in enumerate(self.scales):
+            out.append(d.features(x))
+            if i + 1 < len(self.scales):
+                x = self._down(x)
+        return out
 
 
 class PixelDiscriminator(nn.Module):
@@ -358,12 +408,15 @@ def define_D(
     init_type: str = "normal",
     init_gain: float = 0.02,
     init: bool = True,
+    num_D: int = 1,
 ) -> nn.Module:
-    """Build a discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN of n_layers_D) or pixel."""
-    if netD == "basic":
-        net: nn.Module = NLayerDiscriminator(input_nc, ndf, 3, norm)
-    elif netD == "n_layers":
-        net = NLayerDiscriminator(input_nc, ndf, n_layers_D, norm)
+    """Build a discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN of n_layers_D) or pixel;
+    num_D > 1 makes a PatchGAN multi-scale."""
+    if netD in ("basic", "n_layers"):
+        layers = 3 if netD == "basic" else n_layers_D
+        net: nn.Module = NLayerDiscriminator(input_nc, ndf, layers, norm)
+        if num_D > 1:
+            net = MultiscaleDiscriminator(lambda: NLayerDiscriminator(input_nc, ndf, layers, norm), num_D)
     elif netD == "pixel":
         net = PixelDiscriminator(input_nc, ndf, norm)
     else:
@@ -406,8 +459,11 @@ class GANLoss(nn.Module):
             raise ValueError(f"gan_mode must be vanilla, lsgan, wgangp or hinge, not {gan_mode!r}")
         self.gan_mode = gan_mode
 
-    def forward(self, prediction: torch.Tensor, target_is_real: bool, for_D: bool = True) -> torch.Tensor:
-        """for_D=False: the generator's loss, which differs from the discriminator's only for hinge."""
+    def forward(self, prediction, target_is_real: bool, for_D: bool = True) -> torch.Tensor:
+        """for_D=False: the generator's loss, which differs from the discriminator's only for hinge. A list
+        of predictions (a multi-scale D) gives the sum of their losses."""
+        if isinstance(prediction, list):
+            return sum(self(p, target_is_real, for_D) for p in prediction)
         if self.gan_mode == "hinge":
             if not for_D:
                 return -prediction.mean()
@@ -430,6 +486,7 @@ def gradient_penalty(netD: nn.Module, real_A: torch.Tensor, real_B: torch.Tensor
         netD.grad_checkpoint = False
     try:
         out = netD(torch.cat([real_A, mixed_B], 1))
+        out = sum(o.sum() for o in out) if isinstance(out, list) else out
     finally:
         if flag:
             netD.grad_checkpoint = True

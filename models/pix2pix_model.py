@@ -7,6 +7,7 @@ import logging
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.networks import GANLoss, gradient_penalty, pad_to_multiple
@@ -72,6 +73,7 @@ class Pix2PixModel:
         lr_D: float | None = None,
         residual: bool = False,
         ema_decay: float = 0.0,
+        lambda_feat: float = 0.0,
         pad_multiple: int = 1,
         skip_nonfinite: bool = False,
         lr_policy: str = "linear",
@@ -129,7 +131,9 @@ class Pix2PixModel:
             return lr_factor(step + epoch_count, lr_policy, n_epochs, n_epochs_decay, lr_decay_iters)
 
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (self.optimizer_G, self.optimizer_D)]
-        self._loss_sum = torch.zeros(len(LOSS_NAMES), device=self.device)
+        self.lambda_feat = lambda_feat
+        self.loss_names = LOSS_NAMES + (("G_feat",) if lambda_feat > 0 else ())
+        self._loss_sum = torch.zeros(len(self.loss_names), device=self.device)
         self._loss_steps = 0
 
     # ---- data and forward -------------------------------------------------------------------
@@ -181,10 +185,11 @@ class Pix2PixModel:
             self.runD = DDP(self.netD, device_ids=ids)
             self.runD_for_G = self.netD
 
-    def _D(self, A: torch.Tensor, B: torch.Tensor, net=None) -> torch.Tensor:
-        """D's logits for the pair (A, B), stacked on channels; fp32 out."""
+    def _D(self, A: torch.Tensor, B: torch.Tensor, net=None):
+        """D's logits for the pair (A, B), stacked on channels, in fp32 (a list for a multi-scale D)."""
         with self.autocast():
-            return self._call(net if net is not None else self.runD, torch.cat([A, B], 1)).float()
+            out = self._call(net if net is not None else self.runD, torch.cat([A, B], 1))
+        return [o.float() for o in out] if isinstance(out, list) else out.float()
 
     # ---- one training step --------------------------------------------------------------------
     def optimize_parameters(self) -> None:
@@ -211,9 +216,8 @@ class Pix2PixModel:
         # G: fool D and stay close to the target in L1. D's weights are frozen for this backward.
         set_requires_grad(self.netD, False)
         self.optimizer_G.zero_grad(set_to_none=True)
-        loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True, for_D=False)
-        loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
-        loss_G = loss_G_GAN + loss_G_L1
+        g_losses = self._G_losses()
+        loss_G = sum(g_losses)
         if self.skip_nonfinite and not torch.isfinite(loss_G):
             self.skipped_steps += 1
             return
@@ -223,8 +227,31 @@ class Pix2PixModel:
         if self.netG_ema is not None:
             self.netG_ema.update_parameters(self.netG)
 
-        self._loss_sum += torch.stack([loss_G_GAN, loss_G_L1, loss_D_real, loss_D_fake]).detach()
+        self._loss_sum += torch.stack([*g_losses[:2], loss_D_real, loss_D_fake, *g_losses[2:]]).detach()
         self._loss_steps += 1
+
+    def _G_losses(self) -> list[torch.Tensor]:
+        """[G_GAN, G_L1] (+ G_feat with --lambda_feat): fool D, stay close to the target in L1, and (feature
+        matching, as in pix2pixHD) make D's intermediate features of fake pairs match those of real ones."""
+        loss_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
+        if self.lambda_feat <= 0:
+            loss_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True, for_D=False)
+            return [loss_GAN, loss_L1]
+        D = getattr(self.runD_for_G, "_orig_mod", self.runD_for_G)
+        with self.autocast():
+            fake = D.features(torch.cat([self.real_A, self.fake_B], 1))
+            with torch.no_grad():
+                real = D.features(torch.cat([self.real_A, self.real_B], 1))
+        if not isinstance(fake[0], list):  # one scale
+            fake, real = [fake], [real]
+        loss_GAN = self.criterionGAN([f[-1].float() for f in fake], True, for_D=False)
+        loss_feat = sum(
+            F.l1_loss(ff.float(), fr.float())
+            for fs, rs in zip(fake, real, strict=True)
+            for ff, fr in zip(fs[:-1], rs[:-1], strict=True)
+        )
+        n_terms = sum(len(fs) - 1 for fs in fake)
+        return [loss_GAN, loss_L1, loss_feat * self.lambda_feat / n_terms]
 
     def optimize_accumulated(self, micro: list[dict]) -> None:
         """One step over several micro-batches (--accum_steps), equal to one step on their union when the
@@ -237,7 +264,7 @@ class Pix2PixModel:
         rng = []
         set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
-        sums = torch.zeros(len(LOSS_NAMES), device=self.device)
+        sums = torch.zeros(len(self.loss_names), device=self.device)
         for i, batch in enumerate(micro):
             self.set_input(batch)
             rng.append(self._rng_state())
@@ -252,7 +279,7 @@ class Pix2PixModel:
                         self.netD, self.real_A, self.real_B, self.fake_B
                     )
                 self.scaler_D.scale(loss_D / k).backward()
-            sums[2:] += torch.stack([loss_D_real, loss_D_fake]).detach() / k
+            sums[2:4] += torch.stack([loss_D_real, loss_D_fake]).detach() / k
         self.scaler_D.step(self.optimizer_D)
         self.scaler_D.update()
 
@@ -263,10 +290,11 @@ class Pix2PixModel:
             self._set_rng_state(rng[i])
             with self._no_sync(self.runG, i < k - 1), frozen_batchnorm(self.netG):
                 self.forward()  # the second pass must not move batch norm's running statistics again
-                loss_G_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True, for_D=False)
-                loss_G_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
-                self.scaler_G.scale((loss_G_GAN + loss_G_L1) / k).backward()
-            sums[:2] += torch.stack([loss_G_GAN, loss_G_L1]).detach() / k
+                g_losses = self._G_losses()
+                self.scaler_G.scale(sum(g_losses) / k).backward()
+            g = torch.stack(g_losses).detach() / k
+            sums[:2] += g[:2]
+            sums[4:] += g[2:]
         self.scaler_G.step(self.optimizer_G)
         self.scaler_G.update()
         if self.netG_ema is not None:
@@ -296,7 +324,7 @@ class Pix2PixModel:
         values = mean.tolist()
         self._loss_sum.zero_()
         self._loss_steps = 0
-        losses = dict(zip(LOSS_NAMES, values, strict=False))
+        losses = dict(zip(self.loss_names, values, strict=True))
         return losses, all(math.isfinite(v) for v in values)
 
     def update_learning_rate(self) -> float:

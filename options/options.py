@@ -84,6 +84,9 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
     )
     g.add_argument("--n_layers_D", type=int, default=3, help="layers of the n_layers discriminator")
     g.add_argument(
+        "--num_D", type=int, default=1, help="PatchGAN scales (2 or 3 as in pix2pixHD; each sees a half-size input)"
+    )
+    g.add_argument(
         "--norm",
         default="batch",
         choices=["batch", "instance", "none", "syncbatch"],
@@ -214,6 +217,12 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--lambda_L1", type=float, default=100.0, help="weight of the L1 loss")
     g.add_argument("--lambda_gp", type=float, default=10.0, help="weight of the wgangp gradient penalty")
+    g.add_argument(
+        "--lambda_feat",
+        type=float,
+        default=0.0,
+        help="weight of the discriminator feature-matching loss (pix2pixHD uses 10; 0 = off)",
+    )
     g.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
     g.add_argument("--lr_D", type=float, default=None, help="the discriminator's learning rate (default: --lr)")
     g.add_argument(
@@ -447,6 +456,12 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         if opt.init_from is not None:
             need(os.path.isfile(opt.init_from), f"--init_from {opt.init_from}: no such file")
             need(not opt.continue_train, "--init_from starts a new run; it cannot be used with --continue_train")
+        need(opt.num_D >= 1, f"--num_D {opt.num_D}: must be a positive integer")
+        need(opt.lambda_feat >= 0, f"--lambda_feat {opt.lambda_feat}: must be 0 or more")
+        need(
+            opt.netD != "pixel" or (opt.num_D == 1 and opt.lambda_feat == 0),
+            "--num_D and --lambda_feat need a PatchGAN (--netD basic or n_layers), not --netD pixel",
+        )
         need(0 <= opt.ema_decay < 1, f"--ema_decay {opt.ema_decay}: must be in [0, 1)")
         need(opt.accum_steps >= 1, f"--accum_steps {opt.accum_steps}: must be a positive integer")
         need(
@@ -515,11 +530,13 @@ def check_sizes(p: argparse.ArgumentParser, opt: argparse.Namespace) -> None:
             )
     if opt.is_train and opt.preprocess in CROP_PREPROCESS:
         # PatchGAN: n stride-2 convs, then two 4x4 stride-1 convs that take 1 and 2 pixels off.
+        # With --num_D scales the coarsest one sees the crop halved num_D - 1 times.
         n = {"basic": 3, "n_layers": opt.n_layers_D, "pixel": 0}[opt.netD]
-        if opt.crop_size < 2 ** (n + 2):
+        need_px = 2 ** (n + 2) * 2 ** (opt.num_D - 1)
+        if opt.crop_size < need_px:
             p.error(
-                f"--crop_size {opt.crop_size} is too small for --netD {opt.netD} with {n} layers: "
-                f"it needs at least {2 ** (n + 2)} pixels (or use fewer --n_layers_D)"
+                f"--crop_size {opt.crop_size} is too small for --netD {opt.netD} with {n} layers and "
+                f"--num_D {opt.num_D}: it needs at least {need_px} pixels (or fewer --n_layers_D / --num_D)"
             )
 
 

@@ -22,6 +22,9 @@ SWITCHES = [
     ("--gan_mode", "hinge"),
     ("--lr_D", "0.0001"),
     ("--spectral_norm", "both"),
+    ("--lambda_feat", "10"),
+    ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--lambda_feat", "10"),
+    ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--gan_mode", "wgangp", "--grad_checkpoint"),
 ]
 
 
@@ -225,3 +228,28 @@ def test_ema_generator_is_kept_resumed_and_used_by_test_py(tiny_data, tmp_path):
         "0",
     )
     assert r.returncode == 0 and "exponential moving average" in r.stdout, r.stderr[-2000:]
+
+
+def test_multiscale_discriminator_and_feature_matching():
+    from models.networks import define_D
+
+    d = define_D("n_layers", 6, ndf=4, n_layers_D=2, num_D=3)
+    outs = d(torch.randn(1, 6, 64, 64))
+    assert [o.shape[-1] for o in outs] == [14, 6, 2]  # 64, 32, 16 px inputs, 2 stride-2 layers each
+    feats = d.features(torch.randn(1, 6, 64, 64))
+    assert len(feats) == 3 and all(len(f) == 4 for f in feats)  # 3 segments + logits per scale
+    model = create_model(vars(parse(True, [*TINY, "--lambda_feat", "10", "--accum_steps", "2"])), torch.device("cpu"))
+    g = torch.Generator().manual_seed(1)
+    micro = [
+        {"A": torch.rand(1, 3, 32, 32, generator=g), "B": torch.rand(1, 3, 32, 32, generator=g), "A_paths": ["a"]}
+        for _ in range(2)
+    ]
+    model.optimize_accumulated(micro)
+    losses, finite = model.pop_losses()
+    assert finite and list(losses) == ["G_GAN", "G_L1", "D_real", "D_fake", "G_feat"] and losses["G_feat"] > 0
+
+
+def test_discriminator_too_deep_for_its_scales(capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(True, [*TINY, "--num_D", "2"])  # basic PatchGAN at 16 px on the coarse scale
+    assert e.value.code == 2 and "--num_D 2: it needs at least 64 pixels" in capsys.readouterr().err
