@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.aligned_dataset import AlignedDataset
 from data.single_dataset import SingleDataset
-from data.transforms import Preprocess
+from data.transforms import Augment, Preprocess
 
 
 class EpochSampler(Sampler):
@@ -78,7 +78,13 @@ def create_dataset(opt: argparse.Namespace, train: bool) -> Dataset:
         opt.filter_B,
         seed=opt.seed if train else 0,
         max_dataset_size=opt.max_dataset_size,
+        aug=augment_from(opt) if train else Augment(),
     )
+
+
+def augment_from(opt: argparse.Namespace) -> Augment:
+    nearest = "nearest" in (opt.filter_A, opt.filter_B)
+    return Augment(opt.aug_scale, opt.aug_rotate, opt.aug_color, opt.aug_color_on, nearest)
 
 
 def create_dataloader(

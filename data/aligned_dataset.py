@@ -10,7 +10,7 @@ import torch
 
 from data.image_folder import IMG_EXTENSIONS, make_dataset
 from data.image_io import BadImageError, load_image, scan
-from data.transforms import Preprocess, apply, get_params, scaled_size, to_tensor
+from data.transforms import Augment, Preprocess, apply, augment, get_params, scaled_size, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,11 @@ class AlignedDataset(torch.utils.data.Dataset):
         filter_B: str = "bicubic",
         seed: int = 0,
         max_dataset_size: int | None = None,
+        aug: Augment = Augment(),
     ) -> None:
         self.direction, self.input_nc, self.output_nc = direction, input_nc, output_nc
         self.preprocess, self.filter_A, self.filter_B, self.seed = preprocess, filter_A, filter_B, seed
+        self.aug = aug
         self.pairs = find_pairs(dataroot, phase, max_dataset_size)
 
     def __len__(self) -> int:
@@ -105,9 +107,12 @@ class AlignedDataset(torch.utils.data.Dataset):
                 )
         if self.direction == "BtoA":
             left, right, left_path, right_path = right, left, right_path, left_path
-        params = get_params(self.preprocess, *left.size, sample_rng(self.seed, epoch, index))
+        rng = sample_rng(self.seed, epoch, index)
+        params = get_params(self.preprocess, *left.size, rng)
         A = to_tensor(apply(left, self.preprocess, params, self.filter_A))
         B = to_tensor(apply(right, self.preprocess, params, self.filter_B))
+        if self.aug.enabled and self.preprocess.random:
+            A, B = augment(A, B, self.aug, int(rng.integers(2**31)))
         return {"A": A, "B": B, "A_paths": left_path, "B_paths": right_path}
 
 

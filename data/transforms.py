@@ -79,3 +79,56 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
         arr = arr[:, :, None]
     t = torch.from_numpy(arr.copy()).permute(2, 0, 1).float()
     return t.div_(127.5).sub_(1.0)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Extra training augmentation (off by default): random scale and rotation with one set of parameters
+    for A and B, and photometric jitter on the input only or on both."""
+
+    scale: float = 0.0  # zoom factor drawn from [1 - scale, 1 + scale]
+    rotate: float = 0.0  # degrees, drawn from [-rotate, rotate]
+    color: float = 0.0  # brightness, contrast and saturation jitter strength; hue gets a quarter of it
+    color_on: str = "input"  # "input" (real_A only) or "both"
+    nearest: bool = False  # label maps: resample without blending colours
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.scale or self.rotate or self.color)
+
+
+def augment(A: torch.Tensor, B: torch.Tensor, aug: Augment, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A, B: (C, H, W) in [-1, 1]. torchvision's v2 transforms draw one set of parameters for both images;
+    they draw them from torch's RNG, so it is seeded per sample (from (seed, epoch, index)) inside fork_rng,
+    which leaves the caller's random state as it was."""
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if aug.scale or aug.rotate:
+            mode = v2.InterpolationMode.NEAREST if aug.nearest else v2.InterpolationMode.BILINEAR
+            geo = v2.RandomAffine(
+                degrees=aug.rotate, scale=(1 - aug.scale, 1 + aug.scale), interpolation=mode, fill=-1.0
+            )  # black outside the image
+            A, B = geo(tv_tensors.Image(A), tv_tensors.Image(B))
+        if aug.color:
+
+            def jitter(channels: int) -> v2.ColorJitter:
+                colour = channels == 3  # saturation and hue need colour
+                return v2.ColorJitter(
+                    brightness=aug.color,
+                    contrast=aug.color,
+                    saturation=aug.color if colour else 0,
+                    hue=min(0.5, aug.color / 4) if colour else 0,
+                )
+
+            # ColorJitter works on [0, 1] images.
+            a01 = tv_tensors.Image((A + 1) / 2)
+            if aug.color_on == "both" and A.shape[0] == B.shape[0]:
+                a01, b01 = jitter(A.shape[0])(a01, tv_tensors.Image((B + 1) / 2))
+                B = b01 * 2 - 1
+            else:
+                a01 = jitter(A.shape[0])(a01)
+            A = a01 * 2 - 1
+    return A.as_subclass(torch.Tensor), B.as_subclass(torch.Tensor)

@@ -211,6 +211,16 @@ def _add_metrics(p: argparse.ArgumentParser, is_train: bool) -> None:
 
 
 def _add_train(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("augmentation (off by default; same geometry for A and B)")
+    g.add_argument("--aug_scale", type=float, default=0.0, help="random zoom in [1 - S, 1 + S]")
+    g.add_argument("--aug_rotate", type=float, default=0.0, help="random rotation in [-D, D] degrees")
+    g.add_argument(
+        "--aug_color", type=float, default=0.0, help="brightness/contrast/saturation jitter (hue a quarter of it)"
+    )
+    g.add_argument(
+        "--aug_color_on", default="input", choices=["input", "both"], help="jitter real_A only, or A and B alike"
+    )
+
     g = p.add_argument_group("training")
     g.add_argument(
         "--gan_mode", default="vanilla", choices=["vanilla", "lsgan", "wgangp", "hinge"], help="GAN objective"
@@ -462,6 +472,9 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
             opt.netD != "pixel" or (opt.num_D == 1 and opt.lambda_feat == 0),
             "--num_D and --lambda_feat need a PatchGAN (--netD basic or n_layers), not --netD pixel",
         )
+        need(0 <= opt.aug_scale < 1, f"--aug_scale {opt.aug_scale}: must be in [0, 1)")
+        need(0 <= opt.aug_rotate <= 180, f"--aug_rotate {opt.aug_rotate}: must be in [0, 180] degrees")
+        need(0 <= opt.aug_color <= 1, f"--aug_color {opt.aug_color}: must be in [0, 1]")
         need(0 <= opt.ema_decay < 1, f"--ema_decay {opt.ema_decay}: must be in [0, 1)")
         need(opt.accum_steps >= 1, f"--accum_steps {opt.accum_steps}: must be a positive integer")
         need(

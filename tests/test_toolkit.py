@@ -24,6 +24,7 @@ SWITCHES = [
     ("--spectral_norm", "both"),
     ("--lambda_feat", "10"),
     ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--lambda_feat", "10"),
+    ("--aug_scale", "0.2", "--aug_rotate", "15", "--aug_color", "0.3"),
     ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--gan_mode", "wgangp", "--grad_checkpoint"),
 ]
 
@@ -253,3 +254,35 @@ def test_discriminator_too_deep_for_its_scales(capsys):
     with pytest.raises(SystemExit) as e:
         parse(True, [*TINY, "--num_D", "2"])  # basic PatchGAN at 16 px on the coarse scale
     assert e.value.code == 2 and "--num_D 2: it needs at least 64 pixels" in capsys.readouterr().err
+
+
+def _twin_images(folder, n=2, size=32):
+    """A|B images whose halves are identical, so any difference after augmentation is a pairing error."""
+    import numpy as np
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        a = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+        Image.fromarray(np.concatenate([a, a], 1)).save(os.path.join(folder, f"t{i}.png"))
+
+
+@pytest.mark.parametrize("color_on", ["input", "both"])
+def test_augmentation_keeps_pairs_aligned_and_is_deterministic(tmp_path, color_on):
+    from data.aligned_dataset import AlignedDataset
+    from data.transforms import Augment, Preprocess
+
+    _twin_images(str(tmp_path / "train"))
+    pre = Preprocess("resize_and_crop", 40, 32)
+    geo = AlignedDataset(str(tmp_path), "train", preprocess=pre, seed=1, aug=Augment(scale=0.3, rotate=30))
+    s = geo[(2, 1)]
+    assert torch.equal(s["A"], s["B"])  # one set of geometric parameters for both
+    plain = AlignedDataset(str(tmp_path), "train", preprocess=pre, seed=1)[(2, 1)]["A"]
+    assert not torch.equal(s["A"], plain)  # it did something
+    state = torch.get_rng_state()
+    both = AlignedDataset(str(tmp_path), "train", preprocess=pre, seed=1, aug=Augment(color=0.5, color_on=color_on))
+    s1, s2 = both[(3, 0)], both[(3, 0)]
+    assert torch.equal(s1["A"], s2["A"])  # the same (seed, epoch, index), the same sample
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG (dropout's) is untouched
+    assert torch.equal(s1["A"], s1["B"]) == (color_on == "both")
