@@ -30,6 +30,10 @@ def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
         upsample=o.get("upsample", "transpose"),
         max_mult=o.get("max_mult", 8),
     )
+    rate = o.get("dropout", 0.5)
+    for m in net.modules():  # the paper's 0.5 unless --dropout says otherwise
+        if isinstance(m, nn.Dropout):
+            m.p = rate
     return add_spectral_norm(net) if o.get("spectral_norm", "none") in ("G", "both") else net
 
 
@@ -70,6 +74,7 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
         residual=o.get("residual", False),
         ema_decay=o.get("ema_decay", 0.0),
         lambda_feat=o.get("lambda_feat", 0.0),
+        weight_decay=o.get("weight_decay", 0.0),
         beta1=o["beta1"],
         pad_multiple=pad,
         skip_nonfinite=o.get("skip_nonfinite", False),

@@ -74,6 +74,7 @@ class Pix2PixModel:
         residual: bool = False,
         ema_decay: float = 0.0,
         lambda_feat: float = 0.0,
+        weight_decay: float = 0.0,
         pad_multiple: int = 1,
         skip_nonfinite: bool = False,
         lr_policy: str = "linear",
@@ -120,6 +121,7 @@ class Pix2PixModel:
         self.criterionL1 = nn.L1Loss()
         # One fused kernel per optimiser step on CUDA; the default (foreach) elsewhere.
         fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused["weight_decay"] = weight_decay  # L2 on the weights, as Adam's weight_decay adds it
         self.optimizer_G = torch.optim.Adam(self.netG.parameters(), lr=lr, betas=(beta1, 0.999), **fused)
         self.optimizer_D = torch.optim.Adam(self.netD.parameters(), lr=lr_D or lr, betas=(beta1, 0.999), **fused)
         # fp16 needs loss scaling, one scaler per network; bf16 has fp32's range and needs none.

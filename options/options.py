@@ -31,6 +31,7 @@ ARCHITECTURE_KEYS = (
     "max_mult",
     "residual",
     "spectral_norm",
+    "dropout",
 )
 # Data options that test.py inherits from the training run unless given on its command line.
 INHERITED_DATA_KEYS = ("load_size", "crop_size", "preprocess", "filter_A", "filter_B")
@@ -100,6 +101,7 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
     )
     g.add_argument("--init_gain", type=float, default=0.02, help="scale for normal, xavier and orthogonal init")
     g.add_argument("--no_dropout", action="store_true", help="no dropout in the generator")
+    g.add_argument("--dropout", type=float, default=0.5, help="dropout rate of the U-Net's inner blocks")
     g.add_argument(
         "--upsample",
         default="transpose",
@@ -235,6 +237,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
     g.add_argument("--lr_D", type=float, default=None, help="the discriminator's learning rate (default: --lr)")
+    g.add_argument("--weight_decay", type=float, default=0.0, help="Adam weight decay (L2) for G and D")
     g.add_argument(
         "--ema_decay",
         type=float,
@@ -432,6 +435,7 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(getattr(opt, flag) >= 1, f"--{flag} {getattr(opt, flag)}: must be a positive integer")
     need(opt.num_threads >= 0, f"--num_threads {opt.num_threads}: must be 0 or more")
     need(opt.init_gain > 0, f"--init_gain {opt.init_gain}: must be positive")
+    need(0 <= opt.dropout < 1, f"--dropout {opt.dropout}: must be in [0, 1)")
     need(opt.max_mult >= 1, f"--max_mult {opt.max_mult}: must be a positive integer")
     need(
         not opt.residual or opt.input_nc == opt.output_nc,
@@ -475,6 +479,7 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(0 <= opt.aug_scale < 1, f"--aug_scale {opt.aug_scale}: must be in [0, 1)")
         need(0 <= opt.aug_rotate <= 180, f"--aug_rotate {opt.aug_rotate}: must be in [0, 180] degrees")
         need(0 <= opt.aug_color <= 1, f"--aug_color {opt.aug_color}: must be in [0, 1]")
+        need(opt.weight_decay >= 0, f"--weight_decay {opt.weight_decay}: must be 0 or more")
         need(0 <= opt.ema_decay < 1, f"--ema_decay {opt.ema_decay}: must be in [0, 1)")
         need(opt.accum_steps >= 1, f"--accum_steps {opt.accum_steps}: must be a positive integer")
         need(

@@ -25,6 +25,7 @@ SWITCHES = [
     ("--lambda_feat", "10"),
     ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--lambda_feat", "10"),
     ("--aug_scale", "0.2", "--aug_rotate", "15", "--aug_color", "0.3"),
+    ("--dropout", "0.2", "--weight_decay", "0.0001"),
     ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--gan_mode", "wgangp", "--grad_checkpoint"),
 ]
 
@@ -286,3 +287,30 @@ def test_augmentation_keeps_pairs_aligned_and_is_deterministic(tmp_path, color_o
     assert torch.equal(s1["A"], s2["A"])  # the same (seed, epoch, index), the same sample
     assert torch.equal(torch.get_rng_state(), state)  # the global RNG (dropout's) is untouched
     assert torch.equal(s1["A"], s1["B"]) == (color_on == "both")
+
+
+def test_dropout_rate_and_weight_decay_reach_the_model():
+    model = create_model(
+        vars(
+            parse(
+                True,
+                [
+                    *TINY,
+                    "--num_downs",
+                    "6",
+                    "--crop_size",
+                    "64",
+                    "--load_size",
+                    "72",
+                    "--dropout",
+                    "0.2",
+                    "--weight_decay",
+                    "0.01",
+                ],
+            )
+        ),
+        torch.device("cpu"),
+    )
+    rates = [m.p for m in model.netG.modules() if isinstance(m, nn.Dropout)]
+    assert rates == [0.2]  # num_downs 6 has one dropout block
+    assert model.optimizer_G.param_groups[0]["weight_decay"] == 0.01
