@@ -6,7 +6,7 @@ import os
 from urllib.parse import quote
 
 import dominate
-from dominate.tags import a, br, h3, img, meta, p, pre, table, td, tr
+from dominate.tags import a, br, details, h3, img, meta, p, pre, summary, table, td, tr
 
 
 class HTML:
@@ -44,9 +44,15 @@ class HTML:
                     td(k)
                     td(f"{v:.4g}" if isinstance(v, float) else str(v), style="text-align: right;")
 
-    def add_pre(self, text: str) -> None:
+    def add_pre(self, text: str, summary_text: str | None = None) -> None:
+        """Preformatted text; with summary_text, folded away behind that line."""
         with self.doc:
-            pre(text)
+            if summary_text is None:
+                pre(text)
+            else:
+                with details():
+                    summary(summary_text)
+                    pre(text)
 
     def add_image(self, src: str, alt: str, width: int | None = None, version: str = "") -> None:
         """A single image (for example a plot) given relative to web_dir; a new `version` defeats caches."""

@@ -162,7 +162,7 @@ class Visualizer:
         opt_file = os.path.join(self.run_dir, "train_opt.txt")
         if os.path.exists(opt_file):
             with open(opt_file) as f:
-                page.add_pre(f.read())
+                page.add_pre(f.read(), summary_text="options of this run")
         for (epoch, it), files in sorted(rows.items(), reverse=True):
             files.sort(key=lambda f: order.get(_IMG_RE.match(f).group(3), 9))
             page.add_header(f"epoch {epoch}, iteration {it}")
