@@ -350,7 +350,7 @@ def save_latest(opt: argparse.Namespace, model, progress: Progress, best: dict |
     )
     if bad:
         raise NonFiniteWeights(f"weights {', '.join(bad[:5])} hold NaN or inf at iteration {progress.total_iters}")
-    opts_saved = option_dict(opt)
+    opts_saved = getattr(opt, "saved_options", None) or option_dict(opt)
     state = {
         "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
@@ -469,7 +469,7 @@ def train_loop(
         if d.is_main and (epoch % opt.save_epoch_freq == 0 or epoch == last_epoch):
             snap = {
                 **model.generator_weights(),
-                "options": option_dict(opt),
+                "options": opt.saved_options,
                 "epoch": epoch,
                 "total_iters": p.total_iters,
             }

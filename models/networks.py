@@ -131,22 +131,24 @@ class UnetSkipConnectionBlock(nn.Module):
         return torch.cat([x, self.model(x)], 1)
 
 
+@contextlib.contextmanager
+def frozen_batchnorm(net: nn.Module):
+    """Batch norm keeps normalising with batch statistics but leaves its running statistics alone
+    (momentum 0): for passes that must not count twice (recomputation, validation, a second G pass)."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
+
+
 def _frozen_bn_context(module: nn.Module):
-    """Checkpoint contexts: the recomputation must not update batch norm's running statistics again."""
-
-    @contextlib.contextmanager
-    def frozen():
-        bns = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in bns]
-        for m in bns:
-            m.momentum = 0.0
-        try:
-            yield
-        finally:
-            for m, mom in zip(bns, momenta, strict=True):
-                m.momentum = mom
-
-    return lambda: (contextlib.nullcontext(), frozen())
+    """Checkpoint contexts: plain for the forward pass, frozen batch norm for the recomputation."""
+    return lambda: (contextlib.nullcontext(), frozen_batchnorm(module))
 
 
 class UnetGenerator(nn.Module):

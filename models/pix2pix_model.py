@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.networks import GANLoss, gradient_penalty, pad_to_multiple
+from models.networks import GANLoss, frozen_batchnorm, gradient_penalty, pad_to_multiple
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -32,20 +32,6 @@ def lr_factor(epoch: int, policy: str, n_epochs: int, n_epochs_decay: int, lr_de
         total = n_epochs + n_epochs_decay
         return 0.5 * (1 + math.cos(math.pi * (epoch - 1) / total))
     raise ValueError(f"lr_policy must be linear, step or cosine, not {policy!r}")
-
-
-@contextlib.contextmanager
-def frozen_batchnorm(net: nn.Module):
-    """Batch norm keeps normalising with batch statistics but leaves its running statistics alone."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, mom in zip(bns, momenta, strict=True):
-            m.momentum = mom
 
 
 def set_requires_grad(net: nn.Module, flag: bool) -> None:

@@ -285,3 +285,7 @@ def test_resume_with_fp16_after_fp32(tiny_data, tmp_path):
     args = train_args(tiny_data, tmp_path)
     assert train.main(args + ["--stop_after_iters", "1"]) == 0
     assert train.main(args + ["--continue_train", "--amp", "fp16", "--stop_after_iters", "1"]) == 0
+    state = checkpoint.load(str(tmp_path / "r" / "latest.pth"))
+    assert state["total_iters"] == 2  # resumed after step 1, one more step in fp16
+    assert state["model"]["scaler_G"]["scale"] > 0  # the fp16 loss scalers now travel with the checkpoint
+    assert all(torch.isfinite(v).all() for v in state["model"]["netG"].values() if v.is_floating_point())

@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 import torch
-from torch import nn
 
 from data import EpochSampler, create_dataloader, create_dataset
+from models.networks import frozen_batchnorm
 from util import checkpoint
 from util.metrics import MetricSuite
 
@@ -65,18 +65,14 @@ class Validator:
     def __call__(self, model, epoch: int, total_iters: int) -> dict[str, float]:
         netG = model.netG
         # Like test.py: train-mode normalisation and dropout with a fixed seed, but the running statistics
-        # must not move (momentum 0) and training's RNG stream must not change (fork_rng).
-        bns = [m for m in netG.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        momenta = [m.momentum for m in bns]
-        for m in bns:
-            m.momentum = 0.0
+        # must not move (frozen_batchnorm) and training's RNG stream must not change (fork_rng).
         self.suite.reset()
         devices = [self.device] if self.device.type == "cuda" else []
         # Only rank 0 validates under torchrun: use the bare generator, not its DDP wrapper, whose forward
         # would wait for the other processes.
         run_G, model.runG = model.runG, model.netG
         try:
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
+            with torch.random.fork_rng(devices=devices), torch.no_grad(), frozen_batchnorm(netG):
                 torch.manual_seed(self.opt.seed)
                 for batch in self.loader:
                     model.set_input(batch)
@@ -84,8 +80,6 @@ class Validator:
                     self.suite.update(model.fake_B, model.real_B)
         finally:
             model.runG = run_G
-            for m, mom in zip(bns, momenta, strict=True):
-                m.momentum = mom
         scores = self.suite.compute()
         with open(os.path.join(self.run_dir, "val_log.jsonl"), "a") as f:
             f.write(json.dumps({"epoch": epoch, "total_iters": total_iters, "metrics": scores}) + "\n")
