@@ -1,7 +1,6 @@
 """torchrun with gloo on the CPU: 2 processes equal 1 process at the same global batch; rank 0 writes."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -10,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from browser_check import free_port
 from conftest import ROOT, make_pairs, run_script
 from models import build_generator
 from util import checkpoint
@@ -44,12 +44,6 @@ ARGS = [
     "--print_freq",
     "2",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun(nproc: int, args: list[str], env_extra: dict | None = None, timeout: int = 240):

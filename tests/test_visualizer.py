@@ -2,17 +2,11 @@
 
 import logging
 import os
-import socket
 
 import torch
 
+from browser_check import free_port
 from util.visualizer import Visualizer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_no_visdom_server_warns_once_and_goes_on(tmp_path, caplog):
