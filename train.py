@@ -24,6 +24,7 @@ from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import ensure_demo_dataset
 from data.image_io import data_error
 from models import create_model
+from models.perceptual import WeightsMissing
 from options.options import ARCHITECTURE_KEYS, build_parser, format_options, option_dict, parse, save_options
 from util import checkpoint, distributed
 from util.util import setup_logging
@@ -229,7 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = create_dataloader(dataset, opt.batch_size, opt.num_threads, sampler, pin_memory=device.type == "cuda")
     log.info("%d training images in %s/%s, batch size %d", len(dataset), opt.dataroot, opt.phase, opt.batch_size)
 
-    model = create_model(vars(opt), device, train=True)
+    try:
+        model = create_model(vars(opt), device, train=True)
+    except WeightsMissing as e:
+        fail(str(e))
     opt.saved_options = option_dict(opt)
     validator = Validator(opt, val_set, device) if val_set is not None else None
     if validator is not None:

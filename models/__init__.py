@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from models.networks import add_spectral_norm, define_D, define_G
+from models.perceptual import build_vgg_loss
 from models.pix2pix_model import Pix2PixModel
 from options.options import size_multiple
 
@@ -29,6 +30,8 @@ def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
         grad_checkpoint=o.get("grad_checkpoint", False),
         upsample=o.get("upsample", "transpose"),
         max_mult=o.get("max_mult", 8),
+        downsample=o.get("downsample", "conv"),
+        attention=o.get("attention", False),
     )
     rate = o.get("dropout", 0.5)
     for m in net.modules():  # the paper's 0.5 unless --dropout says otherwise
@@ -55,7 +58,8 @@ def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
 
 
 def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True) -> Pix2PixModel:
-    """A Pix2PixModel on `device`; with train=False only the generator is built (for test.py)."""
+    """A Pix2PixModel on `device`; with train=False only the generator is built (for test.py).
+    Raises models.perceptual.WeightsMissing when --lambda_vgg is on and the VGG19 weights cannot be had."""
     netG = build_generator(o, init=train)
     netD = build_discriminator(o) if train else None
     pad = size_multiple(o["netG"], o.get("num_downs"))
@@ -74,6 +78,8 @@ def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True)
         residual=o.get("residual", False),
         ema_decay=o.get("ema_decay", 0.0),
         lambda_feat=o.get("lambda_feat", 0.0),
+        lambda_vgg=o.get("lambda_vgg", 0.0),
+        vgg=build_vgg_loss(o.get("vgg_weights")) if o.get("lambda_vgg", 0.0) > 0 else None,
         weight_decay=o.get("weight_decay", 0.0),
         beta1=o["beta1"],
         pad_multiple=pad,

@@ -74,6 +74,67 @@ def make_upsample(in_nc: int, out_nc: int, mode: str, bias: bool) -> nn.Module:
     raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, not {mode!r}")
 
 
+DOWNSAMPLE_MODES = ("conv", "blur")
+
+
+class Blur(nn.Module):
+    """A fixed 3x3 binomial low-pass ([1, 2, 1] / 4 in each direction) per channel, stride 1, same size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        k = torch.tensor([1.0, 2.0, 1.0])
+        # Not persistent: state dicts are the same with and without it, so --init_from works across the switch.
+        self.register_buffer("kernel", (k[:, None] * k[None, :] / 16)[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        x = F.pad(x, (1, 1, 1, 1), mode="replicate")  # replicate: defined for any size, even 1x1
+        return F.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 3, 3), groups=c)
+
+
+class BlurConv2d(nn.Conv2d):
+    """A strided conv that low-passes its input first, so the subsampling folds back (aliases) less: the
+    idea of Zhang, "Making Convolutional Networks Shift-Invariant Again" (ICML 2019), at the cost of one
+    depthwise 3x3 per level rather than Zhang's stride-1 conv + BlurPool (4x that conv's FLOPs). A Conv2d
+    subclass, so its parameters keep the plain conv's names."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.blur = Blur()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(self.blur(x))
+
+
+def make_downsample(in_nc: int, out_nc: int, mode: str, bias: bool) -> nn.Module:
+    """2x downsampling: the paper's 4x4 stride-2 conv (conv), or a binomial blur before it (blur)."""
+    if mode not in DOWNSAMPLE_MODES:
+        raise ValueError(f"downsample must be one of {', '.join(DOWNSAMPLE_MODES)}, not {mode!r}")
+    conv = BlurConv2d if mode == "blur" else nn.Conv2d
+    return conv(in_nc, out_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+
+
+class AttentionGate(nn.Module):
+    """Additive attention on a skip connection (Oktay et al., "Attention U-Net", 2018).
+
+    skip x (N, C, H, W) and gating signal g (N, Cg, H, W), the decoder's features at the same level:
+    alpha = sigmoid(psi(relu(theta(x) + phi(g)))) (N, 1, H, W) in (0, 1); returns x * alpha, so the
+    decoder can suppress skip features it does not need. (The paper takes g from one level coarser and
+    strides theta; here g is already upsampled to x's size by the block's up-conv, which keeps it simple.)
+    """
+
+    def __init__(self, skip_nc: int, gate_nc: int) -> None:
+        super().__init__()
+        inter = max(skip_nc // 2, 1)
+        self.theta = nn.Conv2d(skip_nc, inter, 1, bias=False)
+        self.phi = nn.Conv2d(gate_nc, inter, 1)
+        self.psi = nn.Conv2d(inter, 1, 1)
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        alpha = torch.sigmoid(self.psi(F.relu(self.theta(x) + self.phi(g))))
+        return x * alpha
+
+
 class UnetSkipConnectionBlock(nn.Module):
     """One U-Net level: down(x) -> submodule -> up, output concatenated with x (except outermost).
 
@@ -92,6 +153,8 @@ class UnetSkipConnectionBlock(nn.Module):
         norm: str = "batch",
         use_dropout: bool = False,
         upsample: str = "transpose",
+        downsample: str = "conv",
+        attention: bool = False,
     ) -> None:
         super().__init__()
         self.outermost = outermost
@@ -99,7 +162,9 @@ class UnetSkipConnectionBlock(nn.Module):
         norm_layer = get_norm_layer(norm)
         bias = _conv_bias(norm)
         input_nc = outer_nc if input_nc is None else input_nc
-        down_conv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=bias)
+        down_conv = make_downsample(input_nc, inner_nc, downsample, bias)
+        # The skip (x, outer_nc channels) gated by this level's decoder output (also outer_nc channels).
+        self.gate = AttentionGate(outer_nc, outer_nc) if attention and not outermost else None
         # The innermost block gets only its own down features; the others get cat(skip, up) = 2x channels.
         up_in = inner_nc if innermost else inner_nc * 2
 
@@ -127,8 +192,12 @@ class UnetSkipConnectionBlock(nn.Module):
             # rest of the block (and every block inside it) for recomputation in the backward pass.
             y = F.leaky_relu(x, 0.2)
             rest = checkpoint(self.model[1:], y, use_reentrant=False, context_fn=_frozen_bn_context(self))
-            return torch.cat([y, rest], 1)
-        return torch.cat([x, self.model(x)], 1)
+            return torch.cat([self._skip(y, rest), rest], 1)
+        y = self.model(x)  # in place on x: the skip carries leaky(x), as in pix2pix
+        return torch.cat([self._skip(x, y), y], 1)
+
+    def _skip(self, x: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        return x if self.gate is None else self.gate(x, up)
 
 
 @contextlib.contextmanager
@@ -170,19 +239,22 @@ class UnetGenerator(nn.Module):
         grad_checkpoint: bool = False,
         upsample: str = "transpose",
         max_mult: int = 8,
+        downsample: str = "conv",
+        attention: bool = False,
     ) -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError(f"num_downs must be at least 5, not {num_downs}")
         self.num_downs = num_downs
         c = [ngf * min(m, max_mult) for m in (1, 2, 4, 8)]  # channels of the levels, outside in
-        kw = {"norm": norm, "upsample": upsample}
-        block = UnetSkipConnectionBlock(c[3], c[3], innermost=True, **kw)
+        kw = {"norm": norm, "upsample": upsample, "downsample": downsample}
+        inner = {**kw, "attention": attention}  # every skip; the outermost block has none
+        block = UnetSkipConnectionBlock(c[3], c[3], innermost=True, **inner)
         for _ in range(num_downs - 5):
-            block = UnetSkipConnectionBlock(c[3], c[3], submodule=block, use_dropout=use_dropout, **kw)
-        block = UnetSkipConnectionBlock(c[2], c[3], submodule=block, **kw)
-        block = UnetSkipConnectionBlock(c[1], c[2], submodule=block, **kw)
-        block = UnetSkipConnectionBlock(c[0], c[1], submodule=block, **kw)
+            block = UnetSkipConnectionBlock(c[3], c[3], submodule=block, use_dropout=use_dropout, **inner)
+        block = UnetSkipConnectionBlock(c[2], c[3], submodule=block, **inner)
+        block = UnetSkipConnectionBlock(c[1], c[2], submodule=block, **inner)
+        block = UnetSkipConnectionBlock(c[0], c[1], submodule=block, **inner)
         self.model = UnetSkipConnectionBlock(output_nc, c[0], input_nc=input_nc, submodule=block, outermost=True, **kw)
         # Activation checkpointing: keep only each level's input, recompute the rest in the backward pass.
         for m in self.modules():
@@ -381,14 +453,27 @@ def define_G(
     grad_checkpoint: bool = False,
     upsample: str = "transpose",
     max_mult: int = 8,
+    downsample: str = "conv",
+    attention: bool = False,
 ) -> nn.Module:
     """Build a generator by name; num_downs overrides a U-Net's depth. init=False skips weight init.
-    grad_checkpoint recomputes U-Net activations in the backward pass instead of keeping them."""
+    grad_checkpoint recomputes U-Net activations in the backward pass instead of keeping them; upsample,
+    max_mult, downsample and attention apply to U-Nets only."""
     depths = {"unet_128": 7, "unet_256": 8, "unet_512": 9}
     if netG in depths:
         depth = num_downs or depths[netG]
         net: nn.Module = UnetGenerator(
-            input_nc, output_nc, depth, ngf, norm, use_dropout, grad_checkpoint, upsample, max_mult
+            input_nc,
+            output_nc,
+            depth,
+            ngf,
+            norm,
+            use_dropout,
+            grad_checkpoint,
+            upsample=upsample,
+            max_mult=max_mult,
+            downsample=downsample,
+            attention=attention,
         )
     elif netG in ("resnet_6blocks", "resnet_9blocks"):
         net = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=int(netG[7]))

@@ -60,6 +60,8 @@ class Pix2PixModel:
         residual: bool = False,
         ema_decay: float = 0.0,
         lambda_feat: float = 0.0,
+        lambda_vgg: float = 0.0,
+        vgg: nn.Module | None = None,
         weight_decay: float = 0.0,
         pad_multiple: int = 1,
         skip_nonfinite: bool = False,
@@ -120,7 +122,11 @@ class Pix2PixModel:
 
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, factor) for o in (self.optimizer_G, self.optimizer_D)]
         self.lambda_feat = lambda_feat
-        self.loss_names = LOSS_NAMES + (("G_feat",) if lambda_feat > 0 else ())
+        # The perceptual loss's VGG is fixed and not part of the checkpoint (its weights come from a file).
+        self.lambda_vgg = lambda_vgg
+        self.vgg = vgg.to(self.device, memory_format=self.memory_format) if vgg is not None and lambda_vgg > 0 else None
+        extra = (("G_feat",) if lambda_feat > 0 else ()) + (("G_VGG",) if self.vgg is not None else ())
+        self.loss_names = LOSS_NAMES + extra
         self._loss_sum = torch.zeros(len(self.loss_names), device=self.device)
         self._loss_steps = 0
 
@@ -219,8 +225,16 @@ class Pix2PixModel:
         self._loss_steps += 1
 
     def _G_losses(self) -> list[torch.Tensor]:
-        """[G_GAN, G_L1] (+ G_feat with --lambda_feat): fool D, stay close to the target in L1, and (feature
-        matching, as in pix2pixHD) make D's intermediate features of fake pairs match those of real ones."""
+        """[G_GAN, G_L1] (+ G_feat with --lambda_feat, + G_VGG with --lambda_vgg): fool D, stay close to the
+        target in L1, (feature matching, as in pix2pixHD) make D's intermediate features of fake pairs match
+        those of real ones, and (perceptual loss) match the target's VGG19 features."""
+        losses = self._G_adversarial()
+        if self.vgg is not None:
+            with self.autocast():
+                losses.append(self.vgg(self.fake_B, self.real_B) * self.lambda_vgg)
+        return losses
+
+    def _G_adversarial(self) -> list[torch.Tensor]:
         loss_L1 = self.criterionL1(self.fake_B, self.real_B) * self.lambda_L1
         if self.lambda_feat <= 0:
             loss_GAN = self.criterionGAN(self._D(self.real_A, self.fake_B, self.runD_for_G), True, for_D=False)

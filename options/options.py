@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Filters users may pick for resizing each side; label maps want "nearest" so no new colours appear.
 RESIZE_FILTERS = ("bicubic", "bilinear", "lanczos", "nearest")
@@ -28,6 +31,8 @@ ARCHITECTURE_KEYS = (
     "no_dropout",
     "direction",
     "upsample",
+    "downsample",
+    "attention",
     "max_mult",
     "residual",
     "spectral_norm",
@@ -107,6 +112,17 @@ def _add_common(p: argparse.ArgumentParser, is_train: bool) -> None:
         default="transpose",
         choices=["transpose", "bilinear", "nearest", "pixelshuffle"],
         help="U-Net upsampling: the paper's transposed conv, or resize / sub-pixel then conv (no checkerboard)",
+    )
+    g.add_argument(
+        "--downsample",
+        default="conv",
+        choices=["conv", "blur"],
+        help="U-Net downsampling: the paper's strided conv, or a binomial blur before it (anti-aliased)",
+    )
+    g.add_argument(
+        "--attention",
+        action="store_true",
+        help="attention gates on the U-Net's skip connections (Attention U-Net)",
     )
     g.add_argument(
         "--max_mult",
@@ -234,6 +250,18 @@ def _add_train(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="weight of the discriminator feature-matching loss (pix2pixHD uses 10; 0 = off)",
+    )
+    g.add_argument(
+        "--lambda_vgg",
+        type=float,
+        default=0.0,
+        help="weight of the VGG19 perceptual loss (pix2pixHD uses 10; 0 = off); needs --vgg_weights or the "
+        "weights in the torch hub cache",
+    )
+    g.add_argument(
+        "--vgg_weights",
+        default=None,
+        help="torchvision's ImageNet VGG19 state dict (vgg19-dcbb9e9d.pth) for --lambda_vgg (never downloaded)",
     )
     g.add_argument("--lr", type=float, default=0.0002, help="initial Adam learning rate")
     g.add_argument("--lr_D", type=float, default=None, help="the discriminator's learning rate (default: --lr)")
@@ -449,6 +477,11 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
     if opt.num_downs is not None:
         need(opt.num_downs >= 5, f"--num_downs {opt.num_downs}: must be 5 or more (the U-Net has 5 fixed levels)")
         need(opt.netG.startswith("unet"), f"--num_downs applies to U-Net generators only, not --netG {opt.netG}")
+    if not opt.netG.startswith("unet"):
+        for flag, default in (("upsample", "transpose"), ("downsample", "conv"), ("attention", False), ("max_mult", 8)):
+            value = getattr(opt, flag)
+            shown = f"--{flag}" if value is True else f"--{flag} {value}"
+            need(value == default, f"{shown}: applies to U-Net generators only, not --netG {opt.netG}")
 
     if is_train:
         for flag in (
@@ -472,6 +505,11 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
             need(not opt.continue_train, "--init_from starts a new run; it cannot be used with --continue_train")
         need(opt.num_D >= 1, f"--num_D {opt.num_D}: must be a positive integer")
         need(opt.lambda_feat >= 0, f"--lambda_feat {opt.lambda_feat}: must be 0 or more")
+        need(opt.lambda_vgg >= 0, f"--lambda_vgg {opt.lambda_vgg}: must be 0 or more")
+        if opt.vgg_weights is not None:
+            need(os.path.isfile(opt.vgg_weights), f"--vgg_weights {opt.vgg_weights}: no such file")
+            if opt.lambda_vgg == 0:
+                log.warning("--vgg_weights is not used: the perceptual loss is off (--lambda_vgg 0)")
         need(
             opt.netD != "pixel" or (opt.num_D == 1 and opt.lambda_feat == 0),
             "--num_D and --lambda_feat need a PatchGAN (--netD basic or n_layers), not --netD pixel",

@@ -168,13 +168,14 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     assert got == pytest.approx(ref)
 
 
-@pytest.mark.parametrize("norm", ["batch", "instance"])
-def test_grad_checkpoint_gives_the_plain_gradients(norm):
+@pytest.mark.parametrize("norm,gated", [("batch", False), ("instance", False), ("batch", True)])
+def test_grad_checkpoint_gives_the_plain_gradients(norm, gated):
     from models.networks import UnetGenerator
 
     torch.manual_seed(0)
-    plain = UnetGenerator(3, 3, 6, ngf=4, norm=norm, use_dropout=True)
-    ckpt = UnetGenerator(3, 3, 6, ngf=4, norm=norm, use_dropout=True, grad_checkpoint=True)
+    kw = {"attention": True, "downsample": "blur"} if gated else {}
+    plain = UnetGenerator(3, 3, 6, ngf=4, norm=norm, use_dropout=True, **kw)
+    ckpt = UnetGenerator(3, 3, 6, ngf=4, norm=norm, use_dropout=True, grad_checkpoint=True, **kw)
     ckpt.load_state_dict(plain.state_dict())
     x = torch.randn(2, 3, 64, 64)
     outs = []

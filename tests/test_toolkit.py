@@ -1,6 +1,7 @@
 """The 256-to-512 switches: each builds, trains a step with tiny sizes, keeps the output shape, and is
 saved with the run so test.py rebuilds the same network."""
 
+import json
 import os
 
 import pytest
@@ -10,7 +11,7 @@ from torch import nn
 import train
 from conftest import TINY, run_script
 from models import build_generator, create_model
-from models.networks import GANLoss, UnetGenerator
+from models.networks import AttentionGate, Blur, GANLoss, UnetGenerator
 from options.options import parse
 
 SWITCHES = [
@@ -27,6 +28,9 @@ SWITCHES = [
     ("--aug_scale", "0.2", "--aug_rotate", "15", "--aug_color", "0.3"),
     ("--dropout", "0.2", "--weight_decay", "0.0001"),
     ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--gan_mode", "wgangp", "--grad_checkpoint"),
+    ("--attention",),
+    ("--downsample", "blur"),
+    ("--attention", "--downsample", "blur", "--grad_checkpoint"),
 ]
 
 
@@ -92,6 +96,9 @@ def test_switches_are_saved_and_rebuilt_by_test_py(tiny_data, tmp_path):
         "--max_mult",
         "2",
         "--residual",
+        "--attention",
+        "--downsample",
+        "blur",
         "--stop_after_iters",
         "1",
         "--no_html",
@@ -110,6 +117,8 @@ def test_switches_are_saved_and_rebuilt_by_test_py(tiny_data, tmp_path):
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert os.path.exists(tmp_path / "res" / "s" / "test_latest" / "images" / "img000_fake_B.png")
+    saved = json.loads((tmp_path / "res" / "s" / "test_latest" / "test_opt.json").read_text())["options"]
+    assert (saved["upsample"], saved["attention"], saved["downsample"]) == ("pixelshuffle", True, "blur")
 
 
 def test_residual_needs_matching_channels(capsys):
@@ -314,3 +323,82 @@ def test_dropout_rate_and_weight_decay_reach_the_model():
     rates = [m.p for m in model.netG.modules() if isinstance(m, nn.Dropout)]
     assert rates == [0.2]  # num_downs 6 has one dropout block
     assert model.optimizer_G.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_attention_gates_on_every_skip_and_blur_is_a_low_pass():
+    net = UnetGenerator(3, 3, 6, ngf=4, attention=True, downsample="blur")
+    gates = [m for m in net.modules() if isinstance(m, AttentionGate)]
+    assert len(gates) == 5  # num_downs - 1 skips; the outermost block has none
+    plain = UnetGenerator(3, 3, 6, ngf=4, attention=True)
+    # The blur has no saved state: the same keys with and without it, so --init_from works across the switch.
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    blur = Blur()
+    flat = torch.full((1, 2, 8, 8), 0.3)
+    assert torch.allclose(blur(flat), flat)
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None, :]) % 2 * 2.0 - 1  # the Nyquist frequency
+    assert blur(checker[None, None])[..., 1:-1, 1:-1].abs().max() < 1e-6
+    gate = AttentionGate(4, 4)
+    x, g = torch.rand(1, 4, 8, 8), torch.rand(1, 4, 8, 8)
+    nn.init.constant_(gate.psi.bias, -50.0)  # a closed gate passes nothing
+    assert gate(x, g).abs().max() < 1e-12
+    nn.init.constant_(gate.psi.bias, 50.0)  # an open one passes the skip unchanged
+    assert torch.allclose(gate(x, g), x)
+
+
+def test_unet_only_switches_refused_for_resnet(capsys):
+    for flags, text in ((["--attention"], "--attention: applies"), (["--downsample", "blur"], "--downsample blur")):
+        with pytest.raises(SystemExit) as e:
+            parse(True, ["--netG", "resnet_6blocks", *flags])
+        assert e.value.code == 2 and text in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def vgg_file(tmp_path_factory):
+    """Random weights in torchvision's VGG19 layout (features.N.*, classifier ignored): 80 MB, written once."""
+    from torchvision.models import vgg19
+
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in vgg19(weights=None).features.state_dict().items()}
+    state["classifier.6.bias"] = torch.zeros(1000)
+    path = tmp_path_factory.mktemp("vgg") / "vgg19-dcbb9e9d.pth"
+    torch.save(state, path)
+    return str(path)
+
+
+def test_vgg_loss_trains_g_only_and_is_not_saved(vgg_file):
+    opt = parse(True, [*TINY, "--lambda_vgg", "10", "--vgg_weights", vgg_file])
+    model = create_model(vars(opt), torch.device("cpu"))
+    assert model.loss_names[-1] == "G_VGG"
+    vgg0 = [p.detach().clone() for p in model.vgg.parameters()]
+    g0 = [p.detach().clone() for p in model.netG.parameters()]
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    model.set_input({"A": x, "B": -x, "A_paths": ["a"]})
+    model.optimize_parameters()
+    losses, finite = model.pop_losses()
+    assert finite and losses["G_VGG"] > 0
+    assert all(torch.equal(a, b) for a, b in zip(vgg0, model.vgg.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.netG.parameters(), strict=True))
+    assert not any("vgg" in k for part in model.state_dict().values() for k in part)
+    same = torch.rand(1, 3, 32, 32) * 2 - 1
+    fake = same.clone().requires_grad_(True)
+    assert model.vgg(fake, same).item() == 0.0
+    fake1 = torch.zeros(1, 1, 32, 32, requires_grad=True)  # one channel is expanded to VGG's three
+    model.vgg(fake1, torch.ones(1, 1, 32, 32)).backward()
+    assert fake1.grad.abs().sum() > 0
+
+
+def test_vgg_weights_missing_or_wrong(tiny_data, tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(True, ["--lambda_vgg", "1", "--vgg_weights", str(tmp_path / "nope.pth")])
+    assert e.value.code == 2 and "--vgg_weights" in capsys.readouterr().err
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_home"))  # no cached copy to fall back on
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "v", *TINY, "--lambda_vgg", "1"]
+    with pytest.raises(SystemExit) as e:
+        train.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--vgg_weights PATH" in err and "vgg19-dcbb9e9d.pth" in err
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"features.0.weight": torch.zeros(3)}, wrong)
+    with pytest.raises(SystemExit) as e:
+        train.main([*args, "--vgg_weights", str(wrong)])
+    assert e.value.code == 2 and "not torchvision's VGG19 layout" in capsys.readouterr().err
