@@ -7,17 +7,24 @@ compile, gc (--grad_checkpoint). The baseline (fp32, eager, batch 1) runs first 
 process; each configuration's speed is printed as a ratio to the baseline's mean, because absolute times
 on shared machines drift.
 FLOPs are counted with torch.utils.flop_counter on one step, not estimated.
+
+    python scripts/benchmark.py --netG unet_512 --crop_size 512 --configs bf16,gc --max_batch 24
+
+finds, per configuration, the largest batch whose training step fits in 24 GB of CUDA memory (a cap set
+on a larger GPU; the CUDA context itself is outside it).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -208,9 +215,9 @@ def activation_memory(args: argparse.Namespace, device: torch.device) -> dict[st
     A training step holds G's graph and two D passes at once (the D update), so the step's activation
     memory is about G + 2 D. Device-independent, so it can be measured on the CPU for a GPU's budget."""
     out = {}
-    for gc in (False, True):
-        model = build(args, parse_config("bs1,gc" if gc else "bs1"), device)
-        suffix = "_grad_checkpoint" if gc else ""
+    for recompute in (False, True):
+        model = build(args, parse_config("bs1,gc" if recompute else "bs1"), device)
+        suffix = "_grad_checkpoint" if recompute else ""
         out["G" + suffix] = saved_mb(model.forward)
         out["D_pass" + suffix] = saved_mb(lambda m=model: m._D(m.real_A, m.real_B))
     return out
@@ -220,6 +227,54 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; the process's peak so far
+
+
+def largest_batch(fits: Callable[[int], bool], limit: int) -> int:
+    """The largest n <= limit with fits(n), for a fits that is true up to some n and false beyond: doubling
+    from 1, then bisection between the last fit and the first failure. 0 when even 1 does not fit."""
+    lo, n = 0, 1
+    while n <= limit and fits(n):
+        lo, n = n, n * 2
+    hi = min(n, limit + 1)  # the first failure, or just past the limit
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def fits_in_memory(args: argparse.Namespace, name: str, device: torch.device, batch_size: int) -> bool:
+    """Whether two training steps of config `name` at batch_size run within the process's CUDA memory cap
+    (the second step holds Adam's moments too)."""
+    cfg = {**parse_config(name), "batch_size": batch_size}
+    model = None
+    try:
+        model = build(args, cfg, device)
+        for _ in range(2):
+            model.optimize_parameters()
+        sync(device)
+        return True
+    except torch.OutOfMemoryError:
+        return False
+    finally:
+        del model
+        gc.collect()
+        torch.cuda.empty_cache()
+
+
+def max_batch(args: argparse.Namespace, names: list[str], device: torch.device) -> list[dict]:
+    """Per config, the largest batch whose training step fits in --max_batch GB: the cap is set with
+    torch.cuda.set_per_process_memory_fraction, so a large GPU answers for a smaller one."""
+    total = torch.cuda.get_device_properties(device).total_memory
+    cap = args.max_batch * 2**30
+    if cap > total:
+        raise SystemExit(f"benchmark.py: --max_batch {args.max_batch} GB is more than the device's {total / 2**30:.0f}")
+    torch.cuda.set_per_process_memory_fraction(cap / total, device)
+    rows = []
+    for name in names:
+        n = largest_batch(lambda b, name=name: fits_in_memory(args, name, device, b), args.max_batch_limit)
+        rows.append({"config": name, "max_batch": n, "memory_gb": args.max_batch})
+        print(f"{name:<18} largest batch in {args.max_batch:g} GB: {n}", flush=True)
+    return rows
 
 
 def run(args: argparse.Namespace, name: str, device: torch.device) -> dict:
@@ -278,8 +333,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--activation_memory", action="store_true", help="also print the activation MB per image kept for backward"
     )
+    p.add_argument(
+        "--max_batch",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="instead of timing: the largest batch of each config (batch size ignored) whose training step fits "
+        "in GB of CUDA memory",
+    )
+    p.add_argument("--max_batch_limit", type=int, default=256, help="stop the --max_batch search here")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if args.max_batch is not None:
+        if device.type != "cuda":
+            p.error("--max_batch measures CUDA memory: it needs --device cuda")
+        rows = max_batch(args, [BASELINE, *args.configs], device)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"netG": args.netG, "crop_size": args.crop_size, "max_batch": rows}, f, indent=2)
+        return 0
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

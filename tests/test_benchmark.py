@@ -52,3 +52,21 @@ def test_benchmark_rows_and_json(tmp_path, capsys):
 def test_unknown_config_token():
     with pytest.raises(SystemExit, match="unknown config token 'fp8'"):
         benchmark.parse_config("fp8,bs2")
+
+
+@pytest.mark.parametrize("first_failure,limit,expected", [(38, 256, 37), (1000, 16, 16), (1, 64, 0), (2, 64, 1)])
+def test_largest_batch_search(first_failure, limit, expected):
+    tried = []
+
+    def fits(n):
+        tried.append(n)
+        return n < first_failure
+
+    assert benchmark.largest_batch(fits, limit) == expected
+    assert max(tried) <= limit and len(tried) <= 2 * max(limit, 2).bit_length()
+
+
+def test_max_batch_needs_cuda(capsys):
+    with pytest.raises(SystemExit) as e:
+        benchmark.main(["--device", "cpu", "--max_batch", "24"])
+    assert e.value.code == 2 and "--max_batch measures CUDA memory" in capsys.readouterr().err
