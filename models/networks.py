@@ -118,9 +118,11 @@ class AttentionGate(nn.Module):
     """Additive attention on a skip connection (Oktay et al., "Attention U-Net", 2018).
 
     skip x (N, C, H, W) and gating signal g (N, Cg, H, W), the decoder's features at the same level:
-    alpha = sigmoid(psi(relu(theta(x) + phi(g)))) (N, 1, H, W) in (0, 1); returns x * alpha, so the
-    decoder can suppress skip features it does not need. (The paper takes g from one level coarser and
-    strides theta; here g is already upsampled to x's size by the block's up-conv, which keeps it simple.)
+    alpha = 2 * sigmoid(psi(relu(theta(x) + phi(g)))) (N, 1, H, W); returns x * alpha, so the decoder can
+    suppress skip features it does not need. Two differences from the paper, for simplicity and a fair
+    start: g is already upsampled to x's size by the block's up-conv (the paper takes it one level
+    coarser and strides theta), and alpha is scaled by 2, so with psi's near-zero initial weights it
+    starts at 1 (the skip passes unchanged, as without gates) where the paper's starts at 0.5.
     """
 
     def __init__(self, skip_nc: int, gate_nc: int) -> None:
@@ -131,7 +133,7 @@ class AttentionGate(nn.Module):
         self.psi = nn.Conv2d(inter, 1, 1)
 
     def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        alpha = torch.sigmoid(self.psi(F.relu(self.theta(x) + self.phi(g))))
+        alpha = 2 * torch.sigmoid(self.psi(F.relu(self.theta(x) + self.phi(g))))
         return x * alpha
 
 
@@ -190,14 +192,16 @@ class UnetSkipConnectionBlock(nn.Module):
             # The first layer, an in-place LeakyReLU, also changes x, so the skip carries leaky(x). Under
             # checkpointing x must stay intact for the recomputation: apply it out of place here, keep the
             # rest of the block (and every block inside it) for recomputation in the backward pass.
+            # The attention gate is recomputed too, so its full-resolution intermediates are not kept.
             y = F.leaky_relu(x, 0.2)
-            rest = checkpoint(self.model[1:], y, use_reentrant=False, context_fn=_frozen_bn_context(self))
-            return torch.cat([self._skip(y, rest), rest], 1)
-        y = self.model(x)  # in place on x: the skip carries leaky(x), as in pix2pix
-        return torch.cat([self._skip(x, y), y], 1)
+            return checkpoint(self._join, y, self.model[1:], use_reentrant=False, context_fn=_frozen_bn_context(self))
+        # model[0] is an in-place LeakyReLU, so here too the skip carries leaky(x), as in pix2pix.
+        return self._join(x, self.model)
 
-    def _skip(self, x: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-        return x if self.gate is None else self.gate(x, up)
+    def _join(self, x: torch.Tensor, layers: nn.Module) -> torch.Tensor:
+        up = layers(x)
+        skip = x if self.gate is None else self.gate(x, up)
+        return torch.cat([skip, up], 1)
 
 
 @contextlib.contextmanager

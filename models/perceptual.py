@@ -40,9 +40,12 @@ def find_vgg_weights(path: str | None) -> str:
 def vgg19_features(path: str) -> nn.Sequential:
     """torchvision's vgg19().features up to relu5_1, frozen, loaded from a full torchvision state dict
     (features.N.* keys, the classifier ignored) or a features-only one (N.* keys)."""
-    from torchvision.models import vgg19
+    from torchvision.models.vgg import cfgs, make_layers
 
-    features = vgg19(weights=None).features[: SLICE_ENDS[-1]]
+    # Only the conv stack (not the 123 M-parameter classifier), built without touching the global RNG, so
+    # a run with --lambda_vgg draws the same dropout masks as one without.
+    with torch.random.fork_rng(devices=[]):
+        features = make_layers(cfgs["E"])[: SLICE_ENDS[-1]]
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # not a tensor file, or pickled objects weights_only refuses

@@ -506,10 +506,15 @@ def validate(p: argparse.ArgumentParser, opt: argparse.Namespace, is_train: bool
         need(opt.num_D >= 1, f"--num_D {opt.num_D}: must be a positive integer")
         need(opt.lambda_feat >= 0, f"--lambda_feat {opt.lambda_feat}: must be 0 or more")
         need(opt.lambda_vgg >= 0, f"--lambda_vgg {opt.lambda_vgg}: must be 0 or more")
-        if opt.vgg_weights is not None:
-            need(os.path.isfile(opt.vgg_weights), f"--vgg_weights {opt.vgg_weights}: no such file")
-            if opt.lambda_vgg == 0:
-                log.warning("--vgg_weights is not used: the perceptual loss is off (--lambda_vgg 0)")
+        if opt.lambda_vgg > 0:  # find the weights now, not after the data set has been scanned
+            from models.perceptual import WeightsMissing, find_vgg_weights
+
+            try:
+                find_vgg_weights(opt.vgg_weights)
+            except WeightsMissing as e:
+                p.error(str(e))
+        elif opt.vgg_weights is not None:
+            log.warning("--vgg_weights is not used: the perceptual loss is off (--lambda_vgg 0)")
         need(
             opt.netD != "pixel" or (opt.num_D == 1 and opt.lambda_feat == 0),
             "--num_D and --lambda_feat need a PatchGAN (--netD basic or n_layers), not --netD pixel",

@@ -255,6 +255,10 @@ def fits_in_memory(args: argparse.Namespace, name: str, device: torch.device, ba
         return True
     except torch.OutOfMemoryError:
         return False
+    except RuntimeError as e:  # cuDNN and cuBLAS report a failed allocation as their own error
+        if "ALLOC_FAILED" in str(e) or "out of memory" in str(e):
+            return False
+        raise
     finally:
         del model
         gc.collect()
@@ -344,17 +348,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max_batch_limit", type=int, default=256, help="stop the --max_batch search here")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     if args.max_batch is not None:
         if device.type != "cuda":
             p.error("--max_batch measures CUDA memory: it needs --device cuda")
+        if any("compile" in c.split(",") for c in args.configs):
+            p.error("--max_batch: leave compile out (a failed allocation would look like a failed compile)")
         rows = max_batch(args, [BASELINE, *args.configs], device)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"netG": args.netG, "crop_size": args.crop_size, "max_batch": rows}, f, indent=2)
         return 0
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
 
     rows = [run(args, BASELINE, device)]
     for name in args.configs:

@@ -11,7 +11,7 @@ from torch import nn
 import train
 from conftest import TINY, run_script
 from models import build_generator, create_model
-from models.networks import AttentionGate, Blur, GANLoss, UnetGenerator
+from models.networks import AttentionGate, Blur, BlurConv2d, GANLoss, UnetGenerator, define_G
 from options.options import parse
 
 SWITCHES = [
@@ -46,6 +46,9 @@ def test_switch_builds_and_trains_a_step(flags):
         "A_paths": ["a", "b"],
     }
     g0 = [p.detach().clone() for p in model.netG.parameters()]
+    # The switch reaches the network (not only the options).
+    kinds = {type(m) for m in model.netG.modules()}
+    assert ("--attention" not in flags or AttentionGate in kinds) and ("blur" not in flags or BlurConv2d in kinds)
     model.set_input(batch)
     model.optimize_parameters()
     assert model.fake_B.shape == (2, 3, 32, 32)
@@ -341,8 +344,17 @@ def test_attention_gates_on_every_skip_and_blur_is_a_low_pass():
     x, g = torch.rand(1, 4, 8, 8), torch.rand(1, 4, 8, 8)
     nn.init.constant_(gate.psi.bias, -50.0)  # a closed gate passes nothing
     assert gate(x, g).abs().max() < 1e-12
-    nn.init.constant_(gate.psi.bias, 50.0)  # an open one passes the skip unchanged
-    assert torch.allclose(gate(x, g), x)
+    nn.init.constant_(gate.psi.bias, 50.0)  # fully open, it doubles the skip
+    assert torch.allclose(gate(x, g), 2 * x)
+    # Initialised as define_G does (psi's weights near 0, bias 0), the gates start at 1: plain skips.
+    net = define_G("unet_256", 3, 3, ngf=4, num_downs=5, attention=True)
+    alpha = []
+    gates = [m for m in net.modules() if isinstance(m, AttentionGate)]
+    hooks = [m.psi.register_forward_hook(lambda _m, _i, out: alpha.append(2 * torch.sigmoid(out))) for m in gates]
+    net(torch.rand(1, 3, 32, 32) * 2 - 1)
+    assert len(alpha) == 4 and all((a - 1).abs().max() < 0.05 for a in alpha)
+    for h in hooks:
+        h.remove()
 
 
 def test_unet_only_switches_refused_for_resnet(capsys):
@@ -377,8 +389,8 @@ def test_vgg_loss_trains_g_only_and_is_not_saved(vgg_file):
     losses, finite = model.pop_losses()
     assert finite and losses["G_VGG"] > 0
     assert all(torch.equal(a, b) for a, b in zip(vgg0, model.vgg.parameters(), strict=True))
+    assert all(not p.requires_grad and p.grad is None for p in model.vgg.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(g0, model.netG.parameters(), strict=True))
-    assert not any("vgg" in k for part in model.state_dict().values() for k in part)
     same = torch.rand(1, 3, 32, 32) * 2 - 1
     fake = same.clone().requires_grad_(True)
     assert model.vgg(fake, same).item() == 0.0
@@ -402,3 +414,18 @@ def test_vgg_weights_missing_or_wrong(tiny_data, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         train.main([*args, "--vgg_weights", str(wrong)])
     assert e.value.code == 2 and "not torchvision's VGG19 layout" in capsys.readouterr().err
+
+
+def test_vgg_run_checkpoint_holds_no_vgg_and_same_rng(vgg_file, tiny_data, tmp_path):
+    base = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY, "--stop_after_iters", "1"]
+    assert train.main([*base, "--name", "v", "--lambda_vgg", "1", "--vgg_weights", vgg_file, "--no_html"]) == 0
+    state = torch.load(tmp_path / "v" / "latest.pth", weights_only=True)
+    assert not any(k.startswith(("slices", "vgg", "features")) for part in state["model"].values() for k in part)
+    assert state["options"]["vgg_weights"] == vgg_file
+    # Building the VGG draws nothing from the global RNG: what follows (dropout masks) is the same.
+    draws = []
+    for flags in ([], ["--lambda_vgg", "1", "--vgg_weights", vgg_file]):
+        torch.manual_seed(0)
+        create_model(vars(parse(True, [*TINY, *flags])), torch.device("cpu"))
+        draws.append(torch.rand(3))
+    assert torch.equal(draws[0], draws[1])
