@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The prepared GPU measurement for docs/performance.md (issue 5): speed against the fp32 eager batch-1
 # baseline at 256 and 512 with counted FLOPs and the share of the peak, then the largest batch that fits
-# in 24 GB at 512 with and without bf16 + --grad_checkpoint. About 10 minutes on an H200, compiles included.
+# in 24 GB at 512 with and without bf16 + --grad_checkpoint. Sized for one 10-minute device call; not yet run.
 # Usage: bash scripts/gpu_check.sh OUT_DIR [PEAK_TFLOPS]  (989: H100/H200 dense bf16)
 set -euo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR [PEAK_TFLOPS]}
