@@ -85,39 +85,17 @@ def test_hinge_loss_values():
     assert loss(pred, True, for_D=False).item() == pytest.approx(0.75)
 
 
+def train_one_step_then_test(tiny_data: str, tmp_path, name: str, *flags: str):
+    """Train `name` for one step with the tiny settings and flags, then run test.py on it (no flags)."""
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", name, *TINY, *flags]
+    assert train.main([*args, "--stop_after_iters", "1", "--no_html"]) == 0
+    res = ["--results_dir", str(tmp_path / "res"), "--num_threads", "0"]
+    return run_script("test.py", "--checkpoints_dir", str(tmp_path), "--name", name, *res)
+
+
 def test_switches_are_saved_and_rebuilt_by_test_py(tiny_data, tmp_path):
-    args = [
-        "--dataroot",
-        tiny_data,
-        "--checkpoints_dir",
-        str(tmp_path),
-        "--name",
-        "s",
-        *TINY,
-        "--upsample",
-        "pixelshuffle",
-        "--max_mult",
-        "2",
-        "--residual",
-        "--attention",
-        "--downsample",
-        "blur",
-        "--stop_after_iters",
-        "1",
-        "--no_html",
-    ]
-    assert train.main(args) == 0
-    r = run_script(
-        "test.py",
-        "--checkpoints_dir",
-        str(tmp_path),
-        "--name",
-        "s",
-        "--results_dir",
-        str(tmp_path / "res"),
-        "--num_threads",
-        "0",
-    )
+    flags = ["--upsample", "pixelshuffle", "--max_mult", "2", "--residual", "--attention", "--downsample", "blur"]
+    r = train_one_step_then_test(tiny_data, tmp_path, "s", *flags)
     assert r.returncode == 0, r.stderr[-2000:]
     assert os.path.exists(tmp_path / "res" / "s" / "test_latest" / "images" / "img000_fake_B.png")
     saved = json.loads((tmp_path / "res" / "s" / "test_latest" / "test_opt.json").read_text())["options"]
@@ -138,32 +116,7 @@ def test_spectral_norm(which, tiny_data, tmp_path):
         has = any("parametrizations.weight" in k for k in net.state_dict())
         assert has == (which in (name, "both"))
     if which == "G":  # test.py rebuilds the parametrised generator from the saved options
-        args = [
-            "--dataroot",
-            tiny_data,
-            "--checkpoints_dir",
-            str(tmp_path),
-            "--name",
-            "sn",
-            *TINY,
-            "--spectral_norm",
-            "G",
-            "--stop_after_iters",
-            "1",
-            "--no_html",
-        ]
-        assert train.main(args) == 0
-        r = run_script(
-            "test.py",
-            "--checkpoints_dir",
-            str(tmp_path),
-            "--name",
-            "sn",
-            "--results_dir",
-            str(tmp_path / "res"),
-            "--num_threads",
-            "0",
-        )
+        r = train_one_step_then_test(tiny_data, tmp_path, "sn", "--spectral_norm", "G")
         assert r.returncode == 0, r.stderr[-2000:]
 
 
