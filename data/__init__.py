@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,31 +58,39 @@ def _worker_init(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def preprocess_from(opt: argparse.Namespace, train: bool) -> Preprocess:
+def preprocess_from(opt: Any, train: bool) -> Preprocess:
     return Preprocess(opt.preprocess, opt.load_size, opt.crop_size, flip=not opt.no_flip, random=train)
 
 
-def create_dataset(opt: argparse.Namespace, train: bool) -> Dataset:
-    """The dataset named by --dataset_mode; test-time datasets use centre crops and no flips."""
+def create_dataset(opt: Any, train: bool) -> Dataset:
+    """The dataset of a TrainOptions or TestOptions, named by --dataset_mode; test-time datasets use centre crops
+    and no flips."""
     pre = preprocess_from(opt, train)
     if opt.dataset_mode == "single":
-        return SingleDataset(opt.dataroot, opt.phase, opt.input_nc, pre, opt.filter_A, opt.max_dataset_size)
+        return SingleDataset(
+            opt.dataroot,
+            opt.phase,
+            input_nc=opt.input_nc,
+            preprocess=pre,
+            filter_A=opt.filter_A,
+            max_dataset_size=opt.max_dataset_size,
+        )
     return AlignedDataset(
         opt.dataroot,
         opt.phase,
-        opt.direction,
-        opt.input_nc,
-        opt.output_nc,
-        pre,
-        opt.filter_A,
-        opt.filter_B,
+        direction=opt.direction,
+        input_nc=opt.input_nc,
+        output_nc=opt.output_nc,
+        preprocess=pre,
+        filter_A=opt.filter_A,
+        filter_B=opt.filter_B,
         seed=opt.seed if train else 0,
         max_dataset_size=opt.max_dataset_size,
         aug=augment_from(opt) if train else Augment(),
     )
 
 
-def augment_from(opt: argparse.Namespace) -> Augment:
+def augment_from(opt: Any) -> Augment:
     nearest = "nearest" in (opt.filter_A, opt.filter_B)
     return Augment(opt.aug_scale, opt.aug_rotate, opt.aug_color, opt.aug_color_on, nearest)
 

@@ -31,16 +31,17 @@ class AlignedDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         dataroot: str,
-        phase: str = "train",
-        direction: str = "AtoB",
-        input_nc: int = 3,
-        output_nc: int = 3,
-        preprocess: Preprocess = Preprocess(),
-        filter_A: str = "bicubic",
-        filter_B: str = "bicubic",
-        seed: int = 0,
-        max_dataset_size: int | None = None,
-        aug: Augment = Augment(),
+        phase: str,
+        *,
+        direction: str,
+        input_nc: int,
+        output_nc: int,
+        preprocess: Preprocess,
+        filter_A: str,
+        filter_B: str,
+        seed: int,
+        max_dataset_size: int | None,
+        aug: Augment,
     ) -> None:
         self.direction, self.input_nc, self.output_nc = direction, input_nc, output_nc
         self.preprocess, self.filter_A, self.filter_B, self.seed = preprocess, filter_A, filter_B, seed
@@ -53,7 +54,7 @@ class AlignedDataset(torch.utils.data.Dataset):
     def check_batchable(self, batch_size: int) -> None:
         check_batchable(self, batch_size)
 
-    def check(self, skip_bad: bool = False, max_bad_fraction: float = 0.05, workers: int = 4) -> None:
+    def check(self, skip_bad: bool, max_bad_fraction: float, workers: int) -> None:
         """Look at every file before any work: stop at the first unreadable one (or, with skip_bad, decode
         all, drop the bad pairs and stop only if more than max_bad_fraction are bad); warn about combined
         images whose halves look wrong; check --preprocess crop against the image sizes."""
@@ -186,7 +187,7 @@ def find_pairs(dataroot: str, phase: str, max_dataset_size: int | None) -> list[
 
 def _folder_pairs(a_dir: str, b_dir: str, max_dataset_size: int | None) -> list[tuple[str, str | None]]:
     def by_stem(folder: str) -> dict[str, str]:
-        return {os.path.splitext(os.path.relpath(p, folder))[0]: p for p in make_dataset(folder)}
+        return {os.path.splitext(os.path.relpath(p, folder))[0]: p for p in make_dataset(folder, None)}
 
     a, b = by_stem(a_dir), by_stem(b_dir)
     if not a:

@@ -44,9 +44,10 @@ def edges_of(photo: np.ndarray) -> np.ndarray:
     return np.repeat(np.where(edges, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
 
-def build_demo_dataset(root: str = DEMO_DIR, size: int = 512, train_per_photo: int = 6, seed: int = 0) -> str:
-    """Write root/train and root/test A|B images (A = edges, B = photo, each size x size)."""
-    rng = np.random.default_rng(seed)
+def build_demo_dataset(root: str = DEMO_DIR, size: int = 512, train_per_photo: int = 6, demo_seed: int = 0) -> str:
+    """Write root/train and root/test A|B images (A = edges, B = photo, each size x size; the crops drawn with
+    demo_seed)."""
+    rng = np.random.default_rng(demo_seed)
     counts = {"train": train_per_photo, "test": 1}
     for phase in counts:
         os.makedirs(os.path.join(root, phase), exist_ok=True)

@@ -11,7 +11,7 @@ def is_image_file(filename: str) -> bool:
     return filename.lower().endswith(IMG_EXTENSIONS)
 
 
-def make_dataset(folder: str, max_dataset_size: int | None = None) -> list[str]:
+def make_dataset(folder: str, max_dataset_size: int | None) -> list[str]:
     """Sorted paths of all images under folder (sub-folders included), at most max_dataset_size."""
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder} is not a folder")

@@ -18,11 +18,12 @@ class SingleDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         dataroot: str,
-        phase: str = "test",
-        input_nc: int = 3,
-        preprocess: Preprocess = Preprocess(random=False),
-        filter_A: str = "bicubic",
-        max_dataset_size: int | None = None,
+        phase: str,
+        *,
+        input_nc: int,
+        preprocess: Preprocess,
+        filter_A: str,
+        max_dataset_size: int | None,
     ) -> None:
         folder = os.path.join(dataroot, phase)
         folder = folder if os.path.isdir(folder) else dataroot
@@ -31,7 +32,7 @@ class SingleDataset(torch.utils.data.Dataset):
             raise FileNotFoundError(f"no images in {folder} (accepted extensions: {', '.join(IMG_EXTENSIONS)})")
         self.input_nc, self.preprocess, self.filter_A = input_nc, preprocess, filter_A
 
-    def check(self, skip_bad: bool = False, max_bad_fraction: float = 0.05, workers: int = 4) -> None:
+    def check(self, skip_bad: bool, max_bad_fraction: float, workers: int) -> None:
         """Stop at the first unreadable file, or with skip_bad drop them (see AlignedDataset.check)."""
         sizes, errors = scan(self.paths, decode=skip_bad, workers=workers)
         self.paths = [a for a, _ in drop_bad([(p, None) for p in self.paths], errors, skip_bad, max_bad_fraction)]

@@ -20,11 +20,11 @@ FILTERS = {
 class Preprocess:
     """How images are scaled and cropped (the --preprocess, --load_size, --crop_size, --no_flip flags)."""
 
-    preprocess: str = "resize_and_crop"
-    load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
-    random: bool = True  # False at test time: centre crops, no flips
+    preprocess: str
+    load_size: int
+    crop_size: int
+    flip: bool
+    random: bool  # False at test time: centre crops, no flips
 
 
 @dataclass(frozen=True)

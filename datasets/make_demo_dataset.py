@@ -40,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     if args.size < 1 or args.train_per_photo < 0:
         parser.error("--size must be >= 1 and --train_per_photo >= 0")
-    root = build_demo_dataset(args.out, size=args.size, train_per_photo=args.train_per_photo, seed=args.seed)
+    root = build_demo_dataset(args.out, size=args.size, train_per_photo=args.train_per_photo, demo_seed=args.seed)
     log.info("demo set written to %s", root)
     return 0
 

@@ -1,4 +1,8 @@
-"""The one place that builds networks and the model from options."""
+"""The one place that builds networks, the training model and the inference Translator from option groups.
+
+Every builder takes the options as plain dicts by group ({"generator": {...}, "loss": {...}, ...}), as a run's
+checkpoint stores them and as options.TrainOptions.to_dict() gives them; models/ never imports options/.
+"""
 
 from __future__ import annotations
 
@@ -8,87 +12,72 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.networks import add_spectral_norm, define_D, define_G
+from models.loss import Pix2PixLoss
+from models.networks import define_D, define_G, size_multiple
 from models.perceptual import build_vgg_loss
-from models.pix2pix_model import Pix2PixModel
-from options.options import size_multiple
+from models.pix2pix_model import Pix2PixModel, lr_factor
+from models.runner import Runner
+from models.translator import Translator
+
+Groups = Mapping[str, Mapping[str, Any]]
 
 
-def build_generator(o: Mapping[str, Any], init: bool = True) -> nn.Module:
-    """The generator described by an option mapping (a run's saved options or parsed flags)."""
-    net = define_G(
-        o["netG"],
-        o["input_nc"],
-        o["output_nc"],
-        o["ngf"],
-        o["norm"],
-        use_dropout=not o["no_dropout"],
-        num_downs=o.get("num_downs"),
-        init_type=o.get("init_type", "normal"),
-        init_gain=o.get("init_gain", 0.02),
-        init=init,
-        grad_checkpoint=o.get("grad_checkpoint", False),
-        upsample=o.get("upsample", "transpose"),
-        max_mult=o.get("max_mult", 8),
-        downsample=o.get("downsample", "conv"),
-        attention=o.get("attention", False),
+def pad_multiple(g: Mapping[str, Any]) -> int:
+    """Inputs of this generator are padded to multiples of this."""
+    return size_multiple(g["netG"], g["num_downs"])
+
+
+def build_generator(o: Groups, init: bool, grad_checkpoint: bool) -> nn.Module:
+    """The generator of options o; init=False leaves the constructed weights (they are about to be loaded)."""
+    init_type = o["init"]["init_type"] if init else None
+    return define_G(o["generator"], init_type, o["init"]["init_gain"], grad_checkpoint)
+
+
+def build_translator(
+    o: Groups, netG_state: Mapping[str, torch.Tensor], device: torch.device, amp: str, channels_last: bool
+) -> Translator:
+    """The trained generator of options o with the weights netG_state, for inference. Precision and layout
+    are the caller's choice, not the training run's. The generator is left in train mode (pix2pix's test-time
+    convention: dropout on, batch statistics); call .net.eval() for running statistics."""
+    netG = build_generator(o, init=False, grad_checkpoint=False)
+    netG.load_state_dict(netG_state)
+    G = Runner(netG, device, amp, channels_last, compile=False)
+    return Translator(G, pad_multiple(o["generator"]), o["generator"]["residual"])
+
+
+def create_model(o: Groups, device: torch.device) -> Pix2PixModel:
+    """The training model of options o on `device`. Raises models.perceptual.WeightsMissing when --lambda_vgg is
+    on and the VGG19 weights cannot be had."""
+    g, speed, loss, optim = o["generator"], o["speed"], o["loss"], o["optim"]
+    init = o["init"]
+    netG = build_generator(o, init=True, grad_checkpoint=speed["grad_checkpoint"])
+    netD = define_D(o["discriminator"], g, init["init_type"], init["init_gain"], speed["grad_checkpoint"])
+    if g["norm"] == "syncbatch" and torch.distributed.is_available() and torch.distributed.is_initialized():
+        netG = nn.SyncBatchNorm.convert_sync_batchnorm(netG)
+        netD = nn.SyncBatchNorm.convert_sync_batchnorm(netD)
+
+    def runner(net: nn.Module, compile: bool) -> Runner:
+        return Runner(net, device, speed["amp"], speed["channels_last"], compile)
+
+    vgg = runner(build_vgg_loss(loss["vgg_weights"]), False) if loss["lambda_vgg"] > 0 else None
+    criterion = Pix2PixLoss(
+        loss["gan_mode"], loss["lambda_L1"], loss["lambda_gp"], loss["lambda_feat"], loss["lambda_vgg"], vgg
     )
-    rate = o.get("dropout", 0.5)
-    for m in net.modules():  # the paper's 0.5 unless --dropout says otherwise
-        if isinstance(m, nn.Dropout):
-            m.p = rate
-    return add_spectral_norm(net) if o.get("spectral_norm", "none") in ("G", "both") else net
+    translate = Translator(runner(netG, speed["compile"]), pad_multiple(g), g["residual"])
+    D = runner(netD, speed["compile"])
+    # One fused kernel per optimiser step on CUDA; the default (foreach) elsewhere. weight_decay: L2 on the weights.
+    adam = {"betas": (optim["beta1"], 0.999), "weight_decay": optim["weight_decay"]}
+    if torch.device(device).type == "cuda":
+        adam["fused"] = True
+    optimizer_G = torch.optim.Adam(netG.parameters(), lr=optim["lr"], **adam)
+    optimizer_D = torch.optim.Adam(netD.parameters(), lr=optim["lr_D"] or optim["lr"], **adam)
 
+    def lr_lambda(step: int) -> float:
+        # LambdaLR counts steps from 0; step k means epoch epoch_count + k.
+        epoch = step + optim["epoch_count"]
+        return lr_factor(epoch, optim["lr_policy"], optim["n_epochs"], optim["n_epochs_decay"], optim["lr_decay_iters"])
 
-def build_discriminator(o: Mapping[str, Any]) -> nn.Module:
-    """The conditional discriminator: it sees input and output channels stacked."""
-    net = define_D(
-        o["netD"],
-        o["input_nc"] + o["output_nc"],
-        o["ndf"],
-        o["n_layers_D"],
-        o["norm"],
-        o["init_type"],
-        o["init_gain"],
-        num_D=o.get("num_D", 1),
-    )
-    if hasattr(net, "segments"):  # PatchGANs; the 1x1 pixel discriminator has little to gain
-        net.grad_checkpoint = o.get("grad_checkpoint", False)
-    return add_spectral_norm(net) if o.get("spectral_norm", "none") in ("D", "both") else net
-
-
-def create_model(o: Mapping[str, Any], device: torch.device, train: bool = True) -> Pix2PixModel:
-    """A Pix2PixModel on `device`; with train=False only the generator is built (for test.py).
-    Raises models.perceptual.WeightsMissing when --lambda_vgg is on and the VGG19 weights cannot be had."""
-    netG = build_generator(o, init=train)
-    netD = build_discriminator(o) if train else None
-    pad = size_multiple(o["netG"], o.get("num_downs"))
-    speed = {"amp": o.get("amp", "none"), "channels_last": o.get("channels_last", False)}
-    if not train:
-        return Pix2PixModel(netG, None, device, pad_multiple=pad, residual=o.get("residual", False), **speed)
+    run = o["run"]
     return Pix2PixModel(
-        netG,
-        netD,
-        device,
-        gan_mode=o["gan_mode"],
-        lambda_L1=o["lambda_L1"],
-        lambda_gp=o["lambda_gp"],
-        lr=o["lr"],
-        lr_D=o.get("lr_D"),
-        residual=o.get("residual", False),
-        ema_decay=o.get("ema_decay", 0.0),
-        lambda_feat=o.get("lambda_feat", 0.0),
-        lambda_vgg=o.get("lambda_vgg", 0.0),
-        vgg=build_vgg_loss(o.get("vgg_weights")) if o.get("lambda_vgg", 0.0) > 0 else None,
-        weight_decay=o.get("weight_decay", 0.0),
-        beta1=o["beta1"],
-        pad_multiple=pad,
-        skip_nonfinite=o.get("skip_nonfinite", False),
-        lr_policy=o["lr_policy"],
-        n_epochs=o["n_epochs"],
-        n_epochs_decay=o["n_epochs_decay"],
-        lr_decay_iters=o["lr_decay_iters"],
-        epoch_count=o["epoch_count"],
-        compile=o.get("compile", False),
-        **speed,
+        translate, D, criterion, optimizer_G, optimizer_D, lr_lambda, optim["ema_decay"], run["skip_nonfinite"]
     )

@@ -1,10 +1,12 @@
-"""Generators (U-Net, ResNet), PatchGAN discriminators, GAN losses and the one place that builds them."""
+"""Generators (U-Net, ResNet), PatchGAN discriminators, GAN losses, and define_G / define_D, which build them from
+the saved or parsed option groups."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +32,7 @@ def _conv_bias(norm: str) -> bool:
     return norm not in ("batch", "syncbatch")
 
 
-def init_weights(net: nn.Module, init_type: str = "normal", init_gain: float = 0.02) -> None:
+def init_weights(net: nn.Module, init_type: str, init_gain: float) -> None:
     """Initialise conv/linear weights with init_type and norm weights with N(1, init_gain)."""
 
     def init_fn(m: nn.Module) -> None:
@@ -148,23 +150,24 @@ class UnetSkipConnectionBlock(nn.Module):
         self,
         outer_nc: int,
         inner_nc: int,
-        input_nc: int | None = None,
+        *,
+        norm: str,
+        upsample: str,
+        downsample: str,
+        attention: bool,
+        dropout: float,
+        in_nc: int | None = None,
         submodule: nn.Module | None = None,
         outermost: bool = False,
         innermost: bool = False,
-        norm: str = "batch",
-        use_dropout: bool = False,
-        upsample: str = "transpose",
-        downsample: str = "conv",
-        attention: bool = False,
     ) -> None:
         super().__init__()
         self.outermost = outermost
         self.grad_checkpoint = False  # set by UnetGenerator
         norm_layer = get_norm_layer(norm)
         bias = _conv_bias(norm)
-        input_nc = outer_nc if input_nc is None else input_nc
-        down_conv = make_downsample(input_nc, inner_nc, downsample, bias)
+        in_nc = outer_nc if in_nc is None else in_nc  # only the outermost block's input differs (input_nc)
+        down_conv = make_downsample(in_nc, inner_nc, downsample, bias)
         # The skip (x, outer_nc channels) gated by this level's decoder output (also outer_nc channels).
         self.gate = AttentionGate(outer_nc, outer_nc) if attention and not outermost else None
         # The innermost block gets only its own down features; the others get cat(skip, up) = 2x channels.
@@ -181,8 +184,8 @@ class UnetSkipConnectionBlock(nn.Module):
             up_conv = make_upsample(up_in, outer_nc, upsample, bias)
             layers = [nn.LeakyReLU(0.2, True), down_conv, norm_layer(inner_nc), submodule]
             layers += [nn.ReLU(True), up_conv, norm_layer(outer_nc)]
-            if use_dropout:
-                layers.append(nn.Dropout(0.5))
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -210,13 +213,16 @@ def frozen_batchnorm(net: nn.Module):
     (momentum 0): for passes that must not count twice (recomputation, validation, a second G pass)."""
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in bns]
+    counts = [m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None for m in bns]
     for m in bns:
         m.momentum = 0.0
     try:
         yield
     finally:
-        for m, mom in zip(bns, momenta, strict=True):
+        for m, mom, n in zip(bns, momenta, counts, strict=True):
             m.momentum = mom
+            if n is not None:  # the pass's forward counted a batch too
+                m.num_batches_tracked.copy_(n)
 
 
 def _frozen_bn_context(module: nn.Module):
@@ -228,8 +234,9 @@ class UnetGenerator(nn.Module):
     """The pix2pix U-Net: num_downs halvings, so inputs must be multiples of 2**num_downs.
 
     Channels by level from the outside in: ngf, 2ngf, 4ngf, then 8ngf for the remaining num_downs - 3
-    levels; the num_downs - 5 intermediate 8ngf blocks carry dropout (3 in unet_256, 4 in unet_512).
-    max_mult caps the multiplier (8 in the paper), so a wider ngf need not blow up the inner blocks.
+    levels; the num_downs - 5 intermediate 8ngf blocks carry dropout at rate `dropout` (0.5 in the paper; 3
+    blocks in unet_256, 4 in unet_512; 0 = none). max_mult caps the multiplier (8 in the paper), so a wider
+    ngf need not blow up the inner blocks.
     """
 
     def __init__(
@@ -237,29 +244,33 @@ class UnetGenerator(nn.Module):
         input_nc: int,
         output_nc: int,
         num_downs: int,
-        ngf: int = 64,
-        norm: str = "batch",
-        use_dropout: bool = False,
-        grad_checkpoint: bool = False,
-        upsample: str = "transpose",
-        max_mult: int = 8,
-        downsample: str = "conv",
-        attention: bool = False,
+        *,
+        ngf: int,
+        norm: str,
+        dropout: float,
+        upsample: str,
+        max_mult: int,
+        downsample: str,
+        attention: bool,
+        grad_checkpoint: bool,
     ) -> None:
         super().__init__()
         if num_downs < 5:
             raise ValueError(f"num_downs must be at least 5, not {num_downs}")
         self.num_downs = num_downs
         c = [ngf * min(m, max_mult) for m in (1, 2, 4, 8)]  # channels of the levels, outside in
-        kw = {"norm": norm, "upsample": upsample, "downsample": downsample}
-        inner = {**kw, "attention": attention}  # every skip; the outermost block has none
+        kw = {"norm": norm, "upsample": upsample, "downsample": downsample, "dropout": 0.0}
+        inner = {**kw, "attention": attention}  # every skip
         block = UnetSkipConnectionBlock(c[3], c[3], innermost=True, **inner)
         for _ in range(num_downs - 5):
-            block = UnetSkipConnectionBlock(c[3], c[3], submodule=block, use_dropout=use_dropout, **inner)
+            block = UnetSkipConnectionBlock(c[3], c[3], submodule=block, **{**inner, "dropout": dropout})
         block = UnetSkipConnectionBlock(c[2], c[3], submodule=block, **inner)
         block = UnetSkipConnectionBlock(c[1], c[2], submodule=block, **inner)
         block = UnetSkipConnectionBlock(c[0], c[1], submodule=block, **inner)
-        self.model = UnetSkipConnectionBlock(output_nc, c[0], input_nc=input_nc, submodule=block, outermost=True, **kw)
+        # The outermost block has no skip, so no gate.
+        self.model = UnetSkipConnectionBlock(
+            output_nc, c[0], in_nc=input_nc, submodule=block, outermost=True, attention=False, **kw
+        )
         # Activation checkpointing: keep only each level's input, recompute the rest in the backward pass.
         for m in self.modules():
             if isinstance(m, UnetSkipConnectionBlock):
@@ -272,7 +283,7 @@ class UnetGenerator(nn.Module):
 class ResnetBlock(nn.Module):
     """x + conv-norm-relu-(dropout)-conv-norm(x), with reflection padding."""
 
-    def __init__(self, dim: int, norm: str, use_dropout: bool) -> None:
+    def __init__(self, dim: int, norm: str, dropout: float) -> None:
         super().__init__()
         norm_layer, bias = get_norm_layer(norm), _conv_bias(norm)
         layers: list[nn.Module] = [
@@ -281,8 +292,8 @@ class ResnetBlock(nn.Module):
             norm_layer(dim),
             nn.ReLU(True),
         ]
-        if use_dropout:
-            layers.append(nn.Dropout(0.5))
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3, bias=bias), norm_layer(dim)]
         self.block = nn.Sequential(*layers)
 
@@ -297,10 +308,11 @@ class ResnetGenerator(nn.Module):
         self,
         input_nc: int,
         output_nc: int,
-        ngf: int = 64,
-        norm: str = "batch",
-        use_dropout: bool = False,
-        n_blocks: int = 9,
+        *,
+        ngf: int,
+        norm: str,
+        dropout: float,
+        n_blocks: int,
     ) -> None:
         super().__init__()
         norm_layer, bias = get_norm_layer(norm), _conv_bias(norm)
@@ -318,7 +330,7 @@ class ResnetGenerator(nn.Module):
                 nn.ReLU(True),
             ]
         for _ in range(n_blocks):
-            layers.append(ResnetBlock(ngf * 4, norm, use_dropout))
+            layers.append(ResnetBlock(ngf * 4, norm, dropout))
         for i in range(2):
             mult = 2 ** (2 - i)
             layers += [
@@ -339,7 +351,7 @@ class NLayerDiscriminator(nn.Module):
     (N, input_nc, 256, 256) -> (N, 1, 30, 30) logits for n_layers=3; 512 -> 62x62.
     """
 
-    def __init__(self, input_nc: int, ndf: int = 64, n_layers: int = 3, norm: str = "batch") -> None:
+    def __init__(self, input_nc: int, *, ndf: int, n_layers: int, norm: str) -> None:
         super().__init__()
         norm_layer, bias = get_norm_layer(norm), _conv_bias(norm)
         layers: list[nn.Module] = [nn.Conv2d(input_nc, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
@@ -375,10 +387,10 @@ class NLayerDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.grad_checkpoint and torch.is_grad_enabled()):
             return self.model(x)
-        # Each segment keeps only its input; its conv, norm and activation outputs are recomputed. D's
-        # running statistics are updated again by the recomputation, which is harmless: D is never evaluated.
+        # Each segment keeps only its input; its conv, norm and activation outputs are recomputed, with batch
+        # norm's running statistics frozen so they move once, as without checkpointing.
         for seg in self.segments[:-1]:
-            x = checkpoint(seg, x, use_reentrant=False)
+            x = checkpoint(seg, x, use_reentrant=False, context_fn=_frozen_bn_context(seg))
         return self.segments[-1](x)
 
 
@@ -427,7 +439,7 @@ class MultiscaleDiscriminator(nn.Module):
 class PixelDiscriminator(nn.Module):
     """1x1 PatchGAN: classifies each pixel independently. (N, C, H, W) -> (N, 1, H, W)."""
 
-    def __init__(self, input_nc: int, ndf: int = 64, norm: str = "batch") -> None:
+    def __init__(self, input_nc: int, *, ndf: int, norm: str) -> None:
         super().__init__()
         norm_layer, bias = get_norm_layer(norm), _conv_bias(norm)
         self.net = nn.Sequential(
@@ -443,78 +455,76 @@ class PixelDiscriminator(nn.Module):
         return self.net(x)
 
 
-def define_G(
-    netG: str,
-    input_nc: int,
-    output_nc: int,
-    ngf: int = 64,
-    norm: str = "batch",
-    use_dropout: bool = True,
-    num_downs: int | None = None,
-    init_type: str = "normal",
-    init_gain: float = 0.02,
-    init: bool = True,
-    grad_checkpoint: bool = False,
-    upsample: str = "transpose",
-    max_mult: int = 8,
-    downsample: str = "conv",
-    attention: bool = False,
-) -> nn.Module:
-    """Build a generator by name; num_downs overrides a U-Net's depth. init=False skips weight init.
-    grad_checkpoint recomputes U-Net activations in the backward pass instead of keeping them; upsample,
-    max_mult, downsample and attention apply to U-Nets only."""
-    depths = {"unet_128": 7, "unet_256": 8, "unet_512": 9}
-    if netG in depths:
-        depth = num_downs or depths[netG]
+UNET_DEPTH = {"unet_128": 7, "unet_256": 8, "unet_512": 9}
+NETG_CHOICES = (*UNET_DEPTH, "resnet_6blocks", "resnet_9blocks")
+
+
+def unet_depth(netG: str, num_downs: int | None) -> int | None:
+    """Number of 2x downsamplings of a U-Net generator; None for other generators."""
+    if netG not in UNET_DEPTH:
+        return None
+    return num_downs if num_downs is not None else UNET_DEPTH[netG]
+
+
+def size_multiple(netG: str, num_downs: int | None) -> int:
+    """Inputs must be a multiple of this: 2**depth for a U-Net, 4 for a ResNet generator (two stride-2 convs)."""
+    depth = unet_depth(netG, num_downs)
+    return 2**depth if depth is not None else 4
+
+
+def define_G(g: Mapping[str, Any], init_type: str | None, init_gain: float, grad_checkpoint: bool) -> nn.Module:
+    """The generator of a generator option group (netG, ngf, norm, ...: a run's saved options or parsed flags).
+    init_type None leaves the weights as constructed (they are about to be loaded); grad_checkpoint recomputes
+    U-Net activations in the backward pass instead of keeping them."""
+    dropout = 0.0 if g["no_dropout"] else g["dropout"]
+    name = g["netG"]
+    if name in UNET_DEPTH:
         net: nn.Module = UnetGenerator(
-            input_nc,
-            output_nc,
-            depth,
-            ngf,
-            norm,
-            use_dropout,
-            grad_checkpoint,
-            upsample=upsample,
-            max_mult=max_mult,
-            downsample=downsample,
-            attention=attention,
+            g["input_nc"],
+            g["output_nc"],
+            unet_depth(name, g["num_downs"]),
+            ngf=g["ngf"],
+            norm=g["norm"],
+            dropout=dropout,
+            upsample=g["upsample"],
+            max_mult=g["max_mult"],
+            downsample=g["downsample"],
+            attention=g["attention"],
+            grad_checkpoint=grad_checkpoint,
         )
-    elif netG in ("resnet_6blocks", "resnet_9blocks"):
-        net = ResnetGenerator(input_nc, output_nc, ngf, norm, use_dropout, n_blocks=int(netG[7]))
+    elif name in ("resnet_6blocks", "resnet_9blocks"):
+        n_blocks = int(name[7])
+        net = ResnetGenerator(
+            g["input_nc"], g["output_nc"], ngf=g["ngf"], norm=g["norm"], dropout=dropout, n_blocks=n_blocks
+        )
     else:
-        raise ValueError(
-            f"netG must be one of unet_128, unet_256, unet_512, resnet_6blocks, resnet_9blocks, not {netG!r}"
-        )
-    if init:
+        raise ValueError(f"netG must be one of {', '.join(NETG_CHOICES)}, not {name!r}")
+    if init_type is not None:
         init_weights(net, init_type, init_gain)
-    return net
+    return add_spectral_norm(net) if g["spectral_norm"] in ("G", "both") else net
 
 
 def define_D(
-    netD: str,
-    input_nc: int,
-    ndf: int = 64,
-    n_layers_D: int = 3,
-    norm: str = "batch",
-    init_type: str = "normal",
-    init_gain: float = 0.02,
-    init: bool = True,
-    num_D: int = 1,
+    d: Mapping[str, Any], g: Mapping[str, Any], init_type: str, init_gain: float, grad_checkpoint: bool
 ) -> nn.Module:
-    """Build a discriminator: basic (70x70 PatchGAN), n_layers (PatchGAN of n_layers_D) or pixel;
-    num_D > 1 makes a PatchGAN multi-scale."""
-    if netD in ("basic", "n_layers"):
-        layers = 3 if netD == "basic" else n_layers_D
-        net: nn.Module = NLayerDiscriminator(input_nc, ndf, layers, norm)
-        if num_D > 1:
-            net = MultiscaleDiscriminator(lambda: NLayerDiscriminator(input_nc, ndf, layers, norm), num_D)
-    elif netD == "pixel":
-        net = PixelDiscriminator(input_nc, ndf, norm)
+    """The conditional discriminator of a discriminator option group (netD, ndf, n_layers_D, num_D): basic (70x70
+    PatchGAN), n_layers (PatchGAN of n_layers_D) or pixel, multi-scale with num_D > 1. It sees the generator's
+    input and output channels stacked and takes norm and spectral_norm from the generator group g."""
+    input_nc, norm = g["input_nc"] + g["output_nc"], g["norm"]
+    if d["netD"] in ("basic", "n_layers"):
+        layers = 3 if d["netD"] == "basic" else d["n_layers_D"]
+
+        def patchgan() -> nn.Module:
+            return NLayerDiscriminator(input_nc, ndf=d["ndf"], n_layers=layers, norm=norm)
+
+        net: nn.Module = MultiscaleDiscriminator(patchgan, d["num_D"]) if d["num_D"] > 1 else patchgan()
+        net.grad_checkpoint = grad_checkpoint  # the 1x1 pixel discriminator has little to gain
+    elif d["netD"] == "pixel":
+        net = PixelDiscriminator(input_nc, ndf=d["ndf"], norm=norm)
     else:
-        raise ValueError(f"netD must be basic, n_layers or pixel, not {netD!r}")
-    if init:
-        init_weights(net, init_type, init_gain)
-    return net
+        raise ValueError(f"netD must be basic, n_layers or pixel, not {d['netD']!r}")
+    init_weights(net, init_type, init_gain)
+    return add_spectral_norm(net) if g["spectral_norm"] in ("D", "both") else net
 
 
 def add_spectral_norm(net: nn.Module) -> nn.Module:

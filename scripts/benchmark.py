@@ -81,11 +81,22 @@ def build(args: argparse.Namespace, cfg: dict, device: torch.device):
     flags += ["--grad_checkpoint"] if cfg["grad_checkpoint"] else []
     opt = parse(True, flags)
     torch.manual_seed(0)
-    model = create_model(vars(opt), device, train=True)
+    model = create_model(opt.to_dict(), device)
     n, s = cfg["batch_size"], args.crop_size
     batch = {"A": torch.rand(n, 3, s, s) * 2 - 1, "B": torch.rand(n, 3, s, s) * 2 - 1, "A_paths": ["x"] * n}
     model.set_input(batch)
+    model.batch = batch  # the step's input, for step() below
     return model
+
+
+def step(model) -> None:
+    """One training step on the model's fixed batch."""
+    model.train_step([model.batch])
+
+
+def forward(model) -> None:
+    """The generator's forward pass on the model's batch."""
+    model.translate(model.real_A)
 
 
 def sync(device: torch.device) -> None:
@@ -111,10 +122,10 @@ def count_flops(model) -> tuple[float, float]:
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as fc:
-        model.optimize_parameters()
+        step(model)
     train = fc.get_total_flops()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
-        model.forward()
+        forward(model)
     return float(train), float(fc.get_total_flops())
 
 
@@ -154,8 +165,7 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
         t0 = time.perf_counter()
         b = next(it)
         t1 = time.perf_counter()
-        model.set_input(b)
-        model.optimize_parameters()
+        model.train_step([b])
         sync(device)
         t2 = time.perf_counter()
         if i >= args.warmup:
@@ -191,7 +201,7 @@ def roofline(args: argparse.Namespace, device: torch.device) -> list[dict]:
         m.register_forward_hook(hook) for m in model.netG.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
     ]
     with torch.no_grad():
-        model.forward()
+        forward(model)
     for h in handles:
         h.remove()
     return rows
@@ -218,8 +228,8 @@ def activation_memory(args: argparse.Namespace, device: torch.device) -> dict[st
     for recompute in (False, True):
         model = build(args, parse_config("bs1,gc" if recompute else "bs1"), device)
         suffix = "_grad_checkpoint" if recompute else ""
-        out["G" + suffix] = saved_mb(model.forward)
-        out["D_pass" + suffix] = saved_mb(lambda m=model: m._D(m.real_A, m.real_B))
+        out["G" + suffix] = saved_mb(lambda m=model: forward(m))
+        out["D_pass" + suffix] = saved_mb(lambda m=model: m.D(torch.cat([m.real_A, m.real_B], 1)))
     return out
 
 
@@ -250,7 +260,7 @@ def fits_in_memory(args: argparse.Namespace, name: str, device: torch.device, ba
     try:
         model = build(args, cfg, device)
         for _ in range(2):
-            model.optimize_parameters()
+            step(model)
         sync(device)
         return True
     except torch.OutOfMemoryError:
@@ -287,13 +297,13 @@ def run(args: argparse.Namespace, name: str, device: torch.device) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     model = build(args, cfg, device)
     for _ in range(args.warmup):
-        model.optimize_parameters()
+        step(model)
     train_flops, infer_flops = count_flops(model)
-    train_s = timed(model.optimize_parameters, device, args.steps, args.repeats)
+    train_s = timed(lambda: step(model), device, args.steps, args.repeats)
 
     def infer() -> None:
         with torch.no_grad():
-            model.forward()
+            forward(model)
 
     infer_s = timed(infer, device, args.steps, args.repeats)
     n = cfg["batch_size"]

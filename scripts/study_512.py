@@ -65,7 +65,7 @@ def run(cmd: list[str], log_path: str) -> float:
 
 def identity_scores(dataroot: str, phase: str, direction: str) -> dict[str, float]:
     """The metrics of output = input: the score a model must beat."""
-    suite = MetricSuite(list(METRICS))
+    suite = MetricSuite(list(METRICS), "cpu", None, None, seed=0)
     for path in sorted(glob.glob(os.path.join(dataroot, phase, "*"))):
         ab = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1
         t = torch.from_numpy(ab).permute(2, 0, 1)[None]  # (1, 3, H, 2W)

@@ -23,6 +23,61 @@ TINY_NET = ["--ngf", "4", "--ndf", "4", "--display_id", "0", "--num_threads", "0
 TINY = [*TINY_NET, "--netG", "unet_256", "--num_downs", "5", "--load_size", "36", "--crop_size", "32"]
 
 
+def gen_opts(**kw) -> dict:
+    """A generator option group: the defaults of GeneratorOptions with kw."""
+    import dataclasses
+
+    from options.groups import GeneratorOptions
+
+    return dataclasses.asdict(GeneratorOptions(**kw))
+
+
+def make_G(init: bool = True, **kw) -> torch.nn.Module:
+    """define_G with the option defaults and kw (netG, ngf, norm, ...)."""
+    from models.networks import define_G
+
+    return define_G(gen_opts(**kw), "normal" if init else None, 0.02, False)
+
+
+def make_D(init_type: str = "normal", g: dict | None = None, **kw) -> torch.nn.Module:
+    """define_D with the option defaults and kw (netD, ndf, ...); g: the generator group (channels, norm)."""
+    import dataclasses
+
+    from models.networks import define_D
+    from options.groups import DiscriminatorOptions
+
+    return define_D(dataclasses.asdict(DiscriminatorOptions(**kw)), g or gen_opts(), init_type, 0.02, False)
+
+
+def visualizer(run_dir: str, retry_seconds: float = 60.0, **display):
+    """The Visualizer of a run named 'run' with the option defaults and display (display_id, ...)."""
+    from options.options import TrainOptions
+    from util.visualizer import Visualizer
+
+    vis = Visualizer.for_run(TrainOptions(name="run", **display), run_dir)
+    vis.retry_seconds = retry_seconds
+    return vis
+
+
+def prep(preprocess: str = "resize_and_crop", load_size: int = 286, crop_size: int = 256, **kw):
+    """A Preprocess; flip and random default to training's (on)."""
+    from data.transforms import Preprocess
+
+    return Preprocess(preprocess, load_size, crop_size, flip=kw.get("flip", True), random=kw.get("random", True))
+
+
+def aligned(dataroot: str, phase: str = "train", direction: str = "AtoB", **kw):
+    """An AlignedDataset with the option defaults for what kw does not give (preprocess: a Preprocess)."""
+    from data.aligned_dataset import AlignedDataset
+    from data.transforms import Augment
+    from options.options import TrainOptions
+
+    o = TrainOptions()
+    args = {"input_nc": o.input_nc, "output_nc": o.output_nc, "filter_A": o.filter_A, "filter_B": o.filter_B}
+    args.update(seed=0, max_dataset_size=None, aug=Augment(), preprocess=prep())
+    return AlignedDataset(dataroot, phase, direction=direction, **{**args, **kw})
+
+
 def make_pairs(folder: str, n: int, w: int = 32, h: int = 32, seed: int = 0, ext: str = "png") -> list[str]:
     """Write n combined A|B images (each half w x h): A random noise, B = 255 - A, so pairing is checkable."""
     os.makedirs(folder, exist_ok=True)

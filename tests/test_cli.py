@@ -151,7 +151,7 @@ def test_unet_512_at_572_to_512_runs_an_iteration(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr + r.stdout
     assert "total_iters: 1," in r.stdout
     state = checkpoint.load(str(tmp_path / "u512" / "latest.pth"))
-    assert state["options"]["netG"] == "unet_512" and state["total_iters"] == 1
+    assert state["options"]["generator"]["netG"] == "unet_512" and state["total_iters"] == 1
 
 
 @pytest.mark.parametrize("workers", ["0", "2"])
@@ -256,7 +256,14 @@ def test_keep_last_prunes_snapshots(tiny_data, tmp_path):
         "latest.pth",
     ]
     snap = checkpoint.load(str(tmp_path / "k" / "4_net_G.pth"))
-    assert set(snap) == {"netG", "options", "epoch", "total_iters"}  # generator only: no optimiser state
+    assert set(snap) == {
+        "format",
+        "kind",
+        "netG",
+        "options",
+        "epoch",
+        "total_iters",
+    }  # generator only: no optimiser state
 
 
 def test_single_mode_and_load_iter(tiny_data, tmp_path):

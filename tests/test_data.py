@@ -7,17 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import make_pairs
+from conftest import aligned, make_pairs, prep
 from data import EpochSampler, create_dataloader
-from data.aligned_dataset import AlignedDataset
 from data.image_folder import make_dataset
 from data.single_dataset import SingleDataset
-from data.transforms import Preprocess
 
 
 def test_halves_pair_and_share_crop_and_flip(tmp_path):
     make_pairs(str(tmp_path / "train"), 3, w=40, h=40)
-    ds = AlignedDataset(str(tmp_path), "train", preprocess=Preprocess("resize_and_crop", 48, 32), seed=3)
+    ds = aligned(str(tmp_path), "train", preprocess=prep("resize_and_crop", 48, 32), seed=3)
     flips = set()
     for epoch in range(6):
         for i in range(3):
@@ -32,9 +30,9 @@ def test_halves_pair_and_share_crop_and_flip(tmp_path):
 def test_direction_swaps_sides(tmp_path):
     (path,) = make_pairs(str(tmp_path / "train"), 1, w=16, h=16)
     left = np.array(Image.open(path))[:, :16]
-    pre = Preprocess("none", flip=False, random=False)
-    a2b = AlignedDataset(str(tmp_path), "train", "AtoB", preprocess=pre)[0]
-    b2a = AlignedDataset(str(tmp_path), "train", "BtoA", preprocess=pre)[0]
+    pre = prep("none", flip=False, random=False)
+    a2b = aligned(str(tmp_path), "train", "AtoB", preprocess=pre)[0]
+    b2a = aligned(str(tmp_path), "train", "BtoA", preprocess=pre)[0]
     expected_left = torch.from_numpy(left).permute(2, 0, 1).float() / 127.5 - 1
     assert torch.allclose(a2b["A"], expected_left) and torch.allclose(b2a["B"], expected_left)
     assert torch.equal(a2b["A"], b2a["B"]) and torch.equal(a2b["B"], b2a["A"])
@@ -42,33 +40,33 @@ def test_direction_swaps_sides(tmp_path):
 
 def test_one_channel_conversion(tmp_path):
     make_pairs(str(tmp_path / "train"), 1)
-    pre = Preprocess("none", random=False)
-    s = AlignedDataset(str(tmp_path), "train", "AtoB", input_nc=1, output_nc=3, preprocess=pre)[0]
+    pre = prep("none", random=False)
+    s = aligned(str(tmp_path), "train", "AtoB", input_nc=1, output_nc=3, preprocess=pre)[0]
     assert s["A"].shape == (1, 32, 32) and s["B"].shape == (3, 32, 32)
-    s = AlignedDataset(str(tmp_path), "train", "BtoA", input_nc=3, output_nc=1, preprocess=pre)[0]
+    s = aligned(str(tmp_path), "train", "BtoA", input_nc=3, output_nc=1, preprocess=pre)[0]
     assert s["A"].shape == (3, 32, 32) and s["B"].shape == (1, 32, 32)
 
 
 def test_values_in_minus_one_to_one(tmp_path):
     make_pairs(str(tmp_path / "train"), 1)
-    s = AlignedDataset(str(tmp_path), "train", preprocess=Preprocess("none", random=False))[0]
+    s = aligned(str(tmp_path), "train", preprocess=prep("none", random=False))[0]
     assert s["A"].min() >= -1 and s["A"].max() <= 1 and s["A"].dtype == torch.float32
 
 
 def test_sample_depends_only_on_seed_epoch_index(tmp_path):
     make_pairs(str(tmp_path / "train"), 2, w=40, h=40)
-    pre = Preprocess("resize_and_crop", 64, 32)
-    ds1 = AlignedDataset(str(tmp_path), "train", preprocess=pre, seed=7)
-    ds2 = AlignedDataset(str(tmp_path), "train", preprocess=pre, seed=7)
+    pre = prep("resize_and_crop", 64, 32)
+    ds1 = aligned(str(tmp_path), "train", preprocess=pre, seed=7)
+    ds2 = aligned(str(tmp_path), "train", preprocess=pre, seed=7)
     assert torch.equal(ds1[(3, 1)]["A"], ds2[(3, 1)]["A"])
     assert not all(torch.equal(ds1[(e, 1)]["A"], ds1[(e + 1, 1)]["A"]) for e in range(4))
 
 
 def test_test_time_crop_is_centre_without_flip(tmp_path):
     make_pairs(str(tmp_path / "test"), 1, w=40, h=40)
-    full = AlignedDataset(str(tmp_path), "test", preprocess=Preprocess("none", random=False))[0]["A"]
-    pre = Preprocess("crop", crop_size=32, flip=True, random=False)
-    ds = AlignedDataset(str(tmp_path), "test", preprocess=pre)
+    full = aligned(str(tmp_path), "test", preprocess=prep("none", random=False))[0]["A"]
+    pre = prep("crop", crop_size=32, flip=True, random=False)
+    ds = aligned(str(tmp_path), "test", preprocess=pre)
     assert torch.equal(ds[(0, 0)]["A"], full[:, 4:36, 4:36]) and torch.equal(ds[(5, 0)]["A"], ds[(0, 0)]["A"])
 
 
@@ -77,14 +75,14 @@ def test_a_b_folders_without_combining(tmp_path):
         for sub in ("x", "y"):
             os.makedirs(tmp_path / "train" / side, exist_ok=True)
             Image.new("RGB", (16, 16), (value,) * 3).save(tmp_path / "train" / side / f"{sub}.png")
-    ds = AlignedDataset(str(tmp_path), "train", preprocess=Preprocess("none", random=False))
+    ds = aligned(str(tmp_path), "train", preprocess=prep("none", random=False))
     assert len(ds) == 2
     s = ds[0]
     assert s["A_paths"].endswith(os.path.join("A", "x.png")) and s["B_paths"].endswith(os.path.join("B", "x.png"))
     assert s["A"].mean() < 0 < s["B"].mean()
     os.remove(tmp_path / "train" / "B" / "y.png")
     with pytest.raises(FileNotFoundError, match="no partner of the same name"):
-        AlignedDataset(str(tmp_path), "train")
+        aligned(str(tmp_path), "train")
 
 
 def test_recursive_any_case_extensions(tmp_path):
@@ -97,21 +95,21 @@ def test_recursive_any_case_extensions(tmp_path):
             Image.new("RGB", (4, 2)).save(
                 p, format={"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "tiff": "TIFF"}[rel.rsplit(".", 1)[1].lower()]
             )
-    names = [os.path.relpath(p, tmp_path) for p in make_dataset(str(tmp_path))]
+    names = [os.path.relpath(p, tmp_path) for p in make_dataset(str(tmp_path), None)]
     assert names == ["a.JPG", "d.TIFF", os.path.join("sub", "b.png"), os.path.join("sub", "deeper", "c.WebP")]
 
 
 def test_missing_folders_and_empty_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="no 'train' folder"):
-        AlignedDataset(str(tmp_path), "train")
+        aligned(str(tmp_path), "train")
     (tmp_path / "train").mkdir()
     with pytest.raises(FileNotFoundError, match=r"no images in .*accepted extensions: .jpg"):
-        AlignedDataset(str(tmp_path), "train")
+        aligned(str(tmp_path), "train")
 
 
 def test_crop_larger_than_image(tmp_path):
     make_pairs(str(tmp_path / "train"), 1, w=16, h=16)
-    ds = AlignedDataset(str(tmp_path), "train", preprocess=Preprocess("crop", crop_size=32))
+    ds = aligned(str(tmp_path), "train", preprocess=prep("crop", crop_size=32))
     with pytest.raises(ValueError, match="smaller than --crop_size 32"):
         ds[0]
 
@@ -121,8 +119,8 @@ def test_nearest_filter_keeps_label_colours(tmp_path):
     label[:, 8:] = (255, 0, 0)
     os.makedirs(tmp_path / "train")
     Image.fromarray(np.concatenate([label, label], 1)).save(tmp_path / "train" / "l.png")
-    pre = Preprocess("resize_and_crop", 37, 32, flip=False)
-    s = AlignedDataset(str(tmp_path), "train", preprocess=pre, filter_A="nearest", filter_B="bicubic")[0]
+    pre = prep("resize_and_crop", 37, 32, flip=False)
+    s = aligned(str(tmp_path), "train", preprocess=pre, filter_A="nearest", filter_B="bicubic")[0]
     colours = lambda t: {tuple(c) for c in t.flatten(1).T.tolist()}  # noqa: E731
     assert colours(s["A"]) <= {(-1.0, -1.0, -1.0), (1.0, -1.0, -1.0)}
     assert len(colours(s["B"])) > 2  # bicubic blends new colours in
@@ -130,7 +128,14 @@ def test_nearest_filter_keeps_label_colours(tmp_path):
 
 def test_single_dataset(tmp_path):
     make_pairs(str(tmp_path / "test"), 2, w=20, h=12)
-    ds = SingleDataset(str(tmp_path), "test", preprocess=Preprocess("none", random=False))
+    ds = SingleDataset(
+        str(tmp_path),
+        "test",
+        input_nc=3,
+        preprocess=prep("none", random=False),
+        filter_A="bicubic",
+        max_dataset_size=None,
+    )
     assert len(ds) == 2 and ds[0]["A"].shape == (3, 12, 40) and "B" not in ds[0]
 
 
@@ -140,7 +145,7 @@ def test_sampler_order_and_resume_skip(tiny_data, workers):
     assert sampler.order(1) == EpochSampler(4, seed=5, shuffle=True).order(1)
     assert any(sampler.order(e) != sampler.order(1) for e in range(2, 6))
     assert EpochSampler(4, seed=5, shuffle=False).order(3) == [0, 1, 2, 3]
-    ds = AlignedDataset(tiny_data, "train", preprocess=Preprocess("resize_and_crop", 40, 32), seed=5)
+    ds = aligned(tiny_data, "train", preprocess=prep("resize_and_crop", 40, 32), seed=5)
     loader = create_dataloader(ds, 1, workers, sampler)
     sampler.set_epoch(2)
     full = [b["A"] for b in loader]

@@ -67,7 +67,7 @@ def torchrun(nproc: int, args: list[str], env_extra: dict | None = None, timeout
 def biases_before_instance_norm(opts: dict) -> set[str]:
     """Conv biases followed by an instance norm: it subtracts the mean, so their true gradient is 0 and
     Adam turns the float noise left in it into full-size steps. They cannot be compared across runs."""
-    net = build_generator(opts, init=False)
+    net = build_generator(opts, init=False, grad_checkpoint=False)
     names = set()
     for prefix, mod in net.named_modules():
         if isinstance(mod, nn.Sequential):

@@ -4,17 +4,17 @@ import pytest
 import torch
 from torch import nn
 
-from models import build_generator
+from conftest import gen_opts, make_D, make_G
 from models.networks import (
     GANLoss,
     UnetGenerator,
     UnetSkipConnectionBlock,
-    define_D,
-    define_G,
     gradient_penalty,
     init_weights,
     pad_to_multiple,
 )
+
+UNET = {"upsample": "transpose", "max_mult": 8, "downsample": "conv", "attention": False, "grad_checkpoint": False}
 
 
 def n_params(net: nn.Module) -> int:
@@ -26,20 +26,21 @@ def n_params(net: nn.Module) -> int:
 )
 def test_unet_parameter_counts_match_reference_design(netG, expected):
     with torch.device("meta"):  # counted, never run: no memory for the big nets
-        assert n_params(define_G(netG, 3, 3, ngf=64, norm="batch", init=False)) == expected
+        assert n_params(make_G(init=False, netG=netG, ngf=64, norm="batch")) == expected
 
 
 def test_basic_patchgan_parameter_count():
     with torch.device("meta"):
-        assert n_params(define_D("basic", 6, ndf=64, norm="batch", init=False)) == 2_768_705
+        assert n_params(make_D(netD="basic", ndf=64)) == 2_768_705
 
 
 @pytest.mark.parametrize("netG, dropouts", [("unet_128", 2), ("unet_256", 3), ("unet_512", 4)])
 def test_dropout_layers(netG, dropouts):
     with torch.device("meta"):
-        net = define_G(netG, 3, 3, init=False)
+        net = make_G(init=False, netG=netG)
         assert sum(isinstance(m, nn.Dropout) for m in net.modules()) == dropouts
-        assert not any(isinstance(m, nn.Dropout) for m in define_G(netG, 3, 3, use_dropout=False, init=False).modules())
+        assert {m.p for m in net.modules() if isinstance(m, nn.Dropout)} == {0.5}
+        assert not any(isinstance(m, nn.Dropout) for m in make_G(init=False, netG=netG, no_dropout=True).modules())
     # The innermost block (the one with no block inside) never has dropout.
     blocks = [m for m in net.modules() if isinstance(m, UnetSkipConnectionBlock)]
     innermost = [b for b in blocks if not any(isinstance(c, UnetSkipConnectionBlock) for c in b.model)]
@@ -47,8 +48,7 @@ def test_dropout_layers(netG, dropouts):
 
 
 def test_num_downs_overrides_depth():
-    opts = dict(netG="unet_256", input_nc=3, output_nc=3, ngf=4, norm="batch", no_dropout=False, num_downs=6)
-    net = build_generator(opts)
+    net = make_G(netG="unet_256", ngf=4, num_downs=6)
     assert isinstance(net, UnetGenerator) and net.num_downs == 6
     assert net(torch.randn(1, 3, 64, 64)).shape == (1, 3, 64, 64)
 
@@ -56,7 +56,7 @@ def test_num_downs_overrides_depth():
 @pytest.mark.parametrize("num_downs", [5, 6, 7, 8, 9])
 def test_unet_output_shapes(num_downs):
     size = 2**num_downs
-    net = UnetGenerator(3, 1, num_downs, ngf=4)
+    net = UnetGenerator(3, 1, num_downs, ngf=4, norm="batch", dropout=0.0, **UNET)
     out = net(torch.randn(2, 3, size, size))
     assert out.shape == (2, 1, size, size)
     assert out.abs().max() <= 1  # tanh
@@ -65,30 +65,31 @@ def test_unet_output_shapes(num_downs):
 @pytest.mark.parametrize("netG", ["resnet_6blocks", "resnet_9blocks"])
 @pytest.mark.parametrize("norm", ["batch", "instance", "none"])
 def test_resnet_generator_shapes(netG, norm):
-    net = define_G(netG, 3, 3, ngf=4, norm=norm)
+    net = make_G(netG=netG, ngf=4, norm=norm)
     assert net(torch.randn(1, 3, 32, 48)).shape == (1, 3, 32, 48)
 
 
 @pytest.mark.parametrize("size, side", [(256, 30), (512, 62)])
 def test_patchgan_output_map(size, side):
-    net = define_D("basic", 6, ndf=4)
+    net = make_D(ndf=4)
     assert net(torch.randn(1, 6, size, size)).shape == (1, 1, side, side)
 
 
 def test_other_discriminators():
-    assert define_D("pixel", 4, ndf=4)(torch.randn(1, 4, 20, 24)).shape == (1, 1, 20, 24)
+    two_channels = gen_opts(input_nc=1, output_nc=3)
+    assert make_D(g=two_channels, netD="pixel", ndf=4)(torch.randn(1, 4, 20, 24)).shape == (1, 1, 20, 24)
     # 5 layers halve 5 times: 256 -> 8, then two stride-1 4x4 convs: 7, 6.
-    assert define_D("n_layers", 6, ndf=4, n_layers_D=5)(torch.randn(1, 6, 256, 256)).shape == (1, 1, 6, 6)
+    assert make_D(netD="n_layers", ndf=4, n_layers_D=5)(torch.randn(1, 6, 256, 256)).shape == (1, 1, 6, 6)
 
 
 @pytest.mark.parametrize("init_type", ["normal", "xavier", "kaiming", "orthogonal"])
 def test_init_types(init_type):
     torch.manual_seed(0)
-    net = define_D("basic", 6, ndf=4, init_type=init_type)
+    net = make_D(init_type, ndf=4)
     conv = net.model[0]
     assert torch.all(conv.bias == 0) and conv.weight.std() > 0
     with pytest.raises(ValueError, match="init_type"):
-        init_weights(net, "uniformish")
+        init_weights(net, "uniformish", 0.02)
 
 
 @pytest.mark.parametrize("h, w", [(100, 60), (300, 700), (64, 64), (33, 257)])
@@ -112,7 +113,7 @@ def test_gan_losses():
 
 
 def test_gradient_penalty_is_finite_and_differentiable():
-    netD = define_D("basic", 6, ndf=4, norm="instance")
+    netD = make_D(g=gen_opts(norm="instance"), ndf=4)
     A, B, F = (torch.randn(2, 3, 32, 32) for _ in range(3))
     gp = gradient_penalty(netD, A, B, F)
     assert gp.ndim == 0 and torch.isfinite(gp) and gp >= 0

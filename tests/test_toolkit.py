@@ -9,10 +9,13 @@ import torch
 from torch import nn
 
 import train
-from conftest import TINY, run_script
-from models import build_generator, create_model
-from models.networks import AttentionGate, Blur, BlurConv2d, GANLoss, UnetGenerator, define_G
+from conftest import TINY, make_D, make_G, run_script
+from models import build_translator, create_model
+from models.networks import AttentionGate, Blur, BlurConv2d, GANLoss, UnetGenerator
 from options.options import parse
+
+UNET = {"norm": "batch", "dropout": 0.5, "upsample": "transpose", "max_mult": 8, "downsample": "conv"}
+UNET.update(attention=False, grad_checkpoint=False)
 
 SWITCHES = [
     ("--upsample", "bilinear"),
@@ -38,7 +41,7 @@ SWITCHES = [
 def test_switch_builds_and_trains_a_step(flags):
     opt = parse(True, [*TINY, *flags])
     torch.manual_seed(0)
-    model = create_model(vars(opt), torch.device("cpu"))
+    model = create_model(opt.to_dict(), torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
     batch = {
         "A": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
@@ -49,32 +52,29 @@ def test_switch_builds_and_trains_a_step(flags):
     # The switch reaches the network (not only the options).
     kinds = {type(m) for m in model.netG.modules()}
     assert ("--attention" not in flags or AttentionGate in kinds) and ("blur" not in flags or BlurConv2d in kinds)
-    model.set_input(batch)
-    model.optimize_parameters()
+    model.train_step([batch])
     assert model.fake_B.shape == (2, 3, 32, 32)
     assert model.pop_losses()[1]
     assert any(not torch.equal(a, b) for a, b in zip(g0, model.netG.parameters(), strict=True))
 
 
 def test_upsample_layers_and_channel_cap():
-    net = UnetGenerator(3, 3, 6, ngf=8, upsample="pixelshuffle", max_mult=4)
+    net = UnetGenerator(3, 3, 6, ngf=8, **{**UNET, "upsample": "pixelshuffle", "max_mult": 4})
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in net.modules())
     assert any(isinstance(m, nn.PixelShuffle) for m in net.modules())
     assert max(m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d)) == 4 * 8 * 4  # 4ngf x 4 (shuffle)
-    widest = UnetGenerator(3, 3, 6, ngf=8, max_mult=2)
+    widest = UnetGenerator(3, 3, 6, ngf=8, **{**UNET, "max_mult": 2})
     assert max(m.out_channels for m in widest.modules() if isinstance(m, nn.Conv2d)) == 16
 
 
 def test_residual_output_is_input_plus_prediction():
-    opts = dict(netG="unet_256", input_nc=3, output_nc=3, ngf=4, norm="instance", no_dropout=True, num_downs=5)
-    net = build_generator(opts)
-    model = create_model({**vars(parse(True, TINY)), **opts, "residual": True}, torch.device("cpu"), train=False)
-    model.netG.load_state_dict(net.state_dict())
+    o = parse(True, [*TINY, "--norm", "instance", "--no_dropout", "--residual"]).to_dict()
+    net = make_G(**{**o["generator"], "residual": False})
+    translate = build_translator(o, net.state_dict(), torch.device("cpu"), "none", False)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
-    model.set_input({"A": x, "A_paths": ["a"]})
     with torch.no_grad():
-        model.forward()
-        assert torch.allclose(model.fake_B, x + net(x), atol=1e-6)
+        assert torch.allclose(translate(x), x + net(x), atol=1e-6)
+        assert not torch.allclose(translate(x), net(x), atol=1e-3)
 
 
 def test_hinge_loss_values():
@@ -111,7 +111,7 @@ def test_residual_needs_matching_channels(capsys):
 @pytest.mark.parametrize("which", ["D", "G", "both"])
 def test_spectral_norm(which, tiny_data, tmp_path):
     opt = parse(True, [*TINY, "--spectral_norm", which])
-    model = create_model(vars(opt), torch.device("cpu"))
+    model = create_model(opt.to_dict(), torch.device("cpu"))
     for net, name in ((model.netG, "G"), (model.netD, "D")):
         has = any("parametrizations.weight" in k for k in net.state_dict())
         assert has == (which in (name, "both"))
@@ -146,7 +146,7 @@ def test_init_from_a_shallower_unet(tiny_data, tmp_path, caplog):
         "0",
     ]
     opt = parse(True, deeper)
-    model = create_model(vars(opt), torch.device("cpu"))
+    model = create_model(opt.to_dict(), torch.device("cpu"))
     loaded, skipped = checkpoint.load_matching(model.netG, src)
     assert loaded and skipped
     outer = "model.model.0.weight"
@@ -198,20 +198,19 @@ def test_ema_generator_is_kept_resumed_and_used_by_test_py(tiny_data, tmp_path):
 
 
 def test_multiscale_discriminator_and_feature_matching():
-    from models.networks import define_D
-
-    d = define_D("n_layers", 6, ndf=4, n_layers_D=2, num_D=3)
+    d = make_D(netD="n_layers", ndf=4, n_layers_D=2, num_D=3)
     outs = d(torch.randn(1, 6, 64, 64))
     assert [o.shape[-1] for o in outs] == [14, 6, 2]  # 64, 32, 16 px inputs, 2 stride-2 layers each
     feats = d.features(torch.randn(1, 6, 64, 64))
     assert len(feats) == 3 and all(len(f) == 4 for f in feats)  # 3 segments + logits per scale
-    model = create_model(vars(parse(True, [*TINY, "--lambda_feat", "10", "--accum_steps", "2"])), torch.device("cpu"))
+    opt = parse(True, [*TINY, "--lambda_feat", "10", "--accum_steps", "2"])
+    model = create_model(opt.to_dict(), torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
     micro = [
         {"A": torch.rand(1, 3, 32, 32, generator=g), "B": torch.rand(1, 3, 32, 32, generator=g), "A_paths": ["a"]}
         for _ in range(2)
     ]
-    model.optimize_accumulated(micro)
+    model.train_step(micro)
     losses, finite = model.pop_losses()
     assert finite and list(losses) == ["G_GAN", "G_L1", "D_real", "D_fake", "G_feat"] and losses["G_feat"] > 0
 
@@ -236,18 +235,18 @@ def _twin_images(folder, n=2, size=32):
 
 @pytest.mark.parametrize("color_on", ["input", "both"])
 def test_augmentation_keeps_pairs_aligned_and_is_deterministic(tmp_path, color_on):
-    from data.aligned_dataset import AlignedDataset
-    from data.transforms import Augment, Preprocess
+    from conftest import aligned, prep
+    from data.transforms import Augment
 
     _twin_images(str(tmp_path / "train"))
-    pre = Preprocess("resize_and_crop", 40, 32)
-    geo = AlignedDataset(str(tmp_path), "train", preprocess=pre, seed=1, aug=Augment(scale=0.3, rotate=30))
+    pre = prep("resize_and_crop", 40, 32)
+    geo = aligned(str(tmp_path), "train", preprocess=pre, seed=1, aug=Augment(scale=0.3, rotate=30))
     s = geo[(2, 1)]
     assert torch.equal(s["A"], s["B"])  # one set of geometric parameters for both
-    plain = AlignedDataset(str(tmp_path), "train", preprocess=pre, seed=1)[(2, 1)]["A"]
+    plain = aligned(str(tmp_path), "train", preprocess=pre, seed=1)[(2, 1)]["A"]
     assert not torch.equal(s["A"], plain)  # it did something
     state = torch.get_rng_state()
-    both = AlignedDataset(str(tmp_path), "train", preprocess=pre, seed=1, aug=Augment(color=0.5, color_on=color_on))
+    both = aligned(str(tmp_path), "train", preprocess=pre, seed=1, aug=Augment(color=0.5, color_on=color_on))
     s1, s2 = both[(3, 0)], both[(3, 0)]
     assert torch.equal(s1["A"], s2["A"])  # the same (seed, epoch, index), the same sample
     assert torch.equal(torch.get_rng_state(), state)  # the global RNG (dropout's) is untouched
@@ -255,37 +254,19 @@ def test_augmentation_keeps_pairs_aligned_and_is_deterministic(tmp_path, color_o
 
 
 def test_dropout_rate_and_weight_decay_reach_the_model():
-    model = create_model(
-        vars(
-            parse(
-                True,
-                [
-                    *TINY,
-                    "--num_downs",
-                    "6",
-                    "--crop_size",
-                    "64",
-                    "--load_size",
-                    "72",
-                    "--dropout",
-                    "0.2",
-                    "--weight_decay",
-                    "0.01",
-                ],
-            )
-        ),
-        torch.device("cpu"),
-    )
+    flags = [*TINY, "--num_downs", "6", "--crop_size", "64", "--load_size", "72"]
+    opt = parse(True, [*flags, "--dropout", "0.2", "--weight_decay", "0.01"])
+    model = create_model(opt.to_dict(), torch.device("cpu"))
     rates = [m.p for m in model.netG.modules() if isinstance(m, nn.Dropout)]
     assert rates == [0.2]  # num_downs 6 has one dropout block
     assert model.optimizer_G.param_groups[0]["weight_decay"] == 0.01
 
 
 def test_attention_gates_on_every_skip_and_blur_is_a_low_pass():
-    net = UnetGenerator(3, 3, 6, ngf=4, attention=True, downsample="blur")
+    net = UnetGenerator(3, 3, 6, ngf=4, **{**UNET, "attention": True, "downsample": "blur"})
     gates = [m for m in net.modules() if isinstance(m, AttentionGate)]
     assert len(gates) == 5  # num_downs - 1 skips; the outermost block has none
-    plain = UnetGenerator(3, 3, 6, ngf=4, attention=True)
+    plain = UnetGenerator(3, 3, 6, ngf=4, **{**UNET, "attention": True})
     # The blur has no saved state: the same keys with and without it, so --init_from works across the switch.
     assert net.state_dict().keys() == plain.state_dict().keys()
     blur = Blur()
@@ -300,7 +281,7 @@ def test_attention_gates_on_every_skip_and_blur_is_a_low_pass():
     nn.init.constant_(gate.psi.bias, 50.0)  # fully open, it doubles the skip
     assert torch.allclose(gate(x, g), 2 * x)
     # Initialised as define_G does (psi's weights near 0, bias 0), the gates start at 1: plain skips.
-    net = define_G("unet_256", 3, 3, ngf=4, num_downs=5, attention=True)
+    net = make_G(netG="unet_256", ngf=4, num_downs=5, attention=True)
     alpha = []
     gates = [m for m in net.modules() if isinstance(m, AttentionGate)]
     hooks = [m.psi.register_forward_hook(lambda _m, _i, out: alpha.append(2 * torch.sigmoid(out))) for m in gates]
@@ -332,23 +313,23 @@ def vgg_file(tmp_path_factory):
 
 def test_vgg_loss_trains_g_only_and_is_not_saved(vgg_file):
     opt = parse(True, [*TINY, "--lambda_vgg", "10", "--vgg_weights", vgg_file])
-    model = create_model(vars(opt), torch.device("cpu"))
+    model = create_model(opt.to_dict(), torch.device("cpu"))
     assert model.loss_names[-1] == "G_VGG"
-    vgg0 = [p.detach().clone() for p in model.vgg.parameters()]
+    vgg = model.loss.vgg.net
+    vgg0 = [p.detach().clone() for p in vgg.parameters()]
     g0 = [p.detach().clone() for p in model.netG.parameters()]
     x = torch.rand(1, 3, 32, 32) * 2 - 1
-    model.set_input({"A": x, "B": -x, "A_paths": ["a"]})
-    model.optimize_parameters()
+    model.train_step([{"A": x, "B": -x, "A_paths": ["a"]}])
     losses, finite = model.pop_losses()
     assert finite and losses["G_VGG"] > 0
-    assert all(torch.equal(a, b) for a, b in zip(vgg0, model.vgg.parameters(), strict=True))
-    assert all(not p.requires_grad and p.grad is None for p in model.vgg.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(vgg0, vgg.parameters(), strict=True))
+    assert all(not p.requires_grad and p.grad is None for p in vgg.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(g0, model.netG.parameters(), strict=True))
     same = torch.rand(1, 3, 32, 32) * 2 - 1
     fake = same.clone().requires_grad_(True)
-    assert model.vgg(fake, same).item() == 0.0
+    assert vgg(fake, same).item() == 0.0
     fake1 = torch.zeros(1, 1, 32, 32, requires_grad=True)  # one channel is expanded to VGG's three
-    model.vgg(fake1, torch.ones(1, 1, 32, 32)).backward()
+    vgg(fake1, torch.ones(1, 1, 32, 32)).backward()
     assert fake1.grad.abs().sum() > 0
 
 
@@ -374,11 +355,11 @@ def test_vgg_run_checkpoint_holds_no_vgg_and_same_rng(vgg_file, tiny_data, tmp_p
     assert train.main([*base, "--name", "v", "--lambda_vgg", "1", "--vgg_weights", vgg_file, "--no_html"]) == 0
     state = torch.load(tmp_path / "v" / "latest.pth", weights_only=True)
     assert not any(k.startswith(("slices", "vgg", "features")) for part in state["model"].values() for k in part)
-    assert state["options"]["vgg_weights"] == vgg_file
+    assert state["options"]["loss"]["vgg_weights"] == vgg_file
     # Building the VGG draws nothing from the global RNG: what follows (dropout masks) is the same.
     draws = []
     for flags in ([], ["--lambda_vgg", "1", "--vgg_weights", vgg_file]):
         torch.manual_seed(0)
-        create_model(vars(parse(True, [*TINY, *flags])), torch.device("cpu"))
+        create_model(parse(True, [*TINY, *flags]).to_dict(), torch.device("cpu"))
         draws.append(torch.rand(3))
     assert torch.equal(draws[0], draws[1])

@@ -6,12 +6,12 @@ import os
 import torch
 
 from browser_check import free_port
-from util.visualizer import Visualizer
+from conftest import visualizer
 
 
 def test_no_visdom_server_warns_once_and_goes_on(tmp_path, caplog):
-    vis = Visualizer(
-        str(tmp_path), "run", display_id=1, display_server="http://127.0.0.1", display_port=free_port(), retry_seconds=0
+    vis = visualizer(
+        str(tmp_path), display_id=1, display_server="http://127.0.0.1", display_port=free_port(), retry_seconds=0
     )
     visuals = {k: torch.zeros(1, 3, 8, 8) for k in ("real_A", "fake_B", "real_B")}
     with caplog.at_level(logging.WARNING):
@@ -24,7 +24,7 @@ def test_no_visdom_server_warns_once_and_goes_on(tmp_path, caplog):
 
 
 def test_loss_log_and_training_page(tmp_path):
-    vis = Visualizer(str(tmp_path), "run", display_id=0)
+    vis = visualizer(str(tmp_path), display_id=0)
     line = vis.print_current_losses(2, 10, 30, {"G_GAN": 1.25, "D_real": 0.5}, 0.1, 0.0002)
     assert "(epoch: 2, iters: 10, total_iters: 30" in line and "G_GAN: 1.250 D_real: 0.500" in line
     assert line in open(tmp_path / "loss_log.txt").read()
@@ -61,7 +61,7 @@ def test_visdom_outage_mid_run_warns_once_and_plots_resume(tmp_path, caplog, mon
             raise ConnectionError("gone")
 
     monkeypatch.setitem(sys.modules, "visdom", types.SimpleNamespace(Visdom=FakeVisdom))
-    vis = Visualizer(str(tmp_path), "run", display_id=1, retry_seconds=0)
+    vis = visualizer(str(tmp_path), display_id=1, retry_seconds=0)
     vis.vis = Broken()  # connected earlier, the server has just gone away
     up = {"now": False}
     monkeypatch.setattr(vis, "_server_answers", lambda: up["now"])

@@ -1,29 +1,64 @@
-"""Checkpoints: atomic writes (temp file + fsync + rename) and weights_only loads."""
+"""Checkpoints: what they hold (a format number, read back and migrated), atomic writes, weights_only loads, the
+resume checks, generator snapshots and their pruning, and load_generator for every caller that needs a trained G.
+
+Files of a run (checkpoints_dir/name/):
+- latest.pth: kind "latest", the full training state (networks, optimisers, schedulers, scalers, EMA, epoch,
+  iteration, options by group, RNG, best validation score);
+- <epoch>_net_G.pth, iter_<N>_net_G.pth, best_net_G.pth: kind "generator", netG (+ netG_ema), options, epoch.
+"""
 
 from __future__ import annotations
 
+import glob
+import logging
 import math
 import os
+import re
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from options.options import RESUME_KEYS, TrainOptions
 
-def atomic_save(obj: Any, path: str) -> None:
-    """Write obj to path so that a crash at any moment leaves either the old file or the new one."""
+log = logging.getLogger("train")
+
+# 1: options as one flat dict; snapshots carried no format number. 2: options by group, and a "kind".
+FORMAT = 2
+
+
+class CheckpointError(RuntimeError):
+    """A file that cannot be used as asked; the message names it and says why."""
+
+
+class NonFiniteWeights(RuntimeError):
+    """Raised instead of saving a checkpoint whose weights hold NaN or inf."""
+
+
+def _file_mode() -> int:
+    """0666 less the umask, the mode open() gives (mkstemp's 0600 would make checkpoints private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _atomic_write(path: str, write) -> None:
+    """write(f) into a temp file beside path, fsync, then rename: a crash at any moment leaves the old file or
+    the new one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # Test hook: a pause between the complete temp file and the rename, so a test can SIGKILL here.
         pause = float(os.environ.get("PIX2PIX_TEST_SAVE_PAUSE", "0"))
-        if pause > 0:
+        if pause > 0 and path.endswith(".pth"):
             time.sleep(pause)
         os.replace(tmp, path)
     except BaseException:
@@ -32,8 +67,19 @@ def atomic_save(obj: Any, path: str) -> None:
         raise
 
 
+def atomic_save(obj: Any, path: str) -> None:
+    """torch.save(obj) to path, atomically."""
+    _atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def write_text(path: str, text: str) -> None:
+    """A text file (options, logs' headers), atomically."""
+    _atomic_write(path, lambda f: f.write(text.encode()))
+
+
+# ---- reading -------------------------------------------------------------------------------------------------
 def load(path: str) -> dict:
-    """Load a checkpoint on the CPU with weights_only=True (no arbitrary code from pickles)."""
+    """Load a checkpoint on the CPU with weights_only=True (no code from pickles) and migrate it to FORMAT."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -45,10 +91,242 @@ def load(path: str) -> dict:
         if "Weights only load failed" in text or "Unsupported global" in text:
             what = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), "")
             reason = f"it holds pickled Python objects, refused by weights_only=True ({what or 'unsafe content'})"
-        raise RuntimeError(f"cannot load checkpoint {path}: {reason}") from e
-    if not isinstance(state, dict):
-        raise RuntimeError(f"cannot load checkpoint {path}: not a checkpoint of this project")
+        raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from e
+    if not isinstance(state, dict) or "options" not in state:
+        raise CheckpointError(f"cannot load checkpoint {path}: not a checkpoint of this project (no options)")
+    return migrate(state, path)
+
+
+def migrate(state: dict, path: str) -> dict:
+    """Any format this code knows -> FORMAT. Options come back complete: by group, every field of today's
+    TrainOptions, with the default for what an older run did not have."""
+    version = state.get("format", 1)  # format-1 snapshots had no number
+    if not isinstance(version, int) or version > FORMAT:
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: it has format {version!r}, newer than this code reads ({FORMAT}); "
+            "update this code to read it"
+        )
+    state = dict(state)
+    if version == 1:
+        flat = state["options"]
+        state["options"] = {
+            g.key: {k: flat[k] for k in TrainOptions.group_fields(g) if k in flat} for g in TrainOptions.GROUPS
+        }
+        state["kind"] = "latest" if "model" in state else "generator"
+    state["options"] = TrainOptions.from_dict(state["options"]).to_dict()
+    state["format"] = FORMAT
     return state
+
+
+def load_latest(path: str) -> dict:
+    """latest.pth, checked to be a full training state."""
+    state = load(path)
+    if state.get("kind") != "latest":
+        raise CheckpointError(f"{path} is a generator snapshot, not a full training state (latest.pth)")
+    return state
+
+
+@dataclass
+class GeneratorCheckpoint:
+    """A trained generator from any file of a run: its weights, the run's options by group, and which ones."""
+
+    netG: dict[str, torch.Tensor]
+    options: dict[str, dict[str, Any]]
+    ema: bool  # the weights are the exponential moving average
+    epoch: int
+    path: str
+
+
+def load_generator(path: str, prefer_ema: bool) -> GeneratorCheckpoint:
+    """The generator of latest.pth or of a snapshot; with prefer_ema the EMA weights when the run kept them."""
+    state = load(path)
+    weights = state["model"] if state["kind"] == "latest" else state
+    ema = weights.get("netG_ema")
+    if "netG_ema_avg" in weights:  # latest.pth: the AveragedModel's own state, its module's keys prefixed
+        ema = {k[len("module.") :]: v for k, v in weights["netG_ema_avg"].items() if k.startswith("module.")}
+    use_ema = prefer_ema and ema is not None
+    return GeneratorCheckpoint(ema if use_ema else weights["netG"], state["options"], use_ema, state["epoch"], path)
+
+
+# ---- writing -------------------------------------------------------------------------------------------------
+def generator_snapshot(model, options: dict, epoch: int, total_iters: int, best: dict | None = None) -> dict:
+    """What every generator file holds (epoch snapshots, iter_<N>, best_net_G.pth)."""
+    snap = {"format": FORMAT, "kind": "generator", **model.generator_weights()}
+    snap.update(options=options, epoch=epoch, total_iters=total_iters)
+    if best is not None:
+        snap["best"] = best
+    return snap
+
+
+def snapshot_path(run_dir: str, tag: str) -> str:
+    return os.path.join(run_dir, f"{tag}_net_G.pth")
+
+
+def prune_snapshots(run_dir: str, keep_last: int) -> None:
+    """Keep the newest keep_last <epoch>_net_G.pth and the newest keep_last iter_<N>_net_G.pth (0 keeps all)."""
+    if keep_last <= 0:
+        return
+    for pattern in (r"(\d+)_net_G\.pth", r"iter_(\d+)_net_G\.pth"):
+        found = []
+        for p in glob.glob(os.path.join(run_dir, "*_net_G.pth")):
+            m = re.fullmatch(pattern, os.path.basename(p))
+            if m:
+                found.append((int(m.group(1)), p))
+        for _, p in sorted(found)[:-keep_last]:
+            os.remove(p)
+
+
+@dataclass
+class Progress:
+    """Where training stands: epoch_iter steps of `epoch` are done, total_iters in all."""
+
+    epoch: int
+    epoch_iter: int
+    total_iters: int
+
+
+@dataclass
+class Saver:
+    """Writes a run's checkpoints: only on the main process under torchrun, never with non-finite weights."""
+
+    run_dir: str
+    options: dict  # by group, as they are saved
+    save_by_iter: bool
+    keep_last: int
+    enabled: bool = True
+
+    @property
+    def latest_path(self) -> str:
+        return os.path.join(self.run_dir, "latest.pth")
+
+    def latest(self, model, progress: Progress, rng: dict, best: dict | None) -> None:
+        """The full training state to latest.pth (and iter_<N>_net_G.pth with --save_by_iter). Refuses
+        (NonFiniteWeights) to replace a good checkpoint with weights holding NaN or inf."""
+        if not self.enabled:
+            return
+        bad = non_finite_tensors(model.netG.state_dict()) + non_finite_tensors(model.netD.state_dict())
+        if bad:
+            raise NonFiniteWeights(f"weights {', '.join(bad[:5])} hold NaN or inf at iteration {progress.total_iters}")
+        state = {
+            "format": FORMAT,
+            "kind": "latest",
+            "model": model.state_dict(),
+            "epoch": progress.epoch,
+            "epoch_iter": progress.epoch_iter,
+            "total_iters": progress.total_iters,
+            "options": self.options,
+            "rng": rng,
+            "best": best,
+        }
+        atomic_save(state, self.latest_path)
+        if self.save_by_iter:
+            self.generator(model, f"iter_{progress.total_iters}", progress.epoch, progress.total_iters)
+
+    def generator(self, model, tag: str, epoch: int, total_iters: int, best: dict | None = None) -> None:
+        """<tag>_net_G.pth; numbered snapshots are pruned to --keep_last."""
+        if not self.enabled:
+            return
+        atomic_save(generator_snapshot(model, self.options, epoch, total_iters, best), snapshot_path(self.run_dir, tag))
+        if tag != "best":
+            prune_snapshots(self.run_dir, self.keep_last)
+
+
+# ---- resuming ------------------------------------------------------------------------------------------------
+@dataclass
+class Start:
+    """Where a run starts: progress, and what to restore (latest.pth's full state, or a snapshot's generator)."""
+
+    progress: Progress
+    state: dict | None = None
+    netG_state: dict | None = None
+    finished: bool = False  # latest.pth says every epoch is done
+
+
+def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
+    """A new run, --continue_train (latest.pth) or --continue_train --epoch N (the generator of N_net_G.pth at
+    epoch N + 1). A resumed run keeps its checkpoint's seed and epoch_count (the data order and the lr schedule
+    depend on them): they are set on opt. Raises CheckpointError naming what does not fit."""
+    if not opt.continue_train:
+        return Start(Progress(opt.epoch_count, 0, 0))
+    if opt.epoch != "latest":
+        path = snapshot_path(run_dir, opt.epoch)
+        if not os.path.exists(path):
+            raise CheckpointError(f"--continue_train --epoch {opt.epoch}: no snapshot at {path}")
+        snap = load(path)
+        _check_same_networks(opt, snap["options"])
+        if "epoch_count" not in given:  # continue after the snapshot's epoch
+            opt.epoch_count = snap["epoch"] + 1
+        log.warning(
+            "starting from the generator of %s at epoch %d; the discriminator and optimisers start afresh "
+            "(--epoch latest resumes the full state)",
+            path,
+            opt.epoch_count,
+        )
+        return Start(Progress(opt.epoch_count, 0, snap.get("total_iters", 0)), netG_state=snap["netG"])
+    path = os.path.join(run_dir, "latest.pth")
+    if not os.path.exists(path):
+        raise CheckpointError(f"--continue_train: no checkpoint at {path} (train without --continue_train first)")
+    state = load_latest(path)
+    saved = state["options"]
+    _check_same_networks(opt, saved)
+    if state["epoch_iter"] > 0:  # mid-epoch: the rest of the epoch must be the same batches
+        diffs = mid_epoch_differences(opt, saved)
+        if diffs:
+            raise CheckpointError(
+                "--continue_train: the checkpoint was saved mid-epoch with other data options:\n  " + "\n  ".join(diffs)
+            )
+    if opt.seed is not None and opt.seed != saved["run"]["seed"]:
+        log.warning("--seed %s ignored: resuming with the checkpoint's seed %s", opt.seed, saved["run"]["seed"])
+    opt.seed, opt.epoch_count = saved["run"]["seed"], saved["optim"]["epoch_count"]
+    progress = Progress(state["epoch"], state["epoch_iter"], state["total_iters"])
+    return Start(progress, state=state, finished=state["epoch"] > opt.last_epoch)
+
+
+def _check_same_networks(opt: TrainOptions, saved: dict) -> None:
+    diffs = resume_differences(opt, saved)
+    if diffs:
+        raise CheckpointError(
+            "--continue_train: the checkpoint was trained with other networks:\n  " + "\n  ".join(diffs)
+        )
+
+
+def init_from(model, path: str) -> None:
+    """--init_from: every tensor of another run's netG and netD whose name and shape match; the rest is listed."""
+    source = load(path)
+    nets = source["model"] if source["kind"] == "latest" else source
+    for name, net in (("netG", model.netG), ("netD", model.netD)):
+        if name not in nets:
+            log.info("--init_from: %s has no %s; it starts from scratch", path, name)
+            continue
+        loaded, skipped = load_matching(net, nets[name])
+        shown = ", ".join(skipped[:8]) + (" ..." if len(skipped) > 8 else "")
+        log.info(
+            "--init_from: %s: loaded %d tensors, kept %d of this network's own (%s)",
+            name,
+            len(loaded),
+            len(skipped),
+            shown,
+        )
+
+
+def resume_differences(opt: TrainOptions, saved: dict) -> list[str]:
+    """Every option that defines the networks and differs between the command line and saved options."""
+    flat = {k: v for group in saved.values() for k, v in group.items()}
+    return [
+        f"--{k}: checkpoint {flat[k]!r}, command line {getattr(opt, k)!r}"
+        for k in RESUME_KEYS
+        if flat[k] != getattr(opt, k)
+    ]
+
+
+def mid_epoch_differences(opt: TrainOptions, saved: dict) -> list[str]:
+    """The data options that must match to finish an epoch with the same batches."""
+    data = saved["data"]
+    return [
+        f"--{k}: checkpoint {data[k]!r}, command line {getattr(opt, k)!r}"
+        for k in ("batch_size", "serial_batches", "max_dataset_size")
+        if data[k] != getattr(opt, k)
+    ]
 
 
 def load_matching(net: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:

@@ -259,10 +259,10 @@ class MetricSuite:
     def __init__(
         self,
         names: Sequence[str],
-        device: torch.device | str = "cpu",
-        fid_weights: str | None = None,
-        lpips_weights: str | None = None,
-        seed: int = 0,
+        device: torch.device | str,
+        fid_weights: str | None,
+        lpips_weights: str | None,
+        seed: int,
         *,
         feature_extractor: nn.Module | None = None,
     ) -> None:

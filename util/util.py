@@ -21,7 +21,7 @@ def tensor2im(t: torch.Tensor) -> np.ndarray:
     return arr
 
 
-def save_image(arr: np.ndarray, path: str, aspect_ratio: float = 1.0) -> None:
+def save_image(arr: np.ndarray, path: str, aspect_ratio: float) -> None:
     """Save a uint8 (H, W, 3) array; aspect_ratio > 1 stretches the width, < 1 the height."""
     img = Image.fromarray(arr)
     h, w = arr.shape[:2]
@@ -46,7 +46,7 @@ class _StdoutHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(verbose: bool = False) -> None:
+def setup_logging(verbose: bool) -> None:
     """Log to stdout with timestamps; other handlers (a caller's, pytest's) are left in place."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

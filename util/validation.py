@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -14,19 +13,17 @@ import torch
 
 from data import EpochSampler, create_dataloader, create_dataset
 from models.networks import frozen_batchnorm
-from util import checkpoint
-from util.metrics import MetricSuite
+from util.checkpoint import Saver
+from util.metrics import HIGHER_IS_BETTER, MetricSuite
 
 log = logging.getLogger(__name__)
 
 
-def split_validation(opt: argparse.Namespace, dataset) -> object | None:
+def split_validation(opt, dataset) -> object | None:
     """The validation set: dataroot/<val_phase>, or a seeded --val_split of the training pairs, which are then
     removed from `dataset`. Test-time preprocessing (centre crops, no flips). None without validation."""
     if opt.val_phase:
-        val_opt = copy.copy(opt)
-        val_opt.phase, val_opt.max_dataset_size = opt.val_phase, opt.val_max
-        val = create_dataset(val_opt, train=False)
+        val = create_dataset(dataclasses.replace(opt, phase=opt.val_phase, max_dataset_size=opt.val_max), train=False)
         val.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
         return val
     if opt.val_split <= 0:
@@ -46,11 +43,13 @@ def split_validation(opt: argparse.Namespace, dataset) -> object | None:
 
 
 class Validator:
-    """Translates the validation set, scores it, logs it and keeps best_net_G.pth by opt.best_metric."""
+    """Translates the validation set with the generator test.py will serve (the EMA when the run keeps one),
+    scores it, logs it to val_log.jsonl and keeps best_net_G.pth by --best_metric."""
 
-    def __init__(self, opt: argparse.Namespace, val_set, device: torch.device) -> None:
-        self.opt, self.device = opt, device
-        self.run_dir = os.path.join(opt.checkpoints_dir, opt.name)
+    def __init__(self, opt, val_set, device: torch.device, saver: Saver) -> None:
+        self.opt, self.device, self.saver = opt, device, saver
+        self.metric = opt.best_metric_name
+        self.higher = HIGHER_IS_BETTER[self.metric]
         sampler = EpochSampler(len(val_set), seed=0, shuffle=False)
         self.loader = create_dataloader(val_set, 1, 0, sampler)  # batch 1: sizes may differ; no workers kept
         self.n = len(val_set)
@@ -60,41 +59,31 @@ class Validator:
     def is_better(self, value: float) -> bool:
         if self.best is None:
             return True
-        return value > self.best["value"] if self.opt.best_higher else value < self.best["value"]
+        return value > self.best["value"] if self.higher else value < self.best["value"]
 
     def __call__(self, model, epoch: int, total_iters: int) -> dict[str, float]:
-        netG = model.netG
-        # Like test.py: train-mode normalisation and dropout with a fixed seed, but the running statistics
-        # must not move (frozen_batchnorm) and training's RNG stream must not change (fork_rng).
-        self.suite.reset()
-        devices = [self.device] if self.device.type == "cuda" else []
-        # Only rank 0 validates under torchrun: use the bare generator, not its DDP wrapper, whose forward
-        # would wait for the other processes.
-        run_G, model.runG = model.runG, model.netG
-        try:
-            with torch.random.fork_rng(devices=devices), torch.no_grad(), frozen_batchnorm(netG):
-                torch.manual_seed(self.opt.seed)
-                for batch in self.loader:
-                    model.set_input(batch)
-                    model.forward()
-                    self.suite.update(model.fake_B, model.real_B)
-        finally:
-            model.runG = run_G
-        scores = self.suite.compute()
-        with open(os.path.join(self.run_dir, "val_log.jsonl"), "a") as f:
+        scores = self.score(model)
+        with open(os.path.join(self.saver.run_dir, "val_log.jsonl"), "a") as f:
             f.write(json.dumps({"epoch": epoch, "total_iters": total_iters, "metrics": scores}) + "\n")
-        name = self.opt.best_metric
         summary = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if not k.startswith("swd_"))
         log.info("validation after epoch %d on %d images: %s", epoch, self.n, summary)
-        if name in scores and np.isfinite(scores[name]) and self.is_better(scores[name]):
-            self.best = {"metric": name, "value": float(scores[name]), "epoch": epoch}
-            snap = {
-                **model.generator_weights(),
-                "options": self.opt.saved_options,
-                "epoch": epoch,
-                "total_iters": total_iters,
-                "best": self.best,
-            }
-            checkpoint.atomic_save(snap, os.path.join(self.run_dir, "best_net_G.pth"))
-            log.info("new best %s %.4g: saved best_net_G.pth", name, scores[name])
+        value = scores.get(self.metric)
+        if value is not None and np.isfinite(value) and self.is_better(value):
+            self.best = {"metric": self.metric, "value": float(value), "epoch": epoch}
+            self.saver.generator(model, "best", epoch, total_iters, best=self.best)
+            log.info("new best %s %.4g: saved best_net_G.pth", self.metric, value)
         return scores
+
+    def score(self, model) -> dict[str, float]:
+        """The metrics of the served generator on the validation set. Like test.py: train-mode normalisation and
+        dropout with a fixed seed, but the running statistics must not move (frozen_batchnorm) and training's
+        RNG stream must not change (fork_rng). Only rank 0 validates under torchrun, so no DDP."""
+        translate = model.served_translator()
+        self.suite.reset()
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), frozen_batchnorm(translate.net):
+            torch.manual_seed(self.opt.seed)
+            for batch in self.loader:
+                real_B = translate.to_device(batch["B"])
+                self.suite.update(translate(translate.to_device(batch["A"]), sync=False), real_B)
+        return self.suite.compute()

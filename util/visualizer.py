@@ -26,15 +26,16 @@ class Visualizer:
         self,
         run_dir: str,
         name: str,
-        use_html: bool = True,
-        display_id: int = 1,
-        display_server: str = "http://localhost",
-        display_port: int = 8097,
-        display_env: str = "main",
-        display_winsize: int = 256,
-        display_ncols: int = 3,
+        *,
+        use_html: bool,
+        display_id: int,
+        display_server: str,
+        display_port: int,
+        display_env: str,
+        display_winsize: int,
+        display_ncols: int,
+        tensorboard: bool,
         retry_seconds: float = 60.0,
-        tensorboard: bool = False,
     ) -> None:
         self.name, self.use_html, self.winsize = name, use_html, display_winsize
         self.display_id, self.ncols = display_id, display_ncols
@@ -57,6 +58,22 @@ class Visualizer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(os.path.join(run_dir, "tensorboard"))
+
+    @classmethod
+    def for_run(cls, opt, run_dir: str) -> Visualizer:
+        """The visualizer of a run's TrainOptions."""
+        return cls(
+            run_dir,
+            opt.name,
+            use_html=not opt.no_html,
+            display_id=opt.display_id,
+            display_server=opt.display_server,
+            display_port=opt.display_port,
+            display_env=opt.display_env,
+            display_winsize=opt.display_winsize,
+            display_ncols=opt.display_ncols,
+            tensorboard=opt.logger == "tensorboard",
+        )
 
     # ---- visdom -----------------------------------------------------------------------------------
     def _visdom(self):
@@ -143,7 +160,7 @@ class Visualizer:
                 )
         if self.use_html and save_result:
             for label, im in images.items():
-                save_image(im, os.path.join(self.img_dir, f"epoch{epoch:03d}_iter{total_iters:08d}_{label}.png"))
+                save_image(im, os.path.join(self.img_dir, f"epoch{epoch:03d}_iter{total_iters:08d}_{label}.png"), 1.0)
             self.write_page()
 
     def write_page(self) -> str:

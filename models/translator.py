@@ -1,0 +1,34 @@
+"""Inference: fake_B = G(real_A) at any input size, the one path used by training, validation and test.py."""
+
+from __future__ import annotations
+
+import torch
+
+from models.networks import pad_to_multiple
+from models.runner import Runner
+
+
+class Translator:
+    """Translates real_A (N, input_nc, H, W) in [-1, 1] to fake_B (N, output_nc, H, W): pads H and W to the
+    generator's multiple and crops the output back, adds real_A back for a --residual generator, and returns
+    fp32 whatever the autocast dtype. Train or eval mode is the caller's choice (pix2pix tests in train mode)."""
+
+    def __init__(self, G: Runner, pad_multiple: int, residual: bool) -> None:
+        self.G, self.pad_multiple, self.residual = G, pad_multiple, residual
+
+    @property
+    def net(self) -> torch.nn.Module:
+        return self.G.net
+
+    def __call__(self, real_A: torch.Tensor, sync: bool = True) -> torch.Tensor:
+        """sync=False: bypass DDP (a pass on rank 0 only, such as validation)."""
+        x, h, w = pad_to_multiple(real_A, self.pad_multiple)
+        out = self.G(x, sync=sync)
+        if self.residual:  # G predicted B - A; added in fp32 so the fine detail of A survives autocast
+            out = out + x
+        return out if out.shape[-2:] == (h, w) else out[..., :h, :w]
+
+    def to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A batch tensor on the generator's device and memory layout."""
+        nb = self.G.device.type == "cuda"
+        return t.to(self.G.device, non_blocking=nb, memory_format=self.G.memory_format)

@@ -1,0 +1,75 @@
+"""The code's own rules: one source for every option default, thin scripts, models/ independent of options/."""
+
+import ast
+import dataclasses
+import importlib
+import inspect
+import os
+import pkgutil
+
+import pytest
+
+from conftest import ROOT
+from options.options import TestOptions, TrainOptions
+
+OPTION_NAMES = {f.name for cls in (TrainOptions, TestOptions) for f in dataclasses.fields(cls)}
+
+
+def public_callables(package: str):
+    """(qualified name, callable) for every function, class and method defined in the package's modules."""
+    pkg = importlib.import_module(package)
+    for info in pkgutil.iter_modules(pkg.__path__):
+        mod = importlib.import_module(f"{package}.{info.name}")
+        for name, obj in vars(mod).items():
+            if getattr(obj, "__module__", None) != mod.__name__:
+                continue
+            if inspect.isfunction(obj):
+                yield f"{mod.__name__}.{name}", obj
+            elif inspect.isclass(obj):
+                for meth_name, meth in vars(obj).items():
+                    if inspect.isfunction(meth):
+                        yield f"{mod.__name__}.{name}.{meth_name}", meth
+
+
+@pytest.mark.parametrize("package", ["models", "data", "util"])
+def test_no_option_default_is_written_twice(package):
+    # A parameter named like an option takes no default: the option's dataclass field holds the only one.
+    found = []
+    for qualname, fn in public_callables(package):
+        for p in inspect.signature(fn).parameters.values():
+            if p.name in OPTION_NAMES and p.default is not inspect.Parameter.empty:
+                found.append(f"{qualname}({p.name}={p.default!r})")
+    assert not found, "defaults that belong to the options: " + ", ".join(found)
+
+
+def test_models_import_nothing_from_options():
+    for name in os.listdir(os.path.join(ROOT, "models")):
+        if not name.endswith(".py"):
+            continue
+        tree = ast.parse(open(os.path.join(ROOT, "models", name)).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("options"), f"models/{name} imports {node.module}"
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith("options") for a in node.names), f"models/{name}"
+
+
+def python_files(*paths):
+    for p in paths:
+        full = os.path.join(ROOT, p)
+        if os.path.isdir(full):
+            yield from (os.path.join(full, f) for f in sorted(os.listdir(full)) if f.endswith(".py"))
+        else:
+            yield full
+
+
+def test_scripts_stay_thin():
+    assert len(open(os.path.join(ROOT, "train.py")).read().splitlines()) < 200
+    long = []
+    for path in python_files("train.py", "test.py", "models", "util/training.py", "util/checkpoint.py"):
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = node.end_lineno - node.lineno + 1
+                if n > 60:
+                    long.append(f"{os.path.relpath(path, ROOT)}:{node.name} ({n} lines)")
+    assert not long, "functions over 60 lines: " + ", ".join(long)
