@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="training crops per sample photo (default: %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, default=DEFAULTS["seed"], help="seed of the random crops (default: %(default)s)"
+        "--seed", type=int, default=DEFAULTS["demo_seed"], help="seed of the random crops (default: %(default)s)"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")

@@ -13,7 +13,6 @@ from conftest import TINY_NET, make_pairs, run_script
 from util import checkpoint
 
 TINY = TINY_NET
-TINY_64 = TINY_32
 
 
 def test_train_then_test_writes_pages_and_images(tiny_data, tmp_path):
@@ -26,7 +25,7 @@ def test_train_then_test_writes_pages_and_images(tiny_data, tmp_path):
         "run",
         "--checkpoints_dir",
         ck,
-        *TINY_64,
+        *TINY_32,
         "--n_epochs",
         "1",
         "--n_epochs_decay",
@@ -161,7 +160,7 @@ def test_resume_is_bit_exact(tiny_data, tmp_path, workers):
         tiny_data,
         "--checkpoints_dir",
         str(tmp_path),
-        *TINY_64,
+        *TINY_32,
         "--num_threads",
         workers,
         "--n_epochs",
@@ -193,7 +192,7 @@ def test_resume_is_bit_exact(tiny_data, tmp_path, workers):
 
 
 def test_resume_errors(tiny_data, tmp_path, capsys):
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "x", *TINY_64]
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "x", *TINY_32]
     with pytest.raises(SystemExit) as e:
         train.main([*args, "--continue_train"])
     assert e.value.code == 2 and "no checkpoint at" in capsys.readouterr().err
@@ -224,7 +223,7 @@ def test_cli_errors_exit_2(tmp_path):
 
 def test_batch_larger_than_dataset(tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        train.main(["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY_64, "--batch_size", "9"])
+        train.main(["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY_32, "--batch_size", "9"])
     assert e.value.code == 2 and "--batch_size 9 is larger than the data set (4 images" in capsys.readouterr().err
 
 
@@ -236,7 +235,7 @@ def test_keep_last_prunes_snapshots(tiny_data, tmp_path):
         str(tmp_path),
         "--name",
         "k",
-        *TINY_64,
+        *TINY_32,
         "--batch_size",
         "4",
         "--n_epochs",
@@ -275,7 +274,7 @@ def test_single_mode_and_load_iter(tiny_data, tmp_path):
                 "--dataroot",
                 tiny_data,
                 *args,
-                *TINY_64,
+                *TINY_32,
                 "--save_latest_freq",
                 "2",
                 "--save_by_iter",
@@ -318,7 +317,7 @@ def test_continue_from_epoch_snapshot(tiny_data, tmp_path, caplog):
         str(tmp_path),
         "--name",
         "e",
-        *TINY_64,
+        *TINY_32,
         "--batch_size",
         "4",
         "--no_html",

@@ -1,5 +1,6 @@
 """torchrun with gloo on the CPU: 2 processes equal 1 process at the same global batch; rank 0 writes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -156,8 +157,12 @@ def test_accumulation_equals_the_larger_batch(data, tmp_path):
 
 def test_accumulation_with_two_processes_and_resume(data, tmp_path):
     common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS, "--accum_steps", "2", "--name", "ar"]
-    r = torchrun(2, [*common, "--stop_after_iters", "1"])
+    r = torchrun(2, [*common, "--stop_after_iters", "1", "--compile"])
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "--compile is not used under torchrun" in r.stdout + r.stderr
+    # What the run recorded is what it ran with: compile off.
+    assert json.load(open(tmp_path / "ar" / "train_opt.json"))["options"]["compile"] is False
+    assert checkpoint.load(str(tmp_path / "ar" / "latest.pth"))["options"]["speed"]["compile"] is False
     assert checkpoint.load(str(tmp_path / "ar" / "latest.pth"))["epoch_iter"] == 1
     r = torchrun(2, [*common, "--continue_train"])
     assert r.returncode == 0, r.stderr[-3000:]

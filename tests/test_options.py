@@ -63,10 +63,12 @@ def test_bad_values_name_the_flag(capsys, argv, expected):
 
 
 def test_size_rule_follows_num_downs(capsys):
-    assert parse(True, ["--netG", "unet_512", "--num_downs", "6", "--crop_size", "64", "--load_size", "72"])
+    assert (
+        parse(True, ["--netG", "unet_512", "--num_downs", "6", "--crop_size", "64", "--load_size", "72"]).num_downs == 6
+    )
     assert "multiple of 128" in parse_error(capsys, ["--num_downs", "7", "--crop_size", "64", "--load_size", "72"])
     # --preprocess none or scale_width does not crop at a fixed size: the model pads instead.
-    assert parse(True, ["--preprocess", "none", "--crop_size", "100"])
+    assert parse(True, ["--preprocess", "none", "--crop_size", "100"]).crop_size == 100
 
 
 def test_gpu_ids_without_cuda(capsys):
@@ -91,11 +93,63 @@ def test_test_options(capsys):
 
 def test_help_is_grouped():
     text = build_parser(True).format_help()
-    for group in ("basic:", "networks:", "data:", "training:", "checkpoints and resume:", "logging and display:"):
+    for group in ("basic:", "generator (saved", "discriminator:", "data:", "training:", "checkpoints and resume:"):
         assert group in text
+    body = text[text.index("basic:") :]  # after the usage line
+    assert body.index("--ngf") < body.index("discriminator:") < body.index("--ndf") < body.index("data:")
 
 
 def test_non_defaults_marked():
     text = format_options(parse(True, ["--ngf", "32"]))
     lines = {line.split(":")[0].strip(): line for line in text.splitlines()}
     assert "[default: 64]" in lines["ngf"] and "[default:" not in lines["lr"] and "[default:" not in lines["netG"]
+
+
+@pytest.mark.parametrize("is_train", [True, False])
+def test_help_shows_each_default_once(is_train):
+    p = build_parser(is_train)
+    for action in p._actions:
+        if action.help and action.dest != "help":
+            assert action.help.count("(default") <= 1, action.option_strings
+    text = p.format_help()
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_test_dataroot_help_says_the_training_run():
+    help_text = {a.dest: a.help for a in build_parser(False)._actions}["dataroot"]
+    assert "the training run's --dataroot" in help_text and "demo" not in help_text
+
+
+def test_best_metric_is_not_marked_when_not_given():
+    lines = {ln.split(":")[0].strip(): ln for ln in format_options(parse(True, [])).splitlines()}
+    assert "[default:" not in lines["best_metric"]
+    opt = parse(True, ["--metrics", "ssim,psnr"])
+    assert opt.best_metric is None and opt.best_metric_name == "ssim"
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--lr", "inf"], "--lr inf: must be a finite number"),
+        (["--init_gain", "nan"], "--init_gain nan: must be a finite number"),
+        (["--lambda_L1=-inf"], "--lambda_L1 -inf: must be a finite number"),
+        (["--dropout", "1"], "--dropout 1.0: must be in [0, 1)"),
+        (["--display_port", "70000"], "--display_port 70000: must be 0..65535"),
+    ],
+)
+def test_bounds_come_from_the_fields(capsys, argv, expected):
+    assert expected in parse_error(capsys, argv)
+
+
+def test_saved_options_round_trip_by_group():
+    from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, TrainOptions
+
+    opt = parse(True, ["--ngf", "32", "--netG", "unet_128", "--crop_size", "128", "--load_size", "140"])
+    saved = opt.to_dict()
+    assert saved["generator"]["ngf"] == 32 and set(saved["generator"]) == set(ARCHITECTURE_KEYS)
+    assert set(saved["preprocess"]) == set(INHERITED_DATA_KEYS) and "seed" in saved["run"]
+    assert TrainOptions.from_dict(saved) == opt
+    # An older run's groups lack a newer field: it gets the default; a field this code no longer knows is dropped.
+    del saved["generator"]["attention"]
+    saved["generator"]["retired_flag"] = 1
+    assert TrainOptions.from_dict(saved).attention is False

@@ -10,9 +10,9 @@ import pkgutil
 import pytest
 
 from conftest import ROOT
-from options.options import TestOptions, TrainOptions
+from options import options
 
-OPTION_NAMES = {f.name for cls in (TrainOptions, TestOptions) for f in dataclasses.fields(cls)}
+OPTION_NAMES = {f.name for cls in (options.TrainOptions, options.TestOptions) for f in dataclasses.fields(cls)}
 
 
 def public_callables(package: str):
