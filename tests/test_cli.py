@@ -219,13 +219,10 @@ def test_cli_errors_exit_2(tmp_path, capsys):
         assert e.value.code == 2
         return capsys.readouterr().err
 
-    import importlib.util
-
+    import test as test_script
     from conftest import ROOT
 
-    spec = importlib.util.spec_from_file_location("test_script", os.path.join(ROOT, "test.py"))  # not stdlib's test
-    test_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_script)
+    assert test_script.__file__ == os.path.join(ROOT, "test.py")  # the project's, not the standard library's
 
     err = error(train.main, "--dataroot", str(tmp_path / "missing"))
     assert "--dataroot" in err and "no such folder" in err
