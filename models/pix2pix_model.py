@@ -9,7 +9,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from models.loss import Losses, Pix2PixLoss
+from models.loss import Pix2PixLoss
 from models.networks import frozen_batchnorm
 from models.runner import Runner
 from models.translator import Translator
@@ -74,7 +74,7 @@ class Pix2PixModel:
         self.skip_nonfinite = skip_nonfinite
         self.skipped_steps = 0
         self.loss_names = loss.names
-        self._loss_sum = {k: torch.zeros((), device=self.device) for k in self.loss_names}
+        self._loss_sum = torch.zeros(len(self.loss_names), device=self.device)  # in loss_names order
         self._loss_steps = 0
         self.real_A = self.real_B = self.fake_B = torch.empty(0)
         self.image_paths: list[str] = []
@@ -128,7 +128,7 @@ class Pix2PixModel:
         reuse = k == 1
         backup = self._backup() if self.skip_nonfinite else None
         rng = []
-        sums = {name: torch.zeros((), device=self.device) for name in self.loss_names}
+        terms: list[dict[str, torch.Tensor]] = []  # every micro-batch's D and G terms, logged at the end
 
         set_requires_grad(self.netD, True)
         self.optimizer_D.zero_grad(set_to_none=True)
@@ -143,7 +143,7 @@ class Pix2PixModel:
                     self.scaler_D.scale(d.total / k).backward()
             if backup is not None and not torch.isfinite(d.total):
                 return self._undo(backup)
-            self._add(sums, d, k)
+            terms.append(d.terms)
         self.scaler_D.step(self.optimizer_D)
         self.scaler_D.update()
 
@@ -160,19 +160,19 @@ class Pix2PixModel:
                     self.scaler_G.scale(g.total / k).backward()
             if backup is not None and not torch.isfinite(g.total):
                 return self._undo(backup)
-            self._add(sums, g, k)
+            terms.append(g.terms)
         self.scaler_G.step(self.optimizer_G)
         self.scaler_G.update()
         if self.netG_ema is not None:
             self.netG_ema.update_parameters(self.netG)
-        for name, v in sums.items():
-            self._loss_sum[name] += v
-        self._loss_steps += 1
+        self._record(terms, k)
 
-    @staticmethod
-    def _add(sums: dict[str, torch.Tensor], losses: Losses, k: int) -> None:
-        for name, v in losses.terms.items():
-            sums[name] += v.detach() / k
+    def _record(self, terms: list[dict[str, torch.Tensor]], k: int) -> None:
+        """Add the step's mean terms to the running sums: one stack and one add on the device (no sync)."""
+        per_name = [[t[name] for t in terms if name in t] for name in self.loss_names]
+        step = torch.stack([v[0] if len(v) == 1 else torch.stack(v).sum() for v in per_name]).detach()
+        self._loss_sum += step if k == 1 else step / k
+        self._loss_steps += 1
 
     def _backup(self) -> dict:
         """What a skipped step must put back: D (weights, buffers, optimiser and scaler state) and G's buffers
@@ -208,14 +208,13 @@ class Pix2PixModel:
     def pop_losses(self, dist=None) -> tuple[dict[str, float], bool]:
         """Mean losses by name since the last call and whether all were finite; one host-device sync. Under
         torchrun (dist given) every process's means are averaged: all processes must call this together."""
-        mean = torch.stack([self._loss_sum[k] for k in self.loss_names]) / max(self._loss_steps, 1)
+        mean = self._loss_sum / max(self._loss_steps, 1)
         if dist is not None:
             from util.distributed import mean_over_ranks
 
             mean = mean_over_ranks(dist, mean)
         values = mean.tolist()
-        for v in self._loss_sum.values():
-            v.zero_()
+        self._loss_sum.zero_()
         self._loss_steps = 0
         losses = dict(zip(self.loss_names, values, strict=True))
         return losses, all(math.isfinite(v) for v in values)

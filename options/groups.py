@@ -28,11 +28,14 @@ def arg(
     hi: float | None = None,
     positive: bool = False,
     note: str = "",
+    unet_only: bool = False,
 ) -> Any:
     """A dataclass field that is also a flag: default, help and, for numbers, bounds (lo <= v, v < below,
     v <= hi, or positive: v > 0), all checked once by check_bounds; note follows the bound in the message.
-    The flag's type is the field's annotation."""
+    unet_only: a value other than the default is refused with a ResNet generator. The flag's type is the field's
+    annotation."""
     meta = {"help": help, "choices": choices, "lo": lo, "below": below, "hi": hi, "positive": positive, "note": note}
+    meta["unet_only"] = unet_only
     return field(default=default, metadata=meta)
 
 
@@ -139,15 +142,20 @@ class GeneratorOptions(Group):
         "transpose",
         "U-Net upsampling: the paper's transposed conv, or resize / sub-pixel then conv (no checkerboard)",
         choices=("transpose", "bilinear", "nearest", "pixelshuffle"),
+        unet_only=True,
     )
     downsample: str = arg(
         "conv",
         "U-Net downsampling: the paper's strided conv, or a binomial blur before it (anti-aliased)",
         choices=("conv", "blur"),
+        unet_only=True,
     )
-    attention: bool = arg(False, "attention gates on the U-Net's skip connections (Attention U-Net)")
+    attention: bool = arg(False, "attention gates on the U-Net's skip connections (Attention U-Net)", unet_only=True)
     max_mult: int = arg(
-        8, "cap on the U-Net channel multiplier (inner blocks have ngf * max_mult channels; 8 in the paper)", lo=1
+        8,
+        "cap on the U-Net channel multiplier (inner blocks have ngf * max_mult channels; 8 in the paper)",
+        lo=1,
+        unet_only=True,
     )
     residual: bool = arg(
         False, "G predicts B - A and A is added back (for tasks where A and B are close, such as denoising)"
@@ -164,12 +172,6 @@ class GeneratorOptions(Group):
         )
         unet = self.netG.startswith("unet")
         need(self.num_downs is None or unet, f"--num_downs applies to U-Net generators only, not --netG {self.netG}")
-        if not unet:  # the U-Net-only switches, read from this group's own defaults
-            for f in fields(GeneratorOptions):
-                if f.name in ("upsample", "downsample", "attention", "max_mult"):
-                    value = getattr(self, f.name)
-                    shown = f"--{f.name}" if value is True else f"--{f.name} {value}"
-                    need(value == f.default, f"{shown}: applies to U-Net generators only, not --netG {self.netG}")
 
     @property
     def size_multiple(self) -> int:
@@ -226,13 +228,8 @@ class TrainSpeedOptions(SpeedOptions):
         False,
         "recompute activations of the U-Net generator and the PatchGAN discriminator in the backward pass instead "
         "of storing them (less memory, more time)",
+        unet_only=True,
     )
-
-    def check(self, o: Any) -> None:
-        need(
-            not self.grad_checkpoint or o.netG.startswith("unet"),
-            f"--grad_checkpoint applies to U-Net generators only, not --netG {o.netG}",
-        )
 
 
 def default_threads() -> int:
@@ -591,9 +588,13 @@ class TestingOptions(Group):
 
 
 def check_bounds(cls: type, o: Any) -> None:
-    """Every numeric field of cls within the bounds its arg() gives, and finite."""
+    """Every numeric field of cls within the bounds its arg() gives, and finite; U-Net-only fields at their
+    default unless the generator is a U-Net."""
     for f in fields(cls):
         v = getattr(o, f.name)
+        if f.metadata["unet_only"] and v != f.default and not o.netG.startswith("unet"):
+            shown = f"--{f.name}" if v is True else f"--{f.name} {v}"
+            raise OptionError(f"{shown}: applies to U-Net generators only, not --netG {o.netG}")
         if isinstance(v, bool) or not isinstance(v, int | float):
             continue
         m = f.metadata

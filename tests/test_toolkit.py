@@ -292,7 +292,13 @@ def test_attention_gates_on_every_skip_and_blur_is_a_low_pass():
 
 
 def test_unet_only_switches_refused_for_resnet(capsys):
-    for flags, text in ((["--attention"], "--attention: applies"), (["--downsample", "blur"], "--downsample blur")):
+    cases = [
+        (["--attention"], "--attention: applies"),
+        (["--downsample", "blur"], "--downsample blur: applies"),
+        (["--max_mult", "4"], "--max_mult 4: applies"),
+        (["--grad_checkpoint"], "--grad_checkpoint: applies to U-Net generators only, not --netG resnet_6blocks"),
+    ]
+    for flags, text in cases:
         with pytest.raises(SystemExit) as e:
             parse(True, ["--netG", "resnet_6blocks", *flags])
         assert e.value.code == 2 and text in capsys.readouterr().err
