@@ -252,7 +252,7 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
         path = snapshot_path(run_dir, opt.epoch)
         if not os.path.exists(path):
             raise CheckpointError(f"--continue_train --epoch {opt.epoch}: no snapshot at {path}")
-        snap = load(path)
+        snap = _load_for_resume(path, load)
         _check_same_networks(opt, snap["options"])
         if "epoch_count" not in given:  # continue after the snapshot's epoch
             opt.epoch_count = snap["epoch"] + 1
@@ -266,7 +266,7 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     path = os.path.join(run_dir, "latest.pth")
     if not os.path.exists(path):
         raise CheckpointError(f"--continue_train: no checkpoint at {path} (train without --continue_train first)")
-    state = load_latest(path)
+    state = _load_for_resume(path, load_latest)
     saved = state["options"]
     _check_same_networks(opt, saved)
     if state["epoch_iter"] > 0:  # mid-epoch: the rest of the epoch must be the same batches
@@ -280,6 +280,13 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     opt.seed, opt.epoch_count = saved["run"]["seed"], saved["optim"]["epoch_count"]
     progress = Progress(state["epoch"], state["epoch_iter"], state["total_iters"])
     return Start(progress, state=state, finished=state["epoch"] > opt.last_epoch)
+
+
+def _load_for_resume(path: str, loader) -> dict:
+    try:
+        return loader(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"--continue_train: {e}") from e
 
 
 def _check_same_networks(opt: TrainOptions, saved: dict) -> None:
