@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import sys
-import tempfile
 from collections.abc import Sequence
 
 import torch
@@ -32,17 +30,6 @@ def fail(msg: str) -> None:
     """Stop before any work with exit status 2, like a bad flag."""
     print(f"train.py: error: {msg}", file=sys.stderr)
     sys.exit(2)
-
-
-def prepare_run_dir(opt: TrainOptions) -> str:
-    run_dir = os.path.join(opt.checkpoints_dir, opt.name)
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=run_dir):  # a real write: os.access says yes to root on a read-only disk
-            pass
-    except OSError as e:
-        fail(f"--checkpoints_dir {opt.checkpoints_dir}: cannot write in {run_dir}: {e}")
-    return run_dir
 
 
 def resolve(opt: TrainOptions, d: distributed.Dist) -> torch.device:
@@ -86,6 +73,8 @@ def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
         dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
         dataset.check_batchable(opt.batch_size)
         val_set = split_validation(opt, dataset)
+        if opt.cache_images:  # after the split: held-out images are not trained on, nor cached
+            dataset.cache_images(workers=max(1, opt.num_threads))
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
     if opt.batch_size > len(dataset):
@@ -144,8 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = distributed.setup(use_cuda=bool(opt.gpu_ids_list))
     if not d.is_main:  # under torchrun only rank 0 talks; errors still show
         logging.getLogger().setLevel(logging.ERROR)
-    run_dir = prepare_run_dir(opt)
     try:
+        run_dir = checkpoint.prepare_run_dir(opt.checkpoints_dir, opt.name)
         start = checkpoint.plan_start(opt, run_dir, given_flags(argv))
     except CheckpointError as e:
         fail(str(e))

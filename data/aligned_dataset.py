@@ -7,7 +7,9 @@ import os
 
 import numpy as np
 import torch
+from PIL import Image
 
+from data.image_cache import ImageCache
 from data.image_folder import IMG_EXTENSIONS, make_dataset
 from data.image_io import BadImageError, load_image, scan
 from data.transforms import Augment, Preprocess, apply, augment, get_params, scaled_size, to_tensor
@@ -47,6 +49,7 @@ class AlignedDataset(torch.utils.data.Dataset):
         self.preprocess, self.filter_A, self.filter_B, self.seed = preprocess, filter_A, filter_B, seed
         self.aug = aug
         self.pairs = find_pairs(dataroot, phase, max_dataset_size)
+        self.cache: ImageCache | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -68,6 +71,7 @@ class AlignedDataset(torch.utils.data.Dataset):
                 f"A and B differ in size: {a} is {sizes[a][0]}x{sizes[a][1]}, {b} is {sizes[b][0]}x{sizes[b][1]}"
                 + (f" (and {len(mismatched) - 1} more pairs)" if len(mismatched) > 1 else "")
             )
+        self.file_sizes = sizes  # each file as decoded
         # Size of each image (one half of a combined A|B image), as it is read.
         self.sizes = {a: (sizes[a][0] // 2 if b is None else sizes[a][0], sizes[a][1]) for a, b in self.pairs}
         odd = [a for a, b in self.pairs if b is None and sizes[a][0] % 2]
@@ -84,13 +88,29 @@ class AlignedDataset(torch.utils.data.Dataset):
                         f"(use --preprocess resize_and_crop, or a smaller --crop_size)"
                     )
 
+    def disk_channels(self) -> tuple[int, int]:
+        """Channels of the left (A) and right (B) images on disk: the model input is real_A, so BtoA swaps."""
+        return (self.input_nc, self.output_nc) if self.direction == "AtoB" else (self.output_nc, self.input_nc)
+
+    def cache_images(self, workers: int) -> None:
+        """--cache_images: decode every file once, now (after check(), which measured them), into shared memory.
+        Raises data.image_cache.CacheTooLarge when they would not fit."""
+        in_nc, out_nc = self.disk_channels()
+        items = []
+        for left, right in self.pairs:
+            items += [(left, 3)] if right is None else [(left, in_nc), (right, out_nc)]
+        self.cache = ImageCache(items, self.file_sizes, workers)
+
+    def _load(self, path: str, nc: int) -> Image.Image:
+        return self.cache.image(path, nc) if self.cache is not None else load_image(path, nc)
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         epoch, index = split_key(key)
         left_path, right_path = self.pairs[index]
-        # On disk: left = A, right = B. The model input is real_A, so BtoA swaps them.
-        in_nc, out_nc = (self.input_nc, self.output_nc) if self.direction == "AtoB" else (self.output_nc, self.input_nc)
+        # On disk: left = A, right = B.
+        in_nc, out_nc = self.disk_channels()
         if right_path is None:
-            ab = load_image(left_path, 3)
+            ab = self._load(left_path, 3)
             w, h = ab.size
             w2 = w // 2
             left, right = ab.crop((0, 0, w2, h)), ab.crop((w2, 0, 2 * w2, h))
@@ -100,7 +120,7 @@ class AlignedDataset(torch.utils.data.Dataset):
                 right = right.convert("L")
             right_path = left_path
         else:
-            left, right = load_image(left_path, in_nc), load_image(right_path, out_nc)
+            left, right = self._load(left_path, in_nc), self._load(right_path, out_nc)
             if left.size != right.size:
                 raise RuntimeError(
                     f"A and B differ in size: {left_path} is {left.size[0]}x{left.size[1]}, "

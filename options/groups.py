@@ -267,6 +267,15 @@ class DataOptions(Group):
 
 
 @dataclass
+class TrainDataOptions(DataOptions):
+    cache_images: bool = arg(
+        False,
+        "decode every training image once into shared memory that all loader workers read (resizing, cropping "
+        "and flips stay per sample; the data order and resume are unchanged); stops at start if they do not fit",
+    )
+
+
+@dataclass
 class TestDataOptions(DataOptions):
     """test.py's data flags: the same, with test.py's own --dataroot default and phase."""
 

@@ -153,9 +153,10 @@ def test_unet_512_at_572_to_512_runs_an_iteration(tiny_data, tmp_path):
     assert state["options"]["generator"]["netG"] == "unet_512" and state["total_iters"] == 1
 
 
-@pytest.mark.parametrize("workers", ["0", "2"])
-def test_resume_is_bit_exact(tiny_data, tmp_path, workers):
+@pytest.mark.parametrize("workers, cache", [("0", False), ("2", False), ("2", True)])
+def test_resume_is_bit_exact(tiny_data, tmp_path, workers, cache):
     args = [
+        *(["--cache_images"] if cache else []),
         "--dataroot",
         tiny_data,
         "--checkpoints_dir",

@@ -153,3 +153,49 @@ def test_sampler_order_and_resume_skip(tiny_data, workers):
     rest = [b["A"] for b in loader]
     assert len(full) == 4 and len(rest) == 2
     assert all(torch.equal(a, b) for a, b in zip(full[2:], rest, strict=False))
+
+
+def _samples(ds, epochs=(1, 2)):
+    return [ds[(e, i)] for e in epochs for i in range(len(ds))]
+
+
+@pytest.mark.parametrize("layout", ["combined", "folders"])
+@pytest.mark.parametrize("direction, input_nc", [("AtoB", 3), ("BtoA", 1)])
+def test_cached_images_give_the_same_samples(tmp_path, layout, direction, input_nc):
+    if layout == "combined":
+        make_pairs(str(tmp_path / "train"), 3, w=40, h=36, ext="jpg")
+    else:
+        for side in ("A", "B"):
+            make_pairs(str(tmp_path / "train" / side), 3, w=40, h=36, seed=ord(side))
+    kw = {"direction": direction, "input_nc": input_nc, "preprocess": prep("resize_and_crop", 40, 32), "seed": 3}
+    plain, cached = aligned(str(tmp_path), **kw), aligned(str(tmp_path), **kw)
+    for ds in (plain, cached):
+        ds.check(False, 0.05, workers=2)
+    cached.cache_images(workers=2)
+    assert cached.cache.buffer.is_shared() and cached.cache.nbytes > 0
+    for a, b in zip(_samples(plain), _samples(cached), strict=True):
+        assert a["A_paths"] == b["A_paths"] and torch.equal(a["A"], b["A"]) and torch.equal(a["B"], b["B"])
+    assert plain[(1, 0)]["A"].shape[0] == input_nc
+    # Loader workers read the one shared buffer and deliver the same batches.
+    batches = []
+    for ds in (plain, cached):
+        sampler = EpochSampler(len(ds), 0, True)
+        sampler.set_epoch(2)
+        batches.append([b["A"] for b in create_dataloader(ds, 2, 2, sampler)])
+    assert all(torch.equal(x, y) for x, y in zip(*batches, strict=True))
+
+
+def test_cache_that_does_not_fit_stops_at_start(tiny_data, tmp_path, monkeypatch, capsys):
+    import train
+    from conftest import TINY
+    from data import image_cache
+
+    monkeypatch.setattr(image_cache, "cache_budget", lambda: (1000, "a test's limit"))
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY, "--cache_images"]
+    with pytest.raises(SystemExit) as e:
+        train.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert (
+        "--cache_images: the 4 decoded images need 24 KB, more than the 1 KB the cache may use (a test's limit)" in err
+    )

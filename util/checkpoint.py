@@ -232,6 +232,19 @@ class Saver:
 
 
 # ---- resuming ------------------------------------------------------------------------------------------------
+def prepare_run_dir(checkpoints_dir: str, name: str) -> str:
+    """checkpoints_dir/name, created and proven writable (a real write: os.access says yes to root even on a
+    read-only file system)."""
+    run_dir = os.path.join(checkpoints_dir, name)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=run_dir):
+            pass
+    except OSError as e:
+        raise CheckpointError(f"--checkpoints_dir {checkpoints_dir}: cannot write in {run_dir}: {e}") from e
+    return run_dir
+
+
 @dataclass
 class Start:
     """Where a run starts: progress, and what to restore (latest.pth's full state, or a snapshot's generator)."""

@@ -1,0 +1,100 @@
+"""--cache_images: every image of a data set decoded once into one shared-memory buffer that all loader workers
+read, so the step no longer waits on JPEG decoding. Resizing, cropping and flipping stay per sample."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+
+from data.image_io import load_image
+
+log = logging.getLogger(__name__)
+
+
+class CacheTooLarge(ValueError):
+    """The decoded images do not fit in the memory the cache may use; the message says how much is needed."""
+
+
+def cache_budget() -> tuple[int, str]:
+    """Bytes the cache may take, and how that was decided: half the memory the OS reports available, and no more
+    than 90% of the free shared memory (/dev/shm), where torch keeps shared tensors on Linux."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+        limits.append((avail // 2, f"half of the {avail / 2**30:.1f} GB of available memory"))
+    except (OSError, StopIteration):
+        pass
+    if os.path.isdir("/dev/shm"):
+        st = os.statvfs("/dev/shm")
+        free = st.f_bavail * st.f_frsize
+        limits.append((int(free * 0.9), f"90% of the {free / 2**30:.1f} GB free in /dev/shm"))
+    if not limits:
+        return 2**62, "no limit known on this system"
+    return min(limits)
+
+
+def human(n: int) -> str:
+    """A byte count for people: 24 KB, 452 MB, 3.1 GB."""
+    if n < 2**20:
+        return f"{n / 2**10:.0f} KB"
+    return f"{n / 2**20:.0f} MB" if n < 2**30 else f"{n / 2**30:.1f} GB"
+
+
+class ImageCache:
+    """The decoded images (path, channels) -> uint8 (H, W[, C]) array views into one shared tensor.
+
+    sizes: (width, height) of each file as decoded (EXIF rotation applied), from the data set's check; they give
+    the exact size up front, so the estimate is checked before anything is decoded and nothing is copied twice.
+    """
+
+    def __init__(self, items: Sequence[tuple[str, int]], sizes: dict[str, tuple[int, int]], workers: int) -> None:
+        self.index: dict[tuple[str, int], tuple[int, tuple[int, ...]]] = {}
+        offset = 0
+        for path, nc in dict.fromkeys(items):  # each (path, channels) once, in order
+            w, h = sizes[path]
+            shape = (h, w) if nc == 1 else (h, w, 3)
+            self.index[(path, nc)] = (offset, shape)
+            offset += int(np.prod(shape))
+        self.nbytes = offset
+        budget, why = cache_budget()
+        if offset > budget:
+            raise CacheTooLarge(
+                f"--cache_images: the {len(self.index)} decoded images need {human(offset)}, more than the "
+                f"{human(budget)} the cache may use ({why}); train without --cache_images, or on fewer images "
+                "(--max_dataset_size)"
+            )
+        t0 = time.perf_counter()
+        # One shared-memory tensor: loader workers (forked or spawned) see the same pages, no copy per worker.
+        self.buffer = torch.empty(offset, dtype=torch.uint8).share_memory_()
+        with ThreadPoolExecutor(max(1, workers)) as pool:  # decoding releases the GIL
+            list(pool.map(self._fill, self.index))
+        elapsed = time.perf_counter() - t0
+        log.info(
+            "--cache_images: %d images decoded into %s of shared memory in %.1f s",
+            len(self.index),
+            human(offset),
+            elapsed,
+        )
+
+    def _view(self, key: tuple[str, int]) -> np.ndarray:
+        offset, shape = self.index[key]
+        return self.buffer[offset : offset + int(np.prod(shape))].numpy().reshape(shape)
+
+    def _fill(self, key: tuple[str, int]) -> None:
+        arr = np.asarray(load_image(*key))
+        view = self._view(key)
+        if arr.shape != view.shape:  # the header's size disagrees with the pixels (a file changed since the check)
+            raise RuntimeError(f"{key[0]} decoded to {arr.shape[1]}x{arr.shape[0]}, not the size its header gave")
+        view[...] = arr
+
+    def image(self, path: str, nc: int) -> Image.Image:
+        """The cached image, exactly as load_image(path, nc) decodes it."""
+        return Image.fromarray(self._view((path, nc)))  # (H, W) -> L, (H, W, 3) -> RGB
