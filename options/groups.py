@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from models.networks import NETG_CHOICES, size_multiple, unet_depth
+from models.networks import DOWNSAMPLE_MODES, NETG_CHOICES, UPSAMPLE_MODES, size_multiple, unet_depth
 
 RESIZE_FILTERS = ("bicubic", "bilinear", "lanczos", "nearest")
 PREPROCESS_CHOICES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
@@ -141,13 +141,13 @@ class GeneratorOptions(Group):
     upsample: str = arg(
         "transpose",
         "U-Net upsampling: the paper's transposed conv, or resize / sub-pixel then conv (no checkerboard)",
-        choices=("transpose", "bilinear", "nearest", "pixelshuffle"),
+        choices=UPSAMPLE_MODES,
         unet_only=True,
     )
     downsample: str = arg(
         "conv",
         "U-Net downsampling: the paper's strided conv, or a binomial blur before it (anti-aliased)",
-        choices=("conv", "blur"),
+        choices=DOWNSAMPLE_MODES,
         unet_only=True,
     )
     attention: bool = arg(False, "attention gates on the U-Net's skip connections (Attention U-Net)", unet_only=True)
