@@ -154,16 +154,26 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
             str(args.num_threads),
             "--seed",
             "0",
+            *(["--num_downs", str(args.num_downs)] if args.num_downs else []),
         ],
     )
     ds = create_dataset(opt, train=True)
+    if args.cache_images:
+        ds.check(False, opt.max_bad_fraction, workers=2)
+        ds.cache_images(workers=2)
     sampler = EpochSampler(len(ds), 0, True)
     loader = create_dataloader(ds, batch_size, args.num_threads, sampler, pin_memory=device.type == "cuda")
     wait = step = 0.0
+    epoch = 1
     it = iter(loader)
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
-        b = next(it)
+        b = next(it, None)
+        if b is None:  # the next epoch, as training does (workers are persistent)
+            epoch += 1
+            sampler.set_epoch(epoch)
+            it = iter(loader)
+            b = next(it)
         t1 = time.perf_counter()
         model.train_step([b])
         sync(device)
@@ -342,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataroot", default=None, help="also measure the data-loading share on real images")
     p.add_argument("--direction", default="AtoB")
     p.add_argument("--num_threads", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--cache_images", action="store_true", help="with --dataroot: train.py's --cache_images")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--roofline", action="store_true", help="also print FLOPs, bytes and intensity per G layer")
     p.add_argument(
