@@ -16,7 +16,7 @@ from data.image_io import data_error
 from models import create_model
 from models.perceptual import WeightsMissing
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
-from util import checkpoint, distributed
+from util import checkpoint, distributed, run_folder
 from util.checkpoint import CheckpointError, NonFiniteWeights, Saver, Start
 from util.training import StopFlag, TrainLoop
 from util.util import setup_logging
@@ -114,13 +114,6 @@ def build_model(opt: TrainOptions, start: Start, device: torch.device, d: distri
             fail(f"--init_from: {e}")
     if start.state is not None:
         model.load_state_dict(start.state["model"])
-        p = start.progress
-        log.info(
-            "resuming latest.pth at epoch %d, iteration %d of the epoch (%d in all)",
-            p.epoch,
-            p.epoch_iter,
-            p.total_iters,
-        )
     if d.enabled:
         model.wrap_ddp()
     return model
@@ -135,15 +128,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().setLevel(logging.ERROR)
     try:
         run_dir = checkpoint.prepare_run_dir(opt.checkpoints_dir, opt.name)
+        lock = run_folder.claim(run_dir) if d.is_main else None  # under torchrun, rank 0 holds it
+    except (CheckpointError, run_folder.RunFolderBusy) as e:
+        fail(str(e))
+    try:
+        return train(opt, argv, d, run_dir)
+    finally:
+        distributed.cleanup(d)
+        if lock is not None:
+            lock.release()
+
+
+def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str) -> int:
+    """Plan the start, settle and save the options, build, restore and run the loop; returns the exit status."""
+    try:
         start = checkpoint.plan_start(opt, run_dir, given_flags(argv))
     except CheckpointError as e:
         fail(str(e))
     if start.finished:
-        log.info(
-            "training already finished after epoch %d; raise --n_epochs or --n_epochs_decay to train longer",
-            start.progress.epoch - 1,
-        )
         return 0
+    if start.state is not None and d.is_main:
+        run_folder.trim_logs(run_dir, start.progress.epoch, start.progress.total_iters)
     device = resolve(opt, d)
     if d.is_main:  # only now: every value above is the one this run uses
         log.info("\n%s", format_options(opt))
@@ -175,7 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         stop.uninstall()
-        distributed.cleanup(d)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -221,8 +222,12 @@ class Pix2PixModel:
 
     def update_learning_rate(self) -> float:
         """Step the schedulers at the end of an epoch; returns the new lr."""
-        for s in self.schedulers:
-            s.step()
+        with warnings.catch_warnings():
+            # A run resumed at an epoch's last step steps the schedule before any optimiser step of this
+            # process; the schedule is per epoch and restored from the checkpoint, so nothing is skipped.
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+            for s in self.schedulers:
+                s.step()
         return self.optimizer_G.param_groups[0]["lr"]
 
     # ---- state ------------------------------------------------------------------------------------
@@ -246,6 +251,10 @@ class Pix2PixModel:
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         self.schedulers[0].load_state_dict(state["scheduler_G"])
         self.schedulers[1].load_state_dict(state["scheduler_D"])
+        for s in self.schedulers:  # the rate of the current epoch under this run's schedule (--n_epochs may have grown)
+            for group, base, factor in zip(s.optimizer.param_groups, s.base_lrs, s.lr_lambdas, strict=True):
+                group["lr"] = base * factor(s.last_epoch)
+            s._last_lr = [group["lr"] for group in s.optimizer.param_groups]
         if self.netG_ema is not None and "netG_ema_avg" in state:
             self.netG_ema.load_state_dict(state["netG_ema_avg"])
         if state.get("scaler_G") and self.scaler_G.is_enabled():  # empty when saved without --amp fp16

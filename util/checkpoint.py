@@ -291,8 +291,21 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     if opt.seed is not None and opt.seed != saved["run"]["seed"]:
         log.warning("--seed %s ignored: resuming with the checkpoint's seed %s", opt.seed, saved["run"]["seed"])
     opt.seed, opt.epoch_count = saved["run"]["seed"], saved["optim"]["epoch_count"]
-    progress = Progress(state["epoch"], state["epoch_iter"], state["total_iters"])
-    return Start(progress, state=state, finished=state["epoch"] > opt.last_epoch)
+    for k in ("lr", "lr_D", "beta1", "weight_decay"):  # the optimisers' saved state holds these
+        if k in given and getattr(opt, k) != saved["optim"][k]:
+            log.warning("--%s %s ignored: resuming with the checkpoint's %s", k, getattr(opt, k), saved["optim"][k])
+        setattr(opt, k, saved["optim"][k])
+    p = Progress(state["epoch"], state["epoch_iter"], state["total_iters"])
+    if state["epoch"] > opt.last_epoch:
+        log.info(
+            "training already finished after epoch %d; raise --n_epochs or --n_epochs_decay to train longer",
+            p.epoch - 1,
+        )
+        return Start(p, state=state, finished=True)
+    log.info(
+        "resuming latest.pth at epoch %d, iteration %d of the epoch (%d in all)", p.epoch, p.epoch_iter, p.total_iters
+    )
+    return Start(p, state=state)
 
 
 def _load_for_resume(path: str, loader) -> dict:

@@ -163,17 +163,23 @@ class TrainLoop:
         return True
 
     def end_epoch(self, epoch: int) -> None:
-        """The lr step, validation, the page, latest.pth (pointing at the next epoch) and the epoch's snapshot."""
+        """The lr step, validation, the page, the epoch's snapshot, then latest.pth pointing at the next epoch.
+
+        latest.pth is written last: until it is, it still says "this epoch, its last step", so a run killed
+        anywhere in here redoes all of it on resume (the lr step is not saved before, the snapshot is rewritten
+        with the same weights, the validation line is logged once: see util/run_folder.trim_logs)."""
         opt, p = self.opt, self.progress
         lr = self.model.update_learning_rate()
-        visuals = {k: v.detach().clone() for k, v in self.model.current_visuals().items()}
+        # A run resumed from the epoch's last step ran no batch here: no images of this epoch to show.
+        ran = self.model.real_A.numel() > 0
+        visuals = {k: v.detach().clone() for k, v in self.model.current_visuals().items()} if ran else {}
         if self.validator is not None and epoch % opt.val_freq == 0:
             self.vis.plot_validation(epoch, self.validator(self.model, epoch, p.total_iters))
-        if not opt.no_html:
+        if not opt.no_html and visuals:
             self.vis.display_current_results(visuals, epoch, p.total_iters, save_result=True)
-        self.save_latest(Progress(epoch + 1, 0, p.total_iters))
         if epoch % opt.save_epoch_freq == 0 or epoch == opt.last_epoch:
             self.saver.generator(self.model, str(epoch), epoch, p.total_iters)
+        self.save_latest(Progress(epoch + 1, 0, p.total_iters))
         log.info(
             "end of epoch %d / %d, %d iterations; learning rate now %.7f; saved %s",
             epoch,

@@ -1,0 +1,97 @@
+"""One run per run folder: an OS lock held while training, and a resumed run's leftovers put right (temp files of
+interrupted writes, log lines past the checkpoint it resumes from)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+
+log = logging.getLogger("train")
+LOCK_FILE = ".lock"
+# The temp files util/checkpoint.py's atomic writes leave when killed: <file>.<random>.tmp beside the file.
+_TEMP = re.compile(r".+\.(pth|txt|json)\.[A-Za-z0-9_]+\.tmp")
+_LOSS_LINE = re.compile(r"total_iters: (\d+),")
+
+
+class RunFolderBusy(RuntimeError):
+    """Another live process trains in this run folder."""
+
+
+class RunLock:
+    """An exclusive flock on run_dir/.lock with the holder's pid in it. The kernel releases it when the process
+    ends, however it ends, so a killed run never leaves a stale lock."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.path = os.path.join(run_dir, LOCK_FILE)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise RunFolderBusy(
+                f"{run_dir} is in use by another training process (pid {holder}); wait for it to end, or train "
+                "under another --name"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = -1
+
+
+def claim(run_dir: str) -> RunLock:
+    """Lock the run folder for this process (RunFolderBusy if another holds it), then clear its stale temp files."""
+    lock = RunLock(run_dir)
+    remove_stale_temp_files(run_dir)
+    return lock
+
+
+def remove_stale_temp_files(run_dir: str) -> None:
+    """Temp files of writes that a killed run of this folder never finished (only this folder's, and only while
+    this process holds its lock, so no live writer owns them)."""
+    for name in os.listdir(run_dir):
+        if _TEMP.fullmatch(name):
+            os.remove(os.path.join(run_dir, name))
+            log.info("removed %s, left by an interrupted write", name)
+
+
+def trim_logs(run_dir: str, epoch: int, total_iters: int) -> None:
+    """A resumed run continues its logs without repeating lines: loss lines past total_iters and validation
+    records of epoch `epoch` or later (they will be written again) are dropped."""
+    _rewrite(os.path.join(run_dir, "loss_log.txt"), lambda ln: _loss_iters(ln) <= total_iters)
+    _rewrite(os.path.join(run_dir, "val_log.jsonl"), lambda ln: _val_epoch(ln) < epoch)
+
+
+def _loss_iters(line: str) -> int:
+    m = _LOSS_LINE.search(line)
+    return int(m.group(1)) if m else -1  # headers and other lines stay
+
+
+def _val_epoch(line: str) -> float:
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return float("-inf")  # a torn last line of a killed run: dropped below only if it parses
+
+
+def _rewrite(path: str, keep) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [ln for ln in lines if ln.endswith("\n") and keep(ln)]  # a torn last line (no newline) goes too
+    if len(kept) != len(lines):
+        from util.checkpoint import write_text
+
+        write_text(path, "".join(kept))
+        log.info(
+            "%s: %d line(s) past the checkpoint dropped; the resumed run writes them again",
+            path,
+            len(lines) - len(kept),
+        )
