@@ -2,6 +2,7 @@
 
 import logging
 import math
+import os
 import socket
 import time
 
@@ -233,3 +234,49 @@ def test_reachable_gives_up_fast(monkeypatch):
     t0 = time.perf_counter()
     assert not metrics._reachable("https://example.invalid/w.pth", timeout=0.2)
     assert time.perf_counter() - t0 < 2
+
+
+class _Payload:
+    """Pickled code: unpickling it creates a file. A weights_only load refuses it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("where", ["flag", "hub_cache"])
+def test_fid_weights_holding_pickled_code_never_run(offline, tmp_path, caplog, where):
+    marker = tmp_path / "ran"
+    evil = {"conv.weight": torch.zeros(1), "x": _Payload(str(marker))}
+    if where == "flag":
+        path = tmp_path / "evil.pth"
+    else:  # torch-fidelity's own file name in the torch hub cache: found without any flag
+        path = tmp_path / "torch_home" / "hub" / "checkpoints" / metrics.INCEPTION_FILES[0]
+        path.parent.mkdir(parents=True)
+    torch.save(evil, path)
+    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+        suite = MetricSuite(["psnr", "fid", "kid"], "cpu", str(path) if where == "flag" else None, None, 0)
+    assert not marker.exists(), "the pickled code ran"
+    assert suite.names == ["psnr"] and "did not load as torch-fidelity InceptionV3 weights" in caplog.text
+
+
+def test_torch_fidelity_opens_only_a_vetted_copy(tmp_path, monkeypatch):
+    # torch-fidelity loads with weights_only=False: it must get a file re-saved from tensors, never the user's.
+    import torchmetrics.image.fid
+
+    opened = []
+
+    class FakeInception(torch.nn.Module):
+        def __init__(self, name, features_list, feature_extractor_weights_path):
+            super().__init__()
+            opened.append(feature_extractor_weights_path)
+            self.state = torch.load(feature_extractor_weights_path, weights_only=False)
+
+    monkeypatch.setattr(torchmetrics.image.fid, "NoTrainInceptionV3", FakeInception)
+    weights = {"a.weight": torch.arange(6.0).view(2, 3), "b.bias": torch.ones(2)}
+    torch.save(weights, tmp_path / "inception.pth")
+    net = metrics.InceptionFeatures(str(tmp_path / "inception.pth"))
+    assert opened and opened[0] != str(tmp_path / "inception.pth") and not os.path.exists(opened[0])
+    assert net.net.state.keys() == weights.keys() and all(torch.equal(net.net.state[k], v) for k, v in weights.items())

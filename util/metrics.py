@@ -211,11 +211,22 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, weights_path: str) -> None:
         super().__init__()
+        import tempfile
+
         from torchmetrics.image.fid import NoTrainInceptionV3
 
-        self.net = NoTrainInceptionV3(
-            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights_path
-        )
+        # torch-fidelity opens the file with torch.load(weights_only=False), which would run any code pickled in
+        # it. So the file is read here, as tensors only (weights_only=True refuses anything else), and what
+        # torch-fidelity opens is a private copy re-saved from those tensors.
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+            raise ValueError("not a state dict of tensors")
+        with tempfile.TemporaryDirectory() as tmp:
+            vetted = os.path.join(tmp, "inception.pth")
+            torch.save(dict(state), vetted)
+            self.net = NoTrainInceptionV3(
+                name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=vetted
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x * 255).round().to(torch.uint8))
