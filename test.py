@@ -23,7 +23,7 @@ from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, TestOptions,
 from util.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
-from util.util import save_image, setup_logging, tensor2im
+from util.util import save_image, setup_logging, tensor2im, unique_names
 
 log = logging.getLogger("test")
 
@@ -88,22 +88,18 @@ class Row:
 
 
 def translate_all(
-    opt: TestOptions, translate: Translator, loader, img_dir: str, metrics: MetricSuite | None
+    opt: TestOptions, translate: Translator, loader, names: list[str], img_dir: str, metrics: MetricSuite | None
 ) -> list[Row]:
-    """Translate every batch (of one image), save real_A, fake_B (and real_B) and score fake_B."""
+    """Translate every batch (of one image), save real_A, fake_B (and real_B) under the batch's own name and score
+    fake_B."""
     rows: list[Row] = []
-    seen: dict[str, int] = {}
-    for batch in tqdm(loader, desc="test", unit="img", disable=None):
+    for stem, batch in zip(names, tqdm(loader, desc="test", unit="img", disable=None), strict=False):
         real_A = translate.to_device(batch["A"])
         with torch.no_grad():
             fake_B = translate(real_A)
         visuals = {"real_A": real_A, "fake_B": fake_B}
         if "B" in batch:
             visuals["real_B"] = translate.to_device(batch["B"])
-        stem = os.path.splitext(os.path.basename(batch["A_paths"][0]))[0]
-        seen[stem] = seen.get(stem, 0) + 1
-        if seen[stem] > 1:  # same file name in two sub-folders
-            stem = f"{stem}_{seen[stem]}"
         images = {}
         for label, t in visuals.items():
             images[label] = f"{stem}_{label}.png"
@@ -147,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("translating %d images from %s/%s with %s on %s", n, opt.dataroot, opt.phase, ckpt.path, device)
     t0 = time.perf_counter()
     try:
-        rows = translate_all(opt, translate, loader, img_dir, metrics)
+        names = unique_names([dataset.input_path(i) for i in range(n)])  # one result per input, never shared
+        rows = translate_all(opt, translate, loader, names, img_dir, metrics)
     except (RuntimeError, ValueError) as e:
         msg = data_error(e)
         if msg is None:

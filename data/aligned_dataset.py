@@ -101,6 +101,11 @@ class AlignedDataset(torch.utils.data.Dataset):
             items += [(left, 3)] if right is None else [(left, in_nc), (right, out_nc)]
         self.cache = ImageCache(items, self.file_sizes, workers)
 
+    def input_path(self, index: int) -> str:
+        """The file that sample index's real_A comes from (A_paths)."""
+        left, right = self.pairs[index]
+        return right if right is not None and self.direction == "BtoA" else left
+
     def _load(self, path: str, nc: int) -> Image.Image:
         return self.cache.image(path, nc) if self.cache is not None else load_image(path, nc)
 

@@ -41,6 +41,10 @@ class SingleDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def input_path(self, index: int) -> str:
+        """The file that sample index's real_A comes from."""
+        return self.paths[index]
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         _, index = split_key(key)
         path = self.paths[index]

@@ -340,3 +340,25 @@ def test_continue_from_epoch_snapshot(tiny_data, tmp_path, caplog):
     assert "starting from the generator of" in caplog.text
     state = checkpoint.load(str(tmp_path / "e" / "latest.pth"))
     assert state["epoch"] == 4 and state["total_iters"] == 3  # snapshot 1 had 1 step; epochs 2 and 3 add 2
+
+
+def test_every_input_gets_its_own_results(tiny_data, tmp_path):
+    # Names that collide when reduced to a stem: extensions, a sub-folder, a name that looks like a repeat's,
+    # and one that differs only in case.
+    data = tmp_path / "names"
+    for rel in ("a.png", "a.jpg", "a_2.png", "sub/a.png", "A.png"):
+        make_pairs(str(data / "test" / os.path.dirname(rel)), 1, seed=len(rel))
+        os.replace(data / "test" / os.path.dirname(rel) / "img000.png", data / "test" / rel)
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "n", *TINY_32, "--no_html"]
+    assert train.main([*args, "--stop_after_iters", "1"]) == 0
+    res = ["--checkpoints_dir", str(tmp_path), "--name", "n", "--dataroot", str(data), "--results_dir", str(tmp_path)]
+    r = run_script("test.py", *res, "--num_threads", "0")
+    assert r.returncode == 0, r.stderr[-2000:]
+    web = tmp_path / "n" / "test_latest"
+    record = json.load(open(web / "metrics.json"))
+    assert record["summary"]["n"] == len(record["per_image"]) == 5
+    names = {n.casefold() for n in record["per_image"]}
+    assert len(names) == 5
+    assert len([f for f in os.listdir(web / "images") if f.endswith("_fake_B.png")]) == 5
+    page = open(web / "index.html").read()
+    assert sum(page.count(f"<h3>{n}</h3>") for n in record["per_image"]) == 5

@@ -1,10 +1,11 @@
-"""Small helpers: tensors to images, saving images, logging set-up."""
+"""Small helpers: tensors to images, saving images, unique result names, logging set-up."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -19,6 +20,24 @@ def tensor2im(t: torch.Tensor) -> np.ndarray:
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     return arr
+
+
+def unique_names(paths: Sequence[str]) -> list[str]:
+    """A result name per input, unique by construction: the file name without extension (as pix2pix names its
+    results), and for repeats that name with _2, _3 ... skipping any name another input has. Compared without
+    case, so the files also stay apart on case-insensitive file systems."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    reserved = {s.casefold() for s in stems}
+    used: set[str] = set()
+    names = []
+    for stem in stems:
+        name, k = stem, 1
+        while name.casefold() in used or (name != stem and name.casefold() in reserved):
+            k += 1
+            name = f"{stem}_{k}"
+        used.add(name.casefold())
+        names.append(name)
+    return names
 
 
 def save_image(arr: np.ndarray, path: str, aspect_ratio: float) -> None:
