@@ -170,13 +170,13 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
         with logging_redirect_tqdm():
             return loop.run()
     except NonFiniteWeights as e:
-        log.error("%s; not saved: %s keeps the last good state", e, saver.latest_path)
+        log.error("%s; not saved: %s", e, saver.what_is_kept())
         return 1
     except (RuntimeError, ValueError) as e:
         msg = data_error(e)
         if msg is None:
             raise
-        log.error("%s (%s keeps the last saved state)", msg, saver.latest_path)
+        log.error("%s (%s)", msg, saver.what_is_kept())
         return 1
     finally:
         stop.uninstall()

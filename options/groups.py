@@ -105,9 +105,12 @@ def gpu_id_list(value: str | None) -> list[int]:
     try:
         ids = [int(v) for v in value.split(",") if v.strip() != ""]
     except ValueError:
+        ids = [-2]  # reported below
+    if any(i < -1 for i in ids) or (-1 in ids and len(ids) > 1):
         raise OptionError(
-            f"--gpu_ids {value!r}: expected comma-separated integers such as 0 or 0,1, or -1 for the CPU"
-        ) from None
+            f"--gpu_ids {value!r}: expected comma-separated integers such as 0 or 0,1 (CUDA ids, 0 or more), or -1 for "
+            "the CPU"
+        )
     return [i for i in ids if i >= 0]
 
 
@@ -586,7 +589,7 @@ class TestingOptions(Group):
     num_test: int | None = arg(None, "translate at most N images (default: all)", lo=1)
     eval: bool = arg(False, "eval mode: running batch-norm stats, no dropout")
     no_ema: bool = arg(False, "use the trained G even if the checkpoint has an EMA")
-    aspect_ratio: float = arg(1.0, "width/height of saved result images", positive=True)
+    aspect_ratio: float = arg(1.0, "width/height of saved result images", lo=0.01, hi=100)
     display_winsize: int = arg(256, "image width on the HTML page", lo=1)
 
     def check(self, o: Any) -> None:

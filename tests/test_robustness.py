@@ -290,3 +290,58 @@ def test_resume_with_fp16_after_fp32(tiny_data, tmp_path):
     assert state["total_iters"] == 2  # resumed after step 1, one more step in fp16
     assert state["model"]["scaler_G"]["scale"] > 0  # the fp16 loss scalers now travel with the checkpoint
     assert all(torch.isfinite(v).all() for v in state["model"]["netG"].values() if v.is_floating_point())
+
+
+# ---- messages --------------------------------------------------------------------------------------------------
+
+
+def test_random_bytes_are_not_called_pickled_objects(tmp_path):
+    path = tmp_path / "latest.pth"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        checkpoint.load(str(path))
+    assert "not a checkpoint" in str(e.value) and "pickled" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "is_train, argv, expected",
+    [
+        (True, ["--gpu_ids", "-2"], "--gpu_ids '-2': expected comma-separated integers"),
+        (True, ["--gpu_ids", "0,-1"], "--gpu_ids '0,-1': expected"),
+        (False, ["--aspect_ratio", "1e6"], "--aspect_ratio 1000000.0: must be in [0.01, 100]"),
+        (False, ["--aspect_ratio", "inf"], "--aspect_ratio inf: must be a finite number"),
+    ],
+)
+def test_values_refused_up_front(capsys, is_train, argv, expected):
+    with pytest.raises(SystemExit) as e:
+        train.parse(is_train, argv)
+    assert e.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_init_from_without_a_generator_is_an_error(tiny_data, tmp_path, capsys):
+    empty = tmp_path / "d_only.pth"
+    torch.save({"format": 2, "kind": "generator", "netD": {}, "options": {}, "epoch": 1}, empty)
+    with pytest.raises(SystemExit) as e:
+        train.main([*train_args(tiny_data, tmp_path), "--init_from", str(empty)])
+    assert e.value.code == 2 and "holds no generator (netG)" in capsys.readouterr().err
+
+
+def test_failure_before_any_save_says_nothing_was_saved(tiny_data, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(Pix2PixModel, "pop_losses", lambda self, dist=None: ({"G_GAN": float("nan")}, False))
+    assert train.main([*train_args(tiny_data, tmp_path), "--print_freq", "1"]) == 1
+    assert "nothing was saved yet (no " in caplog.text and "keeps the last good state" not in caplog.text
+
+
+def test_signal_during_the_last_epoch_end_exits_130(tiny_data, tmp_path, monkeypatch):
+    from util.training import TrainLoop
+
+    original = TrainLoop.end_epoch
+
+    def interrupted(self, epoch):
+        self.stop.signum = signal.SIGTERM  # as the handler sets it, after the last step
+        original(self, epoch)
+
+    monkeypatch.setattr(TrainLoop, "end_epoch", interrupted)
+    args = [*train_args(tiny_data, tmp_path), "--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]
+    assert train.main(args) == 130
+    assert checkpoint.load(str(tmp_path / "r" / "latest.pth"))["epoch"] == 2  # the epoch end was completed

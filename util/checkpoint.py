@@ -88,9 +88,13 @@ def load(path: str) -> dict:
         text = str(e).strip()
         first = text.splitlines()[0] if text else ""
         reason = f"the file is truncated or not a PyTorch checkpoint ({type(e).__name__}: {first})"
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            what = next((ln.strip() for ln in text.splitlines() if "Unsupported global" in ln), "")
-            reason = f"it holds pickled Python objects, refused by weights_only=True ({what or 'unsafe content'})"
+        # Only a pickle that names a Python global (a class or function to call) holds objects; other unpickling
+        # errors ("Unsupported operand", "invalid load key") mean the bytes are not a pickle at all.
+        what = next((ln.strip() for ln in text.splitlines() if "unsupported global" in ln.lower()), "")
+        if what:
+            reason = f"it holds pickled Python objects, refused by weights_only=True ({what})"
+        elif "Weights only load failed" in text:
+            reason = "not a checkpoint: the file's bytes are not a PyTorch checkpoint (truncated, or other data)"
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from e
     if not isinstance(state, dict) or "options" not in state:
         raise CheckpointError(f"cannot load checkpoint {path}: not a checkpoint of this project (no options)")
@@ -198,6 +202,12 @@ class Saver:
     @property
     def latest_path(self) -> str:
         return os.path.join(self.run_dir, "latest.pth")
+
+    def what_is_kept(self) -> str:
+        """For messages after a failure: what the run folder still holds."""
+        if os.path.exists(self.latest_path):
+            return f"{self.latest_path} keeps the last good state"
+        return f"nothing was saved yet (no {self.latest_path})"
 
     def latest(self, model, progress: Progress, rng: dict, best: dict | None) -> None:
         """The full training state to latest.pth (and iter_<N>_net_G.pth with --save_by_iter). Refuses
@@ -327,8 +337,10 @@ def init_from(model, path: str) -> None:
     """--init_from: every tensor of another run's netG and netD whose name and shape match; the rest is listed."""
     source = load(path)
     nets = source["model"] if source["kind"] == "latest" else source
+    if "netG" not in nets:
+        raise CheckpointError(f"{path} holds no generator (netG): not a latest.pth or *_net_G.pth of a run")
     for name, net in (("netG", model.netG), ("netD", model.netD)):
-        if name not in nets:
+        if name not in nets:  # a generator snapshot: D starts afresh
             log.info("--init_from: %s has no %s; it starts from scratch", path, name)
             continue
         loaded, skipped = load_matching(net, nets[name])

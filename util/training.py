@@ -82,6 +82,9 @@ class TrainLoop:
                 return status
             self.end_epoch(epoch)
         log.info("training done: %s", self.saver.run_dir)
+        if self.stop.signum is not None:  # it came during the last epoch's end work, which was finished
+            log.warning("interrupted after the last step: training had finished and everything is saved")
+            return 130
         return 0
 
     def epoch(self) -> int | None:
@@ -151,11 +154,11 @@ class TrainLoop:
         bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
         if not finite:
             log.error(
-                "non-finite loss within iterations %d..%d: %s; stopping, %s keeps the last good state",
+                "non-finite loss within iterations %d..%d: %s; stopping: %s",
                 p.total_iters - opt.print_freq + 1,
                 p.total_iters,
                 losses,
-                self.saver.latest_path,
+                self.saver.what_is_kept(),
             )
             return False
         done = p.epoch - 1 + p.epoch_iter * opt.batch_size * opt.accum_steps / self.n_images
