@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,12 +18,13 @@ from tqdm import tqdm
 from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import DEMO_DIR, ensure_demo_dataset
 from data.image_io import data_error
-from models import build_translator
+from models import WeightsMismatch, build_translator
 from models.translator import Translator
 from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, TestOptions, given_flags, parse, save_options
 from util.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
+from util.training import StopFlag
 from util.util import save_image, setup_logging, tensor2im, unique_names
 
 log = logging.getLogger("test")
@@ -89,24 +91,35 @@ class Row:
 
 def translate_all(
     opt: TestOptions, translate: Translator, loader, names: list[str], img_dir: str, metrics: MetricSuite | None
-) -> list[Row]:
-    """Translate every batch (of one image), save real_A, fake_B (and real_B) under the batch's own name and score
-    fake_B."""
+) -> tuple[list[Row], bool]:
+    """Translate every batch (of one image) under its own name; (rows, whether Ctrl-C stopped it early)."""
     rows: list[Row] = []
-    for stem, batch in zip(names, tqdm(loader, desc="test", unit="img", disable=None), strict=False):
-        real_A = translate.to_device(batch["A"])
-        with torch.no_grad():
-            fake_B = translate(real_A)
-        visuals = {"real_A": real_A, "fake_B": fake_B}
-        if "B" in batch:
-            visuals["real_B"] = translate.to_device(batch["B"])
-        images = {}
-        for label, t in visuals.items():
-            images[label] = f"{stem}_{label}.png"
-            save_image(tensor2im(t), os.path.join(img_dir, images[label]), opt.aspect_ratio)
-        scores = metrics.update(fake_B, visuals["real_B"])[0] if metrics else {}
-        rows.append(Row(stem, images, scores))
-    return rows
+    stop = StopFlag("finishing this image, then the page for the images done")
+    stop.install()
+    try:
+        for stem, batch in zip(names, tqdm(loader, desc="test", unit="img", disable=None), strict=False):
+            rows.append(translate_one(opt, translate, batch, stem, img_dir, metrics))
+            if stop.signum is not None:
+                break
+    finally:
+        stop.uninstall()
+    return rows, stop.signum is not None
+
+
+def translate_one(opt: TestOptions, translate: Translator, batch: dict, stem: str, img_dir: str, metrics) -> Row:
+    """real_A -> fake_B for one batch of one image; saves the images under stem and scores fake_B."""
+    real_A = translate.to_device(batch["A"])
+    with torch.no_grad():
+        fake_B = translate(real_A)
+    visuals = {"real_A": real_A, "fake_B": fake_B}
+    if "B" in batch:
+        visuals["real_B"] = translate.to_device(batch["B"])
+    images = {}
+    for label, t in visuals.items():
+        images[label] = f"{stem}_{label}.png"
+        save_image(tensor2im(t), os.path.join(img_dir, images[label]), opt.aspect_ratio)
+    scores = metrics.update(fake_B, visuals["real_B"])[0] if metrics else {}
+    return Row(stem, images, scores)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -124,13 +137,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    translate = build_translator(ckpt.options, ckpt.netG, device, opt.amp, opt.channels_last)
+    try:
+        translate = build_translator(ckpt.options, ckpt.netG, device, opt.amp, opt.channels_last)
+    except WeightsMismatch as e:
+        fail(f"{ckpt.path}: {e}")
     # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
     translate.net.train(not opt.eval)
     torch.manual_seed(opt.seed)  # dropout is on by default, so results depend on the seed; it is saved
     web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
     img_dir = os.path.join(web_dir, "images")
-    os.makedirs(img_dir, exist_ok=True)
+    try:
+        os.makedirs(img_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=img_dir):  # a real write: os.access says yes to root on a read-only disk
+            pass
+    except OSError as e:
+        fail(f"--results_dir {opt.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
     save_options(opt, web_dir, "test", argv)
     metrics = None
     if opt.dataset_mode == "aligned" and opt.metric_list:
@@ -144,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         names = unique_names([dataset.input_path(i) for i in range(n)])  # one result per input, never shared
-        rows = translate_all(opt, translate, loader, names, img_dir, metrics)
+        rows, interrupted = translate_all(opt, translate, loader, names, img_dir, metrics)
     except (RuntimeError, ValueError) as e:
         msg = data_error(e)
         if msg is None:
@@ -157,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.sort(key=lambda r: r.scores[opt.sort_by], reverse=not HIGHER_IS_BETTER[opt.sort_by])
     page_path = write_test_page(web_dir, opt, tag, rows, summary)
     log.info("%d images in %.1f s; open %s", len(rows), elapsed, page_path)
+    if interrupted:
+        log.warning("interrupted: the page and metrics.json hold the %d of %d images done", len(rows), n)
+        return 130
     return 0
 
 
@@ -194,4 +218,8 @@ def write_test_page(web_dir: str, opt: TestOptions, tag: str, rows: list[Row], s
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before translating started
+        print("test.py: interrupted: stopped at once", file=sys.stderr)
+        sys.exit(130)

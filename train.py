@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
 import sys
 from collections.abc import Sequence
+
+STARTUP_INTERRUPT = "train.py: interrupted during start-up; nothing was trained or saved"
+if __name__ == "__main__":  # Ctrl-C while the libraries load or the data is scanned: one line, exit 130
+    signal.signal(signal.SIGINT, lambda *_: (print(STARTUP_INTERRUPT, file=sys.stderr), os._exit(130)))
 
 import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -18,7 +24,7 @@ from models.perceptual import WeightsMissing
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
 from util import checkpoint, distributed, run_folder
 from util.checkpoint import CheckpointError, NonFiniteWeights, Saver, Start
-from util.training import StopFlag, TrainLoop
+from util.training import InterruptedTwice, StopFlag, TrainLoop
 from util.util import setup_logging
 from util.validation import Validator, split_validation
 from util.visualizer import NullVisualizer, Visualizer
@@ -185,6 +191,9 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except KeyboardInterrupt:
+    except InterruptedTwice:
         print("train.py: interrupted twice: stopped at once, without saving", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:  # before training started: nothing to save
+        print(STARTUP_INTERRUPT, file=sys.stderr)
         sys.exit(130)

@@ -1,6 +1,7 @@
 """Bad input, interruptions and security: clear errors naming the file or flag, nothing half-written."""
 
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -345,3 +346,53 @@ def test_signal_during_the_last_epoch_end_exits_130(tiny_data, tmp_path, monkeyp
     args = [*train_args(tiny_data, tmp_path), "--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]
     assert train.main(args) == 130
     assert checkpoint.load(str(tmp_path / "r" / "latest.pth"))["epoch"] == 2  # the epoch end was completed
+
+
+def test_ctrl_c_during_start_up_is_one_line(tiny_data, tmp_path):
+    proc = start_training(train_args(tiny_data, tmp_path))
+    time.sleep(0.5)  # still loading the libraries
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted during start-up" in err and "Traceback" not in err
+
+
+def trained_run(tiny_data, tmp_path):
+    assert train.main([*train_args(tiny_data, tmp_path), "--stop_after_iters", "1", "--no_html"]) == 0
+    return ["--checkpoints_dir", str(tmp_path), "--name", "r", "--num_threads", "0"]
+
+
+def test_ctrl_c_in_test_py_writes_the_page_for_what_is_done(tiny_data, tmp_path, monkeypatch):
+    import test as test_script
+
+    make_pairs(os.path.join(tiny_data, "test"), 6, seed=9)
+    original, done = test_script.translate_one, []
+
+    def one(*args):
+        done.append(1)
+        if len(done) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the second image is translated
+        return original(*args)
+
+    monkeypatch.setattr(test_script, "translate_one", one)
+    res = tmp_path / "res"
+    assert test_script.main([*trained_run(tiny_data, tmp_path), "--results_dir", str(res)]) == 130
+    record = json.load(open(res / "r" / "test_latest" / "metrics.json"))
+    assert record["summary"]["n"] == len(record["per_image"]) == 2
+    assert os.path.exists(res / "r" / "test_latest" / "index.html")
+
+
+def test_results_dir_that_is_a_file(tiny_data, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    r = run_script("test.py", *trained_run(tiny_data, tmp_path), "--results_dir", str(tmp_path / "a_file"))
+    assert r.returncode == 2 and "--results_dir" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_options_that_do_not_fit_the_weights(tiny_data, tmp_path):
+    args = trained_run(tiny_data, tmp_path)
+    path = tmp_path / "r" / "latest.pth"
+    state = torch.load(path, weights_only=True)
+    state["options"]["generator"]["ngf"] = 8  # the weights were trained with ngf 4
+    torch.save(state, path)
+    r = run_script("test.py", *args, "--results_dir", str(tmp_path / "res"))
+    assert r.returncode == 2 and "the weights do not fit the generator its options describe" in r.stderr
+    assert "of another shape" in r.stderr and "Traceback" not in r.stderr

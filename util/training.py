@@ -18,11 +18,16 @@ from util.checkpoint import Progress, Saver
 log = logging.getLogger("train")
 
 
+class InterruptedTwice(KeyboardInterrupt):
+    """A second SIGINT/SIGTERM while the loop was finishing its step: stop at once, without saving."""
+
+
 class StopFlag:
     """First SIGINT/SIGTERM asks the loop to stop after the current step; a second one exits at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "finishing this step and saving latest") -> None:
         self.signum: int | None = None
+        self.what = what
 
     def install(self) -> None:
         self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -34,11 +39,9 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt
+            raise InterruptedTwice
         self.signum = signum
-        log.warning(
-            "got %s: finishing this step and saving latest (again to quit at once)", signal.Signals(signum).name
-        )
+        log.warning("got %s: %s (again to quit at once)", signal.Signals(signum).name, self.what)
 
 
 def batched(iterable: Iterable, k: int) -> Iterator[list]:
