@@ -25,7 +25,7 @@ from util.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.training import StopFlag
-from util.util import save_image, setup_logging, tensor2im, unique_names
+from util.util import WriteFailed, save_image, setup_logging, tensor2im, unique_names
 
 log = logging.getLogger("test")
 
@@ -152,7 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
     except OSError as e:
         fail(f"--results_dir {opt.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
-    save_options(opt, web_dir, "test", argv)
+    try:
+        save_options(opt, web_dir, "test", argv)
+    except WriteFailed as e:
+        fail(str(e))
     metrics = None
     if opt.dataset_mode == "aligned" and opt.metric_list:
         metrics = MetricSuite(opt.metric_list, device, opt.fid_weights, opt.lpips_weights, seed=opt.seed)
@@ -166,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         names = unique_names([dataset.input_path(i) for i in range(n)])  # one result per input, never shared
         rows, interrupted = translate_all(opt, translate, loader, names, img_dir, metrics)
+    except WriteFailed as e:  # a full disk, say; no half-written image is left
+        log.error("%s", e)
+        return 1
     except (RuntimeError, ValueError) as e:
         msg = data_error(e)
         if msg is None:

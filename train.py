@@ -25,7 +25,7 @@ from options.options import TrainOptions, format_options, given_flags, parse, sa
 from util import checkpoint, distributed, run_folder
 from util.checkpoint import CheckpointError, NonFiniteWeights, Saver, Start
 from util.training import InterruptedTwice, StopFlag, TrainLoop
-from util.util import setup_logging
+from util.util import WriteFailed, setup_logging
 from util.validation import Validator, split_validation
 from util.visualizer import NullVisualizer, Visualizer
 
@@ -61,15 +61,8 @@ def resolve(opt: TrainOptions, d: distributed.Dist) -> torch.device:
         )
     if len(opt.gpu_ids_list) > 1:
         log.warning("--gpu_ids %s: this trainer uses one device per process; using the first", opt.gpu_ids)
-    if not opt.gpu_ids_list:
-        return torch.device("cpu")
-    device = torch.device(f"cuda:{d.local_rank if d.enabled else opt.gpu_ids_list[0]}")
-    torch.cuda.set_device(device)
-    # Fixed-size crops: let cuDNN pick the fastest convolution algorithms once.
-    torch.backends.cudnn.benchmark = opt.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop")
-    # TF32 tensor cores for fp32 matmuls and convolutions: ~fp32 accuracy for GAN training, much faster.
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    return device
+    fixed_crops = opt.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop")
+    return distributed.training_device(d, opt.gpu_ids_list, fixed_crops)
 
 
 def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
@@ -139,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(str(e))
     try:
         return train(opt, argv, d, run_dir)
+    except WriteFailed as e:  # at start (options): nothing trained yet
+        fail(str(e))
     finally:
         distributed.cleanup(d)
         if lock is not None:
@@ -175,7 +170,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     try:
         with logging_redirect_tqdm():
             return loop.run()
-    except NonFiniteWeights as e:
+    except (NonFiniteWeights, WriteFailed) as e:  # a full disk, say: what was saved before is intact
         log.error("%s; not saved: %s", e, saver.what_is_kept())
         return 1
     except (RuntimeError, ValueError) as e:

@@ -396,3 +396,47 @@ def test_options_that_do_not_fit_the_weights(tiny_data, tmp_path):
     r = run_script("test.py", *args, "--results_dir", str(tmp_path / "res"))
     assert r.returncode == 2 and "the weights do not fit the generator its options describe" in r.stderr
     assert "of another shape" in r.stderr and "Traceback" not in r.stderr
+
+
+def full_disk_after(monkeypatch, n_ok: int) -> None:
+    """os.fsync succeeds n_ok times, then fails as a full disk does (every atomic write fsyncs once)."""
+    real, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) > n_ok:
+            raise OSError(28, "No space left on device")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_full_disk_at_start_is_one_message(tiny_data, tmp_path, monkeypatch, capsys):
+    full_disk_after(monkeypatch, 0)  # the first write: train_opt.txt
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(tiny_data, tmp_path))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "cannot write" in err and "train_opt.txt: No space left on device" in err
+    assert not os.path.exists(tmp_path / "r" / "train_opt.txt") and not glob.glob(str(tmp_path / "r" / "*.tmp"))
+
+
+def test_full_disk_during_a_checkpoint_keeps_the_last_one(tiny_data, tmp_path, monkeypatch, caplog):
+    args = [*train_args(tiny_data, tmp_path), "--save_latest_freq", "1", "--no_html", "--stop_after_iters", "3"]
+    full_disk_after(monkeypatch, 3)  # train_opt.txt, train_opt.json, latest at step 1; then the disk is full
+    assert train.main(args) == 1
+    assert (
+        "latest.pth: No space left on device; not saved: " in caplog.text and "keeps the last good state" in caplog.text
+    )
+    assert checkpoint.load(str(tmp_path / "r" / "latest.pth"))["total_iters"] == 1
+    assert not glob.glob(str(tmp_path / "r" / "*.tmp"))
+
+
+def test_full_disk_while_test_py_writes_images(tiny_data, tmp_path, monkeypatch, caplog):
+    import test as test_script
+
+    args = [*trained_run(tiny_data, tmp_path), "--results_dir", str(tmp_path / "res")]
+    full_disk_after(monkeypatch, 2)  # test_opt.txt and test_opt.json, then the first image
+    assert test_script.main(args) == 1
+    assert "real_A.png: No space left on device" in caplog.text
+    images = tmp_path / "res" / "r" / "test_latest" / "images"
+    assert os.listdir(images) == []  # no half-written or empty PNG

@@ -15,13 +15,13 @@ import math
 import os
 import re
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from options.options import RESUME_KEYS, TrainOptions
+from util.util import atomic_write
 
 log = logging.getLogger("train")
 
@@ -37,44 +37,14 @@ class NonFiniteWeights(RuntimeError):
     """Raised instead of saving a checkpoint whose weights hold NaN or inf."""
 
 
-def _file_mode() -> int:
-    """0666 less the umask, the mode open() gives (mkstemp's 0600 would make checkpoints private)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write(path: str, write) -> None:
-    """write(f) into a temp file beside path, fsync, then rename: a crash at any moment leaves the old file or
-    the new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        # Test hook: a pause between the complete temp file and the rename, so a test can SIGKILL here.
-        pause = float(os.environ.get("PIX2PIX_TEST_SAVE_PAUSE", "0"))
-        if pause > 0 and path.endswith(".pth"):
-            time.sleep(pause)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def atomic_save(obj: Any, path: str) -> None:
     """torch.save(obj) to path, atomically."""
-    _atomic_write(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def write_text(path: str, text: str) -> None:
     """A text file (options, logs' headers), atomically."""
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 # ---- reading -------------------------------------------------------------------------------------------------

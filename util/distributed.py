@@ -40,6 +40,18 @@ def setup(use_cuda: bool) -> Dist:
     return d
 
 
+def training_device(d: Dist, gpu_ids: list[int], fixed_crops: bool) -> torch.device:
+    """This process's device: the CPU, the first of gpu_ids, or under torchrun the GPU of its local rank; on CUDA
+    with cuDNN autotuning for fixed-size crops and TF32 tensor cores (about fp32's accuracy for GAN training)."""
+    if not gpu_ids:
+        return torch.device("cpu")
+    device = torch.device(f"cuda:{d.local_rank if d.enabled else gpu_ids[0]}")
+    torch.cuda.set_device(device)
+    torch.backends.cudnn.benchmark = fixed_crops
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()

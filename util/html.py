@@ -8,6 +8,8 @@ from urllib.parse import quote
 import dominate
 from dominate.tags import a, br, details, h3, img, meta, p, pre, summary, table, td, tr
 
+from util.util import atomic_write
+
 
 class HTML:
     """Collects headers and rows of (image, caption, link) and writes web_dir/index.html."""
@@ -77,8 +79,5 @@ class HTML:
 
     def save(self) -> str:
         path = os.path.join(self.web_dir, "index.html")
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.doc.render())
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write(self.doc.render().encode("utf-8")))
         return path

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,6 +22,51 @@ def tensor2im(t: torch.Tensor) -> np.ndarray:
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
     return arr
+
+
+class WriteFailed(OSError):
+    """A file could not be written (a full disk, say); the message names it. Nothing it replaces was damaged."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _file_mode() -> int:
+    """0666 less the umask, the mode open() gives (mkstemp's 0600 would make checkpoints private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: str, write) -> None:
+    """write(f) into a temp file beside path, fsync, then rename: a crash at any moment leaves the old file or
+    the new one. A failed write (a full disk, a vanished folder) raises WriteFailed naming the file, and leaves
+    the old file as it was."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    except OSError as e:
+        raise WriteFailed(f"cannot write {path}: {e.strerror or e}") from e
+    try:
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, "wb") as f:
+            try:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
+                raise WriteFailed(f"cannot write {path}: {reason}") from e
+        # Test hook: a pause between the complete temp file and the rename, so a test can SIGKILL here.
+        pause = float(os.environ.get("PIX2PIX_TEST_SAVE_PAUSE", "0"))
+        if pause > 0 and path.endswith(".pth"):
+            time.sleep(pause)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def unique_names(paths: Sequence[str]) -> list[str]:
@@ -48,7 +95,7 @@ def save_image(arr: np.ndarray, path: str, aspect_ratio: float) -> None:
         img = img.resize((int(w * aspect_ratio), h), Image.Resampling.BICUBIC)
     elif aspect_ratio < 1.0:
         img = img.resize((w, int(h / aspect_ratio)), Image.Resampling.BICUBIC)
-    img.save(path)
+    atomic_write(path, lambda f: img.save(f, format="PNG"))  # never a half-written PNG
 
 
 class _StdoutHandler(logging.StreamHandler):
