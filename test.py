@@ -122,6 +122,22 @@ def translate_one(opt: TestOptions, translate: Translator, batch: dict, stem: st
     return Row(stem, images, scores)
 
 
+def prepare_results(opt: TestOptions, tag: str, argv: list[str]) -> tuple[str, str]:
+    """results_dir/name/<phase>_<tag> and its images/ folder, proven writable, with test_opt.* in it."""
+    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
+    img_dir = os.path.join(web_dir, "images")
+    try:
+        os.makedirs(img_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=img_dir):  # a real write: os.access says yes to root on a read-only disk
+            pass
+        save_options(opt, web_dir, "test", argv)
+    except WriteFailed as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"--results_dir {opt.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
+    return web_dir, img_dir
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     given = given_flags(argv)
@@ -144,18 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
     translate.net.train(not opt.eval)
     torch.manual_seed(opt.seed)  # dropout is on by default, so results depend on the seed; it is saved
-    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
-    img_dir = os.path.join(web_dir, "images")
-    try:
-        os.makedirs(img_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=img_dir):  # a real write: os.access says yes to root on a read-only disk
-            pass
-    except OSError as e:
-        fail(f"--results_dir {opt.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
-    try:
-        save_options(opt, web_dir, "test", argv)
-    except WriteFailed as e:
-        fail(str(e))
+    web_dir, img_dir = prepare_results(opt, tag, argv)
     metrics = None
     if opt.dataset_mode == "aligned" and opt.metric_list:
         metrics = MetricSuite(opt.metric_list, device, opt.fid_weights, opt.lpips_weights, seed=opt.seed)
