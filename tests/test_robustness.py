@@ -440,3 +440,12 @@ def test_full_disk_while_test_py_writes_images(tiny_data, tmp_path, monkeypatch,
     assert "real_A.png: No space left on device" in caplog.text
     images = tmp_path / "res" / "r" / "test_latest" / "images"
     assert os.listdir(images) == []  # no half-written or empty PNG
+
+
+def test_bare_state_dict_where_latest_is_expected(tiny_data, tmp_path, capsys):
+    os.makedirs(tmp_path / "r")
+    torch.save({"model.0.weight": torch.zeros(1)}, tmp_path / "r" / "latest.pth")  # weights only, no options
+    with pytest.raises(SystemExit) as e:
+        train.main([*train_args(tiny_data, tmp_path), "--continue_train"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "not a checkpoint of this project (no options)" in err and "KeyError" not in err
