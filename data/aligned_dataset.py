@@ -63,6 +63,10 @@ class AlignedDataset(torch.utils.data.Dataset):
         images whose halves look wrong; check --preprocess crop against the image sizes."""
         files = [p for pair in self.pairs for p in pair if p is not None]
         sizes, errors = scan(files, decode=skip_bad, workers=workers)
+        for a, b in self.pairs:  # a combined image needs two halves of at least a pixel each
+            if b is None and a in sizes and min(sizes[a][0] // 2, sizes[a][1]) < 1:
+                w, h = sizes[a]
+                errors[a] = f"cannot read image {a}: {w}x{h} is too small to hold an A|B pair (two halves)"
         self.pairs = drop_bad(self.pairs, errors, skip_bad, max_bad_fraction)
         mismatched = [(a, b) for a, b in self.pairs if b is not None and sizes[a] != sizes[b]]
         if mismatched:

@@ -29,10 +29,17 @@ def load_image(path: str, nc: int) -> Image.Image:
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            if im.mode == "F":  # no known value range: 0..1, 0..255 and 0..65535 are all common
+                raise ValueError("32-bit float pixels (mode F) are not read; save the image with 8 or 16 bits")
+            top = im.getextrema()[1] if im.mode == "I" else None
+            if top is not None and top > 65535:
+                raise ValueError("32-bit integer pixels above 65535 (mode I) are not read; save with 8 or 16 bits")
+            if top is not None and top <= 255:  # 8-bit values in a 32-bit container: as they are
+                im = Image.fromarray(np.asarray(im).astype(np.uint8), mode="L")
+            elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float64)
                 im = Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8), mode="L")
-            elif im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+            elif im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (im.mode == "P" and "transparency" in im.info):
                 im = im.convert("RGBA").convert("RGB")  # drop alpha
             return im.convert("L" if nc == 1 else "RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -42,7 +49,13 @@ def load_image(path: str, nc: int) -> Image.Image:
 def inspect_image(path: str, decode: bool) -> tuple[int, int]:
     """(width, height) as the image will be used (EXIF rotation applied); decode=True also decodes the
     pixels, which catches truncated files; decode=False reads the header only."""
-    if os.path.getsize(path) == 0:
+    try:
+        empty = os.path.getsize(path) == 0
+    except OSError as e:  # a dangling link, a file removed since the scan
+        raise BadImageError(
+            f"cannot read image {path}: {e.strerror}" + (" (a dangling link)" if os.path.islink(path) else "")
+        ) from e
+    if empty:
         raise BadImageError(f"cannot read image {path}: the file is empty")
     try:
         with Image.open(path) as im:

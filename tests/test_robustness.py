@@ -449,3 +449,62 @@ def test_bare_state_dict_where_latest_is_expected(tiny_data, tmp_path, capsys):
         train.main([*train_args(tiny_data, tmp_path), "--continue_train"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "not a checkpoint of this project (no options)" in err and "KeyError" not in err
+
+
+MODES = ["1", "L", "P", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "I;16", "I", "F", "RGBX", "RGBa"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_is_converted_or_refused_never_blank(tmp_path, mode):
+    base = Image.fromarray(np.add.outer(np.arange(16), np.arange(16)).astype(np.uint8) * 8).convert("RGB")
+    if mode in ("I;16", "I"):
+        img = Image.fromarray(
+            (np.asarray(base.convert("L")).astype(np.int32) * 257).astype(np.uint16 if mode == "I;16" else np.int32)
+        )
+    elif mode == "F":
+        img = Image.fromarray(np.asarray(base.convert("L"), dtype=np.float32) / 255)
+    else:
+        img = base.convert(mode)
+    path = None
+    for ext in ("png", "tiff", "webp"):
+        try:
+            img.save(tmp_path / f"im.{ext}")
+            path = str(tmp_path / f"im.{ext}")
+            break
+        except (OSError, ValueError, KeyError):
+            continue
+    if path is None:
+        pytest.skip(f"Pillow writes mode {mode} to none of png, tiff, webp")
+    for nc in (1, 3):
+        try:
+            out = np.asarray(load_image(path, nc))
+        except Exception as e:  # refused: with a message naming the file, not some other error
+            assert "cannot read image" in str(e) and path in str(e), e
+            continue
+        assert out.dtype == np.uint8 and out.ndim == (2 if nc == 1 else 3)
+        assert out.std() > 10, f"mode {mode} became a blank image (nc {nc})"
+
+
+def test_links_count_each_file_once_and_never_loop(tmp_path):
+    from data.image_folder import make_dataset
+
+    make_pairs(str(tmp_path / "d"), 2)
+    os.symlink(tmp_path / "d", tmp_path / "d" / "loop")  # a link back to its own folder
+    os.symlink(tmp_path / "d" / "img000.png", tmp_path / "d" / "again.png")  # the same file twice
+    os.symlink(tmp_path / "d" / "nothing.png", tmp_path / "d" / "dangling.png")
+    found = [os.path.relpath(p, tmp_path / "d") for p in make_dataset(str(tmp_path / "d"), None)]
+    assert found == ["again.png", "dangling.png", "img001.png"]  # img000.png is again.png
+
+
+def test_dangling_link_and_halfless_image_are_bad_files(tmp_path, capsys):
+    make_pairs(str(tmp_path / "train"), 3)
+    os.symlink(tmp_path / "gone.png", tmp_path / "train" / "dangling.png")
+    Image.new("RGB", (1, 8)).save(tmp_path / "train" / "thin.png")  # no room for two halves
+    args = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name", "b", *TINY]
+    with pytest.raises(SystemExit) as e:
+        train.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "dangling.png" in err and "--skip_bad_images" in err
+    assert train.main([*args, "--skip_bad_images", "--max_bad_fraction", "0.5", "--stop_after_iters", "1"]) == 0
+    out = capsys.readouterr()
+    assert "dangling link" in out.out + out.err and "too small to hold an A|B pair" in out.out + out.err
