@@ -82,6 +82,7 @@ class AlignedDataset(torch.utils.data.Dataset):
         narrow = [a for a, b in self.pairs if b is None and sizes[a][0] < sizes[a][1]]
         warn_files(odd, "the width is odd, so the halves differ by a pixel and the last column is dropped")
         warn_files(narrow, "narrower than tall: is it really A and B side by side (A|B)?")
+        check_resized_memory(self.preprocess, self.sizes.values())
         if self.preprocess.preprocess == "crop":
             crop = self.preprocess.crop_size
             for a, _ in self.pairs:
@@ -144,6 +145,21 @@ class AlignedDataset(torch.utils.data.Dataset):
         if self.aug.enabled and self.preprocess.random:
             A, B = augment(A, B, self.aug, int(rng.integers(2**31)))
         return {"A": A, "B": B, "A_paths": left_path, "B_paths": right_path}
+
+
+def check_resized_memory(pre: Preprocess, sizes) -> None:
+    """A --load_size so large that one resized image would not fit in memory stops here, before any work: the
+    largest image after scaling, as an 8-bit RGB image and as the float tensor, against the available memory."""
+    from data.image_cache import available_memory, human
+
+    w, h = max((scaled_size(pre, *s) for s in sizes), key=lambda s: s[0] * s[1], default=(0, 0))
+    need = w * h * 3 * (1 + 4) * 2  # uint8 image and float32 tensor, for A and B
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise ValueError(
+            f"--load_size {pre.load_size}: images would be resized to {w}x{h}, {human(need)} per pair in memory, "
+            f"more than the {human(avail)} available; use a smaller --load_size"
+        )
 
 
 def check_batchable(dataset, batch_size: int) -> None:

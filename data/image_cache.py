@@ -22,16 +22,22 @@ class CacheTooLarge(ValueError):
     """The decoded images do not fit in the memory the cache may use; the message says how much is needed."""
 
 
+def available_memory() -> int | None:
+    """Bytes of memory the OS reports available (Linux's MemAvailable), or None where it is not known."""
+    try:
+        with open("/proc/meminfo") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def cache_budget() -> tuple[int, str]:
     """Bytes the cache may take, and how that was decided: half the memory the OS reports available, and no more
     than 90% of the free shared memory (/dev/shm), where torch keeps shared tensors on Linux."""
     limits = []
-    try:
-        with open("/proc/meminfo") as f:
-            avail = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    avail = available_memory()
+    if avail is not None:
         limits.append((avail // 2, f"half of the {avail / 2**30:.1f} GB of available memory"))
-    except (OSError, StopIteration):
-        pass
     if os.path.isdir("/dev/shm"):
         st = os.statvfs("/dev/shm")
         free = st.f_bavail * st.f_frsize

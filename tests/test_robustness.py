@@ -508,3 +508,11 @@ def test_dangling_link_and_halfless_image_are_bad_files(tmp_path, capsys):
     assert train.main([*args, "--skip_bad_images", "--max_bad_fraction", "0.5", "--stop_after_iters", "1"]) == 0
     out = capsys.readouterr()
     assert "dangling link" in out.out + out.err and "too small to hold an A|B pair" in out.out + out.err
+
+
+def test_absurd_load_size_stops_before_work(tiny_data, tmp_path, capsys):
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "big", *TINY]
+    with pytest.raises(SystemExit) as e:
+        train.main([*args, "--load_size", "2000000", "--crop_size", "32"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--load_size 2000000: images would be resized to 2000000x2000000" in err
