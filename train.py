@@ -19,7 +19,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import ensure_demo_dataset
 from data.image_io import data_error
-from models import create_model
+from models import WeightsMismatch, create_model
 from models.perceptual import WeightsMissing
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
 from util import checkpoint, distributed, run_folder
@@ -112,7 +112,10 @@ def build_model(opt: TrainOptions, start: Start, device: torch.device, d: distri
         except CheckpointError as e:
             fail(f"--init_from: {e}")
     if start.state is not None:
-        model.load_state_dict(start.state["model"])
+        try:
+            model.load_state_dict(start.state["model"])
+        except WeightsMismatch as e:
+            fail(f"--continue_train: {e}")
     if d.enabled:
         model.wrap_ddp()
     return model

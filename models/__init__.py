@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from models.loss import Pix2PixLoss
-from models.networks import define_D, define_G, size_multiple
+from models.networks import WeightsMismatch, define_D, define_G, load_weights, size_multiple
 from models.perceptual import build_vgg_loss
 from models.pix2pix_model import Pix2PixModel, lr_factor
 from models.runner import Runner
 from models.translator import Translator
 
 Groups = Mapping[str, Mapping[str, Any]]
+__all__ = ["WeightsMismatch", "build_generator", "build_translator", "create_model", "pad_multiple"]
 
 
 def pad_multiple(g: Mapping[str, Any]) -> int:
@@ -33,30 +34,6 @@ def build_generator(o: Groups, init: bool, grad_checkpoint: bool) -> nn.Module:
     return define_G(o["generator"], init_type, o["init"]["init_gain"], grad_checkpoint)
 
 
-class WeightsMismatch(ValueError):
-    """Weights that do not fit the network their options describe; the message says which and how."""
-
-
-def load_weights(net: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
-    """net.load_state_dict(state), or WeightsMismatch summarising what is missing, extra or of another shape."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in own
-        if k in state and state[k].shape != own[k].shape
-    ]
-    if missing or extra or shapes:
-        parts = [
-            f"{len(v)} {what} (e.g. {', '.join(v[:3])})"
-            for what, v in (("missing", missing), ("unexpected", extra), ("of another shape, file vs network", shapes))
-            if v
-        ]
-        raise WeightsMismatch("the weights do not fit the generator its options describe: " + "; ".join(parts))
-    net.load_state_dict(state)
-
-
 def build_translator(
     o: Groups, netG_state: Mapping[str, torch.Tensor], device: torch.device, amp: str, channels_last: bool
 ) -> Translator:
@@ -65,7 +42,7 @@ def build_translator(
     convention: dropout on, batch statistics); call .net.eval() for running statistics. Raises WeightsMismatch
     when netG_state does not fit the generator of o."""
     netG = build_generator(o, init=False, grad_checkpoint=False)
-    load_weights(netG, netG_state)
+    load_weights(netG, netG_state, "generator")
     G = Runner(netG, device, amp, channels_last, compile=False)
     return Translator(G, pad_multiple(o["generator"]), o["generator"]["residual"])
 

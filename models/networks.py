@@ -537,6 +537,30 @@ def add_spectral_norm(net: nn.Module) -> nn.Module:
     return net
 
 
+class WeightsMismatch(ValueError):
+    """Weights that do not fit the network their options describe; the message says which and how."""
+
+
+def load_weights(net: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
+    """net.load_state_dict(state), or WeightsMismatch summarising what is missing, extra or of another shape."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
+    if missing or extra or shapes:
+        parts = [
+            f"{len(v)} {what} (e.g. {', '.join(v[:3])})"
+            for what, v in (("missing", missing), ("unexpected", extra), ("of another shape, file vs network", shapes))
+            if v
+        ]
+        raise WeightsMismatch(f"the weights do not fit the {what} its options describe: " + "; ".join(parts))
+    net.load_state_dict(state)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
     """Pad (N, C, H, W) on the bottom/right to multiples of `multiple`; returns (padded, H, W).
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from models.loss import Pix2PixLoss
-from models.networks import frozen_batchnorm
+from models.networks import frozen_batchnorm, load_weights
 from models.runner import Runner
 from models.translator import Translator
 
@@ -245,8 +245,8 @@ class Pix2PixModel:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.netG.load_state_dict(state["netG"])
-        self.netD.load_state_dict(state["netD"])
+        load_weights(self.netG, state["netG"], "generator")  # WeightsMismatch, not a raw dump, if they do not fit
+        load_weights(self.netD, state["netD"], "discriminator")
         self.optimizer_G.load_state_dict(state["optimizer_G"])
         self.optimizer_D.load_state_dict(state["optimizer_D"])
         self.schedulers[0].load_state_dict(state["scheduler_G"])

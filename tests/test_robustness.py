@@ -516,3 +516,16 @@ def test_absurd_load_size_stops_before_work(tiny_data, tmp_path, capsys):
         train.main([*args, "--load_size", "2000000", "--crop_size", "32"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--load_size 2000000: images would be resized to 2000000x2000000" in err
+
+
+def test_resume_with_options_that_do_not_fit_the_weights(tiny_data, tmp_path, capsys):
+    assert train.main([*train_args(tiny_data, tmp_path), "--stop_after_iters", "1", "--no_html"]) == 0
+    path = tmp_path / "r" / "latest.pth"
+    state = torch.load(path, weights_only=True)
+    state["options"]["generator"]["ngf"] = 8  # edited by hand: the weights were trained with ngf 4
+    torch.save(state, path)
+    args = [*train_args(tiny_data, tmp_path), "--ngf", "8", "--continue_train"]
+    with pytest.raises(SystemExit) as e:
+        train.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "the weights do not fit the generator its options describe" in err
