@@ -71,6 +71,7 @@ def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
         dataset = create_dataset(opt, train=True)
         dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
         dataset.check_batchable(opt.batch_size)
+        dataset.check_min_size(opt.min_side, opt.skip_bad_images, opt.max_bad_fraction)
         val_set = split_validation(opt, dataset)
         if opt.cache_images:  # after the split: held-out images are not trained on, nor cached
             dataset.cache_images(workers=max(1, opt.num_threads))

@@ -57,6 +57,9 @@ class AlignedDataset(torch.utils.data.Dataset):
     def check_batchable(self, batch_size: int) -> None:
         check_batchable(self, batch_size)
 
+    def check_min_size(self, min_side: int, skip_bad: bool, max_bad_fraction: float) -> None:
+        check_min_size(self, min_side, skip_bad, max_bad_fraction)
+
     def check(self, skip_bad: bool, max_bad_fraction: float, workers: int) -> None:
         """Look at every file before any work: stop at the first unreadable one (or, with skip_bad, decode
         all, drop the bad pairs and stop only if more than max_bad_fraction are bad); warn about combined
@@ -145,6 +148,17 @@ class AlignedDataset(torch.utils.data.Dataset):
         if self.aug.enabled and self.preprocess.random:
             A, B = augment(A, B, self.aug, int(rng.integers(2**31)))
         return {"A": A, "B": B, "A_paths": left_path, "B_paths": right_path}
+
+
+def check_min_size(dataset, min_side: int, skip_bad: bool, max_bad_fraction: float) -> None:
+    """Pairs whose images, as preprocessed, are smaller than min_side (the discriminator's smallest input) are bad
+    files: named and refused, or skipped with --skip_bad_images."""
+    errors = {}
+    for a, _ in dataset.pairs:
+        w, h = scaled_size(dataset.preprocess, *dataset.sizes[a])
+        if min(w, h) < min_side:
+            errors[a] = f"cannot read image {a}: {w}x{h} as preprocessed, smaller than the {min_side} pixels D needs"
+    dataset.pairs = drop_bad(dataset.pairs, errors, skip_bad, max_bad_fraction)
 
 
 def check_resized_memory(pre: Preprocess, sizes) -> None:

@@ -200,6 +200,12 @@ class DiscriminatorOptions(Group):
         """Stride-2 convs of the PatchGAN."""
         return {"basic": 3, "n_layers": self.n_layers_D, "pixel": 0}[self.netD]
 
+    @property
+    def min_side(self) -> int:
+        """The smallest image side the discriminator takes: n stride-2 convs, then two 4x4 stride-1 convs that
+        take 1 and 2 pixels off; with --num_D scales the coarsest one sees the input halved num_D - 1 times."""
+        return 2 ** (self.patch_layers + 2) * 2 ** (self.num_D - 1)
+
 
 @dataclass
 class InitOptions(Group):
@@ -506,11 +512,8 @@ class RunOptions(Group):
         need(self.pool_size == 0, f"--pool_size {self.pool_size}: pix2pix uses no image pool; only 0 is accepted")
         need(o.dataset_mode == "aligned", "--dataset_mode single has no targets; it is for test.py only")
         need(not (self.accum_steps > 1 and self.skip_nonfinite), "--skip_nonfinite works with --accum_steps 1 only")
-        if o.preprocess in CROP_PREPROCESS:
-            # PatchGAN: n stride-2 convs, then two 4x4 stride-1 convs that take 1 and 2 pixels off.
-            # With --num_D scales the coarsest one sees the crop halved num_D - 1 times.
-            n = o.patch_layers
-            need_px = 2 ** (n + 2) * 2 ** (o.num_D - 1)
+        if o.preprocess in CROP_PREPROCESS:  # other preprocessing: checked per image (check_min_size)
+            n, need_px = o.patch_layers, o.min_side
             need(
                 o.crop_size >= need_px,
                 f"--crop_size {o.crop_size} is too small for --netD {o.netD} with {n} layers and --num_D {o.num_D}: "

@@ -529,3 +529,15 @@ def test_resume_with_options_that_do_not_fit_the_weights(tiny_data, tmp_path, ca
         train.main(args)
     err = capsys.readouterr().err
     assert e.value.code == 2 and "the weights do not fit the generator its options describe" in err
+
+
+def test_images_too_small_for_the_discriminator(tmp_path, capsys):
+    make_pairs(str(tmp_path / "train"), 3, w=40, h=40)
+    make_pairs(str(tmp_path / "train" / "small"), 1, w=8, h=8)  # --preprocess none: 8 px, D needs 32
+    args = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name", "s", *TINY]
+    args += ["--preprocess", "none"]
+    with pytest.raises(SystemExit) as e:
+        train.main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "small/img000.png: 8x8 as preprocessed, smaller than the 32 pixels D needs" in err
+    assert train.main([*args, "--skip_bad_images", "--max_bad_fraction", "0.3", "--stop_after_iters", "1"]) == 0
