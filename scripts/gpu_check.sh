@@ -67,10 +67,10 @@ small=(--ngf 8 --ndf 8)
 stage agreement 40 $PY scripts/cuda_agreement.py --device "$dev" --json "$out/agreement.json" --sizes "${agree[@]}"
 stage unet256 60 "${bench[@]}" --netG unet_256 --crop_size "$s256" "${small[@]}" "${nd[@]}" --configs "${cfg256[@]}" \
     --json "$out/unet256.json"
-stage unet512 120 "${bench[@]}" --netG unet_512 --crop_size "$s512" "${small[@]}" "${nd[@]}" --configs "${cfg512[@]}" \
+stage unet512 100 "${bench[@]}" --netG unet_512 --crop_size "$s512" "${small[@]}" "${nd[@]}" --configs "${cfg512[@]}" \
     --json "$out/unet512.json"
 if [ "$dev" = cuda ]; then
-    stage maxbatch512 90 $PY scripts/benchmark.py --device cuda --netG unet_512 --crop_size 512 \
+    stage maxbatch512 75 $PY scripts/benchmark.py --device cuda --netG unet_512 --crop_size 512 \
         --configs bf16 bf16,gc --max_batch 24 --max_batch_limit 128 --json "$out/maxbatch512.json"
 fi
 # Loader: 10 workers with --cache_images at 512 (docs/performance.md: about 7 at 25% of the peak, plus headroom).

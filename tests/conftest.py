@@ -92,13 +92,17 @@ def make_pairs(folder: str, n: int, w: int = 32, h: int = 32, seed: int = 0, ext
     return paths
 
 
+def make_dataroot(root, **phases: int) -> str:
+    """root/<phase>/ with that many 32x32 pairs each (seeds 1, 2, ... in the order given)."""
+    for seed, (phase, n) in enumerate(phases.items(), start=1):
+        make_pairs(str(root / phase), n, seed=seed)
+    return str(root)
+
+
 @pytest.fixture
 def tiny_data(tmp_path):
     """dataroot with train/ (4 pairs) and test/ (2 pairs) of 32x32 halves."""
-    root = tmp_path / "data"
-    make_pairs(str(root / "train"), 4, seed=1)
-    make_pairs(str(root / "test"), 2, seed=2)
-    return str(root)
+    return make_dataroot(tmp_path / "data", train=4, test=2)
 
 
 def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:

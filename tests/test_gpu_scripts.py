@@ -23,12 +23,16 @@ def test_loader_speed_measures_with_and_without_the_cache(tmp_path, capsys):
     assert "| d (6) | 36->32 | on (" in capsys.readouterr().out
 
 
-def test_cuda_agreement_runs_and_compares(tmp_path):
+def test_cuda_agreement_runs_and_compares(tmp_path, monkeypatch):
     # On the CPU against itself it must agree exactly; on a GPU the same code compares CPU with CUDA.
     out = tmp_path / "a.json"
     assert cuda_agreement.main(["--device", "cpu", "--sizes", "unet_128:128", "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())["rows"]
     assert row["ok"] and row["G_max_abs"] == 0.0 and row["D_max_abs"] == 0.0
+    # A difference over the tolerance is reported and fails the run.
+    monkeypatch.setattr(cuda_agreement, "TOLERANCE", -1.0)
+    assert cuda_agreement.main(["--device", "cpu", "--sizes", "unet_128:128", "--json", str(out)]) == 1
+    assert json.loads(out.read_text())["rows"][0]["ok"] is False
 
 
 def bench_rows(rows):

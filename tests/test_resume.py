@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, TINY, make_pairs
+from conftest import ROOT, TINY, make_dataroot
 from util import checkpoint
 from util.run_folder import RunLock
 
@@ -20,10 +20,7 @@ from util.run_folder import RunLock
 @pytest.fixture
 def data3(tmp_path):
     """3 training pairs (3 steps an epoch at batch 1) and 1 validation pair."""
-    root = tmp_path / "data"
-    make_pairs(str(root / "train"), 3, seed=1)
-    make_pairs(str(root / "val"), 1, seed=2)
-    return str(root)
+    return make_dataroot(tmp_path / "data", train=3, val=1)
 
 
 def run_args(data, ck, name):

@@ -9,6 +9,8 @@ import logging
 import os
 import re
 
+from util.util import atomic_write
+
 log = logging.getLogger("train")
 LOCK_FILE = ".lock"
 # The temp files util/checkpoint.py's atomic writes leave when killed: <file>.<random>.tmp beside the file.
@@ -87,9 +89,7 @@ def _rewrite(path: str, keep) -> None:
         lines = f.readlines()
     kept = [ln for ln in lines if ln.endswith("\n") and keep(ln)]  # a torn last line (no newline) goes too
     if len(kept) != len(lines):
-        from util.checkpoint import write_text
-
-        write_text(path, "".join(kept))
+        atomic_write(path, lambda f: f.write("".join(kept).encode()))
         log.info(
             "%s: %d line(s) past the checkpoint dropped; the resumed run writes them again",
             path,
