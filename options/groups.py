@@ -176,10 +176,6 @@ class GeneratorOptions(Group):
         unet = self.netG.startswith("unet")
         need(self.num_downs is None or unet, f"--num_downs applies to U-Net generators only, not --netG {self.netG}")
 
-    @property
-    def size_multiple(self) -> int:
-        return size_multiple(self.netG, self.num_downs)
-
 
 @dataclass
 class DiscriminatorOptions(Group):

@@ -86,10 +86,6 @@ class Options:
     def gpu_ids_list(self) -> list[int]:
         return gpu_id_list(self.gpu_ids)  # type: ignore[attr-defined]
 
-    @property
-    def is_train(self) -> bool:
-        return self.script == "train"
-
 
 TRAIN_GROUPS = (
     BasicOptions,
