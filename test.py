@@ -18,11 +18,12 @@ from tqdm import tqdm
 from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import DEMO_DIR, ensure_demo_dataset
 from data.image_io import data_error
-from models import WeightsMismatch, build_translator
-from models.translator import Translator
+from models import WeightsMismatch
+from options.groups import GeneratorOptions
 from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, TestOptions, given_flags, parse, save_options
 from util.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from util.html import HTML
+from util.inference import ImageTranslator, reference_options
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.training import StopFlag
 from util.util import WriteFailed, save_image, setup_logging, tensor2im, unique_names
@@ -40,7 +41,9 @@ def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]
     if load_iter > 0:  # the reference names these result folders <phase>_<epoch>_iter<N>
         return os.path.join(run_dir, f"iter_{load_iter}_net_G.pth"), f"{epoch}_iter{load_iter}"
     if epoch == "latest":
-        return os.path.join(run_dir, "latest.pth"), "latest"
+        path = os.path.join(run_dir, "latest.pth")
+        reference = os.path.join(run_dir, "latest_net_G.pth")  # a reference implementation's run folder
+        return (reference if not os.path.exists(path) and os.path.exists(reference) else path), "latest"
     if epoch == "best":
         return os.path.join(run_dir, "best_net_G.pth"), "best"
     return os.path.join(run_dir, f"{epoch}_net_G.pth"), epoch
@@ -56,11 +59,13 @@ def load_run(opt: TestOptions, given: set[str]) -> tuple[TestOptions, GeneratorC
         found = "found: " + ", ".join(have) if have else "that run folder has none"
         fail(f"no checkpoint {path} (--name {opt.name}, --epoch {opt.epoch}); {found}")
     try:
-        ckpt = load_generator(path, prefer_ema=not opt.no_ema)
+        ckpt = load_generator(path, not opt.no_ema, reference_options(opt.group(GeneratorOptions)))
     except CheckpointError as e:
         fail(str(e))
     if ckpt.ema:
         log.info("using the generator's exponential moving average (--no_ema for the trained weights)")
+    if ckpt.reference:
+        return reference_run(opt, given, ckpt), ckpt, tag
     saved = ckpt.options
     updates = dict(saved["generator"])
     for k in ARCHITECTURE_KEYS:
@@ -69,7 +74,25 @@ def load_run(opt: TestOptions, given: set[str]) -> tuple[TestOptions, GeneratorC
     updates.update({k: saved["preprocess"][k] for k in INHERITED_DATA_KEYS if k not in given})
     if "dataroot" not in given:
         updates["dataroot"] = saved["data"]["dataroot"]
-    opt = dataclasses.replace(opt, **updates)
+    return check_data(dataclasses.replace(opt, **updates), given), ckpt, tag
+
+
+def reference_run(opt: TestOptions, given: set[str], ckpt: GeneratorCheckpoint) -> TestOptions:
+    """A reference implementation's generator file holds weights only: the architecture is the command line's
+    (with the reference's defaults) and, as in the reference's test.py, images are resized to --crop_size."""
+    flags = " ".join(f"--{k} {getattr(opt, k)}" for k in ("netG", "ngf", "norm", "input_nc", "output_nc"))
+    log.info(
+        "%s is a reference generator file (weights only); its architecture is the command line's: %s", ckpt.path, flags
+    )
+    if "dataroot" not in given:
+        fail(f"{ckpt.path} holds no options, so no --dataroot either: pass --dataroot")
+    if "load_size" not in given:
+        opt = dataclasses.replace(opt, load_size=opt.crop_size)
+    return check_data(opt, given)
+
+
+def check_data(opt: TestOptions, given: set[str]) -> TestOptions:
+    """The data folder and sizes the test will use, checked."""
     if opt.dataroot is None or (opt.dataroot == DEMO_DIR and not os.path.isdir(DEMO_DIR)):
         opt.dataroot = ensure_demo_dataset()
     if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
@@ -78,8 +101,8 @@ def load_run(opt: TestOptions, given: set[str]) -> tuple[TestOptions, GeneratorC
             "resized image"
         )
     if not os.path.isdir(opt.dataroot):
-        fail(f"--dataroot {opt.dataroot} (from the training run): no such folder; pass --dataroot")
-    return opt, ckpt, tag
+        fail(f"--dataroot {opt.dataroot}{'' if 'dataroot' in given else ' (from the training run)'}: no such folder")
+    return opt
 
 
 @dataclass
@@ -90,7 +113,7 @@ class Row:
 
 
 def translate_all(
-    opt: TestOptions, translate: Translator, loader, names: list[str], img_dir: str, metrics: MetricSuite | None
+    opt: TestOptions, translate: ImageTranslator, loader, names: list[str], img_dir: str, metrics: MetricSuite | None
 ) -> tuple[list[Row], bool]:
     """Translate every batch (of one image) under its own name; (rows, whether Ctrl-C stopped it early)."""
     rows: list[Row] = []
@@ -106,14 +129,12 @@ def translate_all(
     return rows, stop.signum is not None
 
 
-def translate_one(opt: TestOptions, translate: Translator, batch: dict, stem: str, img_dir: str, metrics) -> Row:
+def translate_one(opt: TestOptions, translate: ImageTranslator, batch: dict, stem: str, img_dir: str, metrics) -> Row:
     """real_A -> fake_B for one batch of one image; saves the images under stem and scores fake_B."""
-    real_A = translate.to_device(batch["A"])
-    with torch.no_grad():
-        fake_B = translate(real_A)
-    visuals = {"real_A": real_A, "fake_B": fake_B}
+    fake_B = translate.translate(batch["A"])
+    visuals = {"real_A": batch["A"], "fake_B": fake_B}
     if "B" in batch:
-        visuals["real_B"] = translate.to_device(batch["B"])
+        visuals["real_B"] = batch["B"].to(fake_B.device)
     images = {}
     for label, t in visuals.items():
         images[label] = f"{stem}_{label}.png"
@@ -154,11 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
-        translate = build_translator(ckpt.options, ckpt.netG, device, opt.amp, opt.channels_last)
+        # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
+        translate = ImageTranslator.from_checkpoint(ckpt, device, opt.amp, opt.channels_last, opt.eval)
     except WeightsMismatch as e:
         fail(f"{ckpt.path}: {e}")
-    # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
-    translate.net.train(not opt.eval)
     torch.manual_seed(opt.seed)  # dropout is on by default, so results depend on the seed; it is saved
     web_dir, img_dir = prepare_results(opt, tag, argv)
     metrics = None

@@ -16,11 +16,28 @@ from models.loss import Pix2PixLoss
 from models.networks import WeightsMismatch, define_D, define_G, load_weights, size_multiple
 from models.perceptual import build_vgg_loss
 from models.pix2pix_model import Pix2PixModel, lr_factor
+from models.reference import load_reference_weights
 from models.runner import Runner
 from models.translator import Translator
 
 Groups = Mapping[str, Mapping[str, Any]]
-__all__ = ["WeightsMismatch", "build_generator", "build_translator", "create_model", "pad_multiple"]
+__all__ = [
+    "WeightsMismatch",
+    "build_generator",
+    "build_translator",
+    "create_model",
+    "load_translator",
+    "pad_multiple",
+]
+
+
+def load_translator(path: str, **kwargs: Any):
+    """The Python API: a checkpoint's generator as a util.inference.ImageTranslator, t(pil_image) -> pil_image.
+    See util.inference.load_translator for the arguments."""
+    # Imported here: reading a checkpoint needs options/, and options/ imports models.networks.
+    from util.inference import load_translator as load
+
+    return load(path, **kwargs)
 
 
 def pad_multiple(g: Mapping[str, Any]) -> int:
@@ -35,14 +52,23 @@ def build_generator(o: Groups, init: bool, grad_checkpoint: bool) -> nn.Module:
 
 
 def build_translator(
-    o: Groups, netG_state: Mapping[str, torch.Tensor], device: torch.device, amp: str, channels_last: bool
+    o: Groups,
+    netG_state: Mapping[str, torch.Tensor],
+    device: torch.device,
+    amp: str,
+    channels_last: bool,
+    reference: bool = False,
 ) -> Translator:
     """The trained generator of options o with the weights netG_state, for inference. Precision and layout
     are the caller's choice, not the training run's. The generator is left in train mode (pix2pix's test-time
-    convention: dropout on, batch statistics); call .net.eval() for running statistics. Raises WeightsMismatch
-    when netG_state does not fit the generator of o."""
+    convention: dropout on, batch statistics); call .net.eval() for running statistics. reference: netG_state is
+    a reference implementation's state dict (models/reference.py adapts it). Raises WeightsMismatch when
+    netG_state does not fit the generator of o."""
     netG = build_generator(o, init=False, grad_checkpoint=False)
-    load_weights(netG, netG_state, "generator")
+    if reference:
+        load_reference_weights(netG, netG_state, o["generator"])
+    else:
+        load_weights(netG, netG_state, "generator")
     G = Runner(netG, device, amp, channels_last, compile=False)
     return Translator(G, pad_multiple(o["generator"]), o["generator"]["residual"])
 

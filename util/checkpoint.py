@@ -10,6 +10,7 @@ Files of a run (checkpoints_dir/name/):
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import math
 import os
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from models.reference import adapt_reference, is_bare_state_dict
 from options.options import RESUME_KEYS, TrainOptions
 from util.util import atomic_write
 
@@ -48,8 +50,9 @@ def write_text(path: str, text: str) -> None:
 
 
 # ---- reading -------------------------------------------------------------------------------------------------
-def load(path: str) -> dict:
-    """Load a checkpoint on the CPU with weights_only=True (no code from pickles) and migrate it to FORMAT."""
+def read(path: str) -> Any:
+    """torch.load on the CPU with weights_only=True (no code from pickles); CheckpointError says why a file
+    cannot be read."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -66,6 +69,15 @@ def load(path: str) -> dict:
         elif "Weights only load failed" in text:
             reason = "not a checkpoint: the file's bytes are not a PyTorch checkpoint (truncated, or other data)"
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from e
+    return state
+
+
+def load(path: str) -> dict:
+    """A checkpoint of this project, migrated to FORMAT."""
+    return _project_checkpoint(read(path), path)
+
+
+def _project_checkpoint(state: Any, path: str) -> dict:
     if not isinstance(state, dict) or "options" not in state:
         raise CheckpointError(f"cannot load checkpoint {path}: not a checkpoint of this project (no options)")
     return migrate(state, path)
@@ -109,17 +121,66 @@ class GeneratorCheckpoint:
     ema: bool  # the weights are the exponential moving average
     epoch: int
     path: str
+    reference: bool = False  # a reference implementation's bare state dict; options are the caller's
 
 
-def load_generator(path: str, prefer_ema: bool) -> GeneratorCheckpoint:
-    """The generator of latest.pth or of a snapshot; with prefer_ema the EMA weights when the run kept them."""
-    state = load(path)
+def load_generator(
+    path: str, prefer_ema: bool, reference_options: dict[str, dict[str, Any]] | None = None
+) -> GeneratorCheckpoint:
+    """The generator of latest.pth, of a snapshot, of an exported .safetensors file, or of the pix2pix reference
+    implementation's <epoch>_net_G.pth; with prefer_ema the EMA weights when the run kept them. A reference file
+    is a bare state dict without options: reference_options (by group, from the caller's flags) describe it."""
+    if path.endswith(".safetensors"):
+        return load_safetensors(path)
+    raw = read(path)
+    if is_bare_state_dict(raw):
+        if reference_options is None:
+            raise CheckpointError(f"{path} is a bare state dict (a reference implementation's file) without options")
+        return GeneratorCheckpoint(dict(raw), reference_options, False, 0, path, reference=True)
+    state = _project_checkpoint(raw, path)
     weights = state["model"] if state["kind"] == "latest" else state
     ema = weights.get("netG_ema")
     if "netG_ema_avg" in weights:  # latest.pth: the AveragedModel's own state, its module's keys prefixed
         ema = {k[len("module.") :]: v for k, v in weights["netG_ema_avg"].items() if k.startswith("module.")}
     use_ema = prefer_ema and ema is not None
     return GeneratorCheckpoint(ema if use_ema else weights["netG"], state["options"], use_ema, state["epoch"], path)
+
+
+SAFETENSORS_KIND = "pix2pix-generator"
+
+
+def save_safetensors(ckpt: GeneratorCheckpoint, path: str) -> None:
+    """The generator's weights with its options (JSON) as metadata: no pickle, loadable by load_generator."""
+    from safetensors.torch import save
+
+    metadata = {
+        "kind": SAFETENSORS_KIND,
+        "format": str(FORMAT),
+        "options": json.dumps(ckpt.options),
+        "ema": json.dumps(ckpt.ema),
+        "epoch": str(ckpt.epoch),
+    }
+    tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt.netG.items()}
+    data = save(tensors, metadata=metadata)
+    atomic_write(path, lambda f: f.write(data))
+
+
+def load_safetensors(path: str) -> GeneratorCheckpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"cannot load {path}: not a safetensors file ({e})") from e
+    if metadata.get("kind") != SAFETENSORS_KIND or "options" not in metadata:
+        raise CheckpointError(
+            f"cannot load {path}: a safetensors file without this project's metadata (kind {SAFETENSORS_KIND!r} "
+            "and options); write it with export.py --format safetensors"
+        )
+    options = TrainOptions.from_dict(json.loads(metadata["options"])).to_dict()
+    return GeneratorCheckpoint(tensors, options, json.loads(metadata["ema"]), int(metadata["epoch"]), path)
 
 
 # ---- writing -------------------------------------------------------------------------------------------------
@@ -305,8 +366,15 @@ def _check_same_networks(opt: TrainOptions, saved: dict) -> None:
 
 def init_from(model, path: str) -> None:
     """--init_from: every tensor of another run's netG and netD whose name and shape match; the rest is listed."""
-    source = load(path)
-    nets = source["model"] if source["kind"] == "latest" else source
+    raw = read(path)
+    if is_bare_state_dict(raw):  # the reference's <epoch>_net_G.pth, and its <epoch>_net_D.pth beside it
+        nets = {"netG": adapt_reference(model.netG, raw, zero_bias=False)}
+        d_path = path.removesuffix("_net_G.pth") + "_net_D.pth"
+        if d_path != path + "_net_D.pth" and os.path.exists(d_path):
+            nets["netD"] = adapt_reference(model.netD, read(d_path), zero_bias=False)
+    else:
+        source = _project_checkpoint(raw, path)
+        nets = source["model"] if source["kind"] == "latest" else source
     if "netG" not in nets:
         raise CheckpointError(f"{path} holds no generator (netG): not a latest.pth or *_net_G.pth of a run")
     for name, net in (("netG", model.netG), ("netD", model.netD)):

@@ -1,0 +1,186 @@
+"""The Python API: load_translator(path) -> ImageTranslator, which turns PIL images or tensors into translated
+ones; test.py, translate.py and export.py use it too, so there is one inference path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from PIL import Image
+
+from data.transforms import to_tensor
+from models import build_translator
+from models.tiling import translate_tiled
+from models.translator import Translator
+from options.groups import SpeedOptions, TestingOptions
+from options.options import TrainOptions
+from util.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
+from util.util import tensor2im
+
+
+def reference_options(generator: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Options by group for a file that has none (a reference state dict): the defaults (the reference's:
+    unet_256, batch norm, dropout, ngf 64) with the given generator flags, validated as a command line's are.
+    Raises options.groups.OptionError naming a bad flag, TypeError for an unknown one."""
+    opt = TrainOptions(**generator)
+    opt.validate()
+    return opt.to_dict()
+
+
+def find_checkpoint(path: str) -> str:
+    """A file as it is; a run folder: its latest.pth, else a reference run's latest_net_G.pth."""
+    if not os.path.isdir(path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no checkpoint {path}")
+        return path
+    for name in ("latest.pth", "latest_net_G.pth"):
+        if os.path.exists(os.path.join(path, name)):
+            return os.path.join(path, name)
+    raise FileNotFoundError(f"{path} holds neither latest.pth nor latest_net_G.pth")
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_translator(
+    path: str,
+    *,
+    device: str | torch.device | None = None,
+    amp: str = SpeedOptions.amp,  # the defaults of the flags of the same names
+    channels_last: bool = SpeedOptions.channels_last,
+    eval: bool = TestingOptions.eval,
+    prefer_ema: bool = True,
+    **generator: Any,
+) -> ImageTranslator:
+    """The trained generator of a checkpoint, ready to translate.
+
+    path: a run folder (checkpoints/NAME), latest.pth, <epoch>_net_G.pth, best_net_G.pth, an exported .safetensors,
+    or a pix2pix reference implementation's <epoch>_net_G.pth. A reference file holds no options: pass its
+    architecture as generator flags (netG="unet_256", norm="batch", ngf=64, no_dropout=False, ...; those are the
+    defaults). device: default CUDA if available. amp: "none", "bf16" or "fp16" autocast. eval: running batch-norm
+    statistics and no dropout; the default is pix2pix's test-time convention (dropout on, the image's own batch
+    statistics), so outputs then depend on torch's RNG (torch.manual_seed for repeatable ones). prefer_ema: the
+    run's exponential moving average of G when it kept one.
+
+    Raises FileNotFoundError, util.checkpoint.CheckpointError (an unreadable file), models.WeightsMismatch
+    (weights that do not fit their architecture; the message names the flags to try) and ValueError."""
+    path = find_checkpoint(str(path))
+    ckpt = load_generator(path, prefer_ema, reference_options(generator))
+    if generator and not ckpt.reference:
+        raise ValueError(
+            f"{path} holds its own options; {', '.join(sorted(generator))} apply to reference files (bare state "
+            "dicts) only"
+        )
+    return ImageTranslator.from_checkpoint(ckpt, torch.device(device or default_device()), amp, channels_last, eval)
+
+
+class ImageTranslator:
+    """A trained generator with what it takes to use it: direction, channels, normalisation to [-1, 1], padding
+    to the network's size multiple (inputs of any size), --residual, precision and device.
+
+    t(pil_image) -> PIL image; t(tensor) -> tensor, for (C, H, W) or (N, C, H, W) in [-1, 1], returned in fp32 on
+    the input's device. tile=T, overlap=O translate in overlapping tiles (images too large for memory)."""
+
+    def __init__(self, translator: Translator, checkpoint: GeneratorCheckpoint, eval: bool) -> None:
+        self.translator = translator
+        self.checkpoint = checkpoint
+        self.set_eval(eval)
+
+    @classmethod
+    def from_checkpoint(
+        cls, ckpt: GeneratorCheckpoint, device: torch.device, amp: str, channels_last: bool, eval: bool
+    ) -> ImageTranslator:
+        """Raises models.WeightsMismatch when the weights do not fit the checkpoint's options."""
+        t = build_translator(ckpt.options, ckpt.netG, device, amp, channels_last, reference=ckpt.reference)
+        return cls(t, ckpt, eval)
+
+    # ---- what it is --------------------------------------------------------------------------------------
+    @property
+    def options(self) -> dict[str, dict[str, Any]]:
+        """The run's options by group (for a reference file: the flags it was loaded with)."""
+        return self.checkpoint.options
+
+    @property
+    def generator(self) -> dict[str, Any]:
+        return self.checkpoint.options["generator"]
+
+    @property
+    def net(self) -> torch.nn.Module:
+        return self.translator.net
+
+    @property
+    def device(self) -> torch.device:
+        return self.translator.G.device
+
+    @property
+    def direction(self) -> str:
+        return self.generator["direction"]
+
+    @property
+    def input_nc(self) -> int:
+        return self.generator["input_nc"]
+
+    @property
+    def output_nc(self) -> int:
+        return self.generator["output_nc"]
+
+    @property
+    def pad_multiple(self) -> int:
+        """Inputs are padded to multiples of this (2**num_downs for a U-Net) and the output cropped back."""
+        return self.translator.pad_multiple
+
+    @property
+    def eval(self) -> bool:
+        return not self.net.training
+
+    def set_eval(self, eval: bool) -> None:
+        """eval: running statistics and no dropout; otherwise pix2pix's train-mode testing."""
+        self.net.train(not eval)
+
+    @property
+    def batch_statistics(self) -> bool:
+        """Whether outputs depend on the other images of a batch (train-mode batch norm)."""
+        bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.net.modules())
+        return bn and not self.eval
+
+    # ---- translating -------------------------------------------------------------------------------------
+    def translate(self, real_A: torch.Tensor, tile: int | None = None, overlap: int = 0) -> torch.Tensor:
+        """real_A (N, input_nc, H, W) in [-1, 1] on any device -> fake_B (N, output_nc, H, W), fp32, on
+        self.device. tile: translate in tile x tile pieces overlapping by `overlap` pixels."""
+        x = self.translator.to_device(real_A)
+        with torch.no_grad():
+            if tile is None or (x.shape[-2] <= tile and x.shape[-1] <= tile):
+                return self.translator(x)
+            return translate_tiled(self.translator, x, self.output_nc, tile, overlap)
+
+    def __call__(self, x: Image.Image | torch.Tensor, tile: int | None = None, overlap: int = 0):
+        if isinstance(x, Image.Image):
+            return self.to_image(self.translate(self.to_tensor(x), tile, overlap))
+        if not torch.is_tensor(x) or x.dim() not in (3, 4):
+            raise TypeError(f"expected a PIL image or a (C, H, W) / (N, C, H, W) tensor, not {type(x).__name__}")
+        batch = x if x.dim() == 4 else x[None]
+        if batch.shape[1] != self.input_nc:
+            raise ValueError(f"the generator takes {self.input_nc}-channel input, not {batch.shape[1]} channels")
+        out = self.translate(batch, tile, overlap).to(x.device)
+        return out if x.dim() == 4 else out[0]
+
+    def to_tensor(self, img: Image.Image) -> torch.Tensor:
+        """A PIL image -> (1, input_nc, H, W) in [-1, 1] (converted to L or RGB as the generator takes)."""
+        return to_tensor(img.convert("L" if self.input_nc == 1 else "RGB"))[None]
+
+    def to_image(self, t: torch.Tensor) -> Image.Image:
+        """The first image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> PIL (L for one channel)."""
+        arr = tensor2im(t)
+        return Image.fromarray(arr[..., 0] if self.output_nc == 1 else arr)
+
+    def split_pair(self, img: Image.Image) -> tuple[Image.Image, Image.Image]:
+        """An A|B pair image (A left, B right) -> (input, target) as the run's --direction takes them."""
+        w, h = img.size
+        a, b = img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w // 2 * 2, h))
+        return (a, b) if self.direction == "AtoB" else (b, a)
+
+
+__all__ = ["CheckpointError", "ImageTranslator", "find_checkpoint", "load_translator", "reference_options"]
