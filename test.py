@@ -19,11 +19,10 @@ from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import DEMO_DIR, ensure_demo_dataset
 from data.image_io import data_error
 from models import WeightsMismatch
-from options.groups import GeneratorOptions
 from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, TestOptions, given_flags, parse, save_options
-from util.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
+from util.checkpoint import CheckpointError, GeneratorCheckpoint
 from util.html import HTML
-from util.inference import ImageTranslator, reference_options
+from util.inference import ImageTranslator, open_checkpoint
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.training import StopFlag
 from util.util import WriteFailed, save_image, setup_logging, tensor2im, unique_names
@@ -36,30 +35,11 @@ def fail(msg: str) -> None:
     sys.exit(2)
 
 
-def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]:
-    """(file, tag): latest.pth for --epoch latest, <N>_net_G.pth, or iter_<N>_net_G.pth for --load_iter."""
-    if load_iter > 0:  # the reference names these result folders <phase>_<epoch>_iter<N>
-        return os.path.join(run_dir, f"iter_{load_iter}_net_G.pth"), f"{epoch}_iter{load_iter}"
-    if epoch == "latest":
-        path = os.path.join(run_dir, "latest.pth")
-        reference = os.path.join(run_dir, "latest_net_G.pth")  # a reference implementation's run folder
-        return (reference if not os.path.exists(path) and os.path.exists(reference) else path), "latest"
-    if epoch == "best":
-        return os.path.join(run_dir, "best_net_G.pth"), "best"
-    return os.path.join(run_dir, f"{epoch}_net_G.pth"), epoch
-
-
 def load_run(opt: TestOptions, given: set[str]) -> tuple[TestOptions, GeneratorCheckpoint, str]:
     """The generator asked for, and the options completed from its run: the generator's own (the command line's
     are ignored, with a warning) and the data options the command line leaves out."""
-    run_dir = os.path.join(opt.checkpoints_dir, opt.name)
-    path, tag = checkpoint_path(run_dir, opt.epoch, opt.load_iter)
-    if not os.path.exists(path):
-        have = sorted(f for f in os.listdir(run_dir) if f.endswith(".pth")) if os.path.isdir(run_dir) else []
-        found = "found: " + ", ".join(have) if have else "that run folder has none"
-        fail(f"no checkpoint {path} (--name {opt.name}, --epoch {opt.epoch}); {found}")
     try:
-        ckpt = load_generator(path, not opt.no_ema, reference_options(opt.group(GeneratorOptions)))
+        ckpt, tag = open_checkpoint(opt)
     except CheckpointError as e:
         fail(str(e))
     if ckpt.ema:

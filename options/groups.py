@@ -29,13 +29,14 @@ def arg(
     positive: bool = False,
     note: str = "",
     unet_only: bool = False,
+    positional: bool = False,
 ) -> Any:
     """A dataclass field that is also a flag: default, help and, for numbers, bounds (lo <= v, v < below,
     v <= hi, or positive: v > 0), all checked once by check_bounds; note follows the bound in the message.
-    unet_only: a value other than the default is refused with a ResNet generator. The flag's type is the field's
-    annotation."""
+    unet_only: a value other than the default is refused with a ResNet generator. positional: a list of one or
+    more values without a flag. The flag's type is the field's annotation."""
     meta = {"help": help, "choices": choices, "lo": lo, "below": below, "hi": hi, "positive": positive, "note": note}
-    meta["unet_only"] = unet_only
+    meta.update(unet_only=unet_only, positional=positional)
     return field(default=default, metadata=meta)
 
 
@@ -577,25 +578,100 @@ class DisplayOptions(Group):
 
 
 @dataclass
-class TestingOptions(Group):
-    key: ClassVar[str] = "testing"
-    title: ClassVar[str] = "testing"
+class SourceOptions(Group):
+    """Which generator of a run, and how it runs (test.py, translate.py, export.py)."""
+
+    key: ClassVar[str] = "source"
+    title: ClassVar[str] = "which generator"
 
     seed: int = arg(0, "seed for dropout and the batch statistics of train-mode testing", lo=0, below=2**63)
     epoch: str = arg("latest", "which checkpoint: latest, best or an epoch number")
     load_iter: int = arg(0, "load iter_<N>_net_G.pth instead of --epoch", lo=0)
-    results_dir: str = arg("./results", "where result pages are written")
-    num_test: int | None = arg(None, "translate at most N images (default: all)", lo=1)
     eval: bool = arg(False, "eval mode: running batch-norm stats, no dropout")
     no_ema: bool = arg(False, "use the trained G even if the checkpoint has an EMA")
-    aspect_ratio: float = arg(1.0, "width/height of saved result images", lo=0.01, hi=100)
-    display_winsize: int = arg(256, "image width on the HTML page", lo=1)
 
     def check(self, o: Any) -> None:
         need(
             self.epoch in ("latest", "best") or self.epoch.isdigit(),
             f"--epoch {self.epoch!r}: must be 'latest', 'best' or a number",
         )
+
+
+@dataclass
+class TestingOptions(Group):
+    key: ClassVar[str] = "testing"
+    title: ClassVar[str] = "testing"
+
+    results_dir: str = arg("./results", "where result pages are written")
+    num_test: int | None = arg(None, "translate at most N images (default: all)", lo=1)
+    aspect_ratio: float = arg(1.0, "width/height of saved result images", lo=0.01, hi=100)
+    display_winsize: int = arg(256, "image width on the HTML page", lo=1)
+
+
+@dataclass
+class CheckpointFileOptions(Group):
+    key: ClassVar[str] = "checkpoint_file"
+    title: ClassVar[str] = "checkpoint file"
+
+    checkpoint: str | None = arg(
+        None,
+        "a generator file to use instead of --checkpoints_dir/--name/--epoch: latest.pth, *_net_G.pth, an exported "
+        ".safetensors, or a reference implementation's *_net_G.pth",
+    )
+
+    def check(self, o: Any) -> None:
+        if self.checkpoint is not None:
+            need(os.path.isfile(self.checkpoint), f"--checkpoint {self.checkpoint}: no such file")
+
+
+@dataclass
+class TranslateGroup(Group):
+    key: ClassVar[str] = "translate"
+    title: ClassVar[str] = "images in, images out"
+
+    inputs: list[str] = arg(
+        None,
+        "image files, folders (searched recursively) or glob patterns: plain images, not A|B pairs",
+        positional=True,
+    )
+    out: str | None = arg(None, "folder for the results, one per input under its file name (required)")
+    batch_size: int = arg(
+        4,
+        "images of the same size per batch (1 in train-mode testing with batch norm, whose statistics are per batch)",
+        lo=1,
+    )
+    tile: int | None = arg(
+        None,
+        "translate in tiles of TILE x TILE pixels (a multiple of the network's size multiple): for images too "
+        "large for memory",
+        lo=1,
+    )
+    overlap: int = arg(
+        32, "with --tile: pixels by which neighbouring tiles overlap, blended with a smooth window", lo=0
+    )
+
+    def check(self, o: Any) -> None:
+        need(self.out is not None, "--out DIR: the folder for the results is required")
+        if self.tile is not None:
+            need(self.overlap < self.tile, f"--overlap {self.overlap}: must be smaller than --tile {self.tile}")
+
+
+EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+
+
+@dataclass
+class ExportGroup(Group):
+    key: ClassVar[str] = "export"
+    title: ClassVar[str] = "export"
+
+    format: str = arg(
+        "onnx",
+        "onnx and torchscript: the network with dynamic height and width; safetensors: "
+        "the weights and the run's options, no pickle",
+        choices=EXPORT_FORMATS,
+    )
+    out: str | None = arg(None, "output file (default: beside the checkpoint, <tag>_net_G.onnx / .pt / .safetensors)")
+    opset: int = arg(18, "ONNX opset", lo=13)
 
 
 def check_bounds(cls: type, o: Any) -> None:

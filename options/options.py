@@ -18,9 +18,11 @@ from typing import Any, ClassVar
 from options.groups import (
     AugmentOptions,
     BasicOptions,
+    CheckpointFileOptions,
     CheckpointOptions,
     DiscriminatorOptions,
     DisplayOptions,
+    ExportGroup,
     GeneratorOptions,
     Group,
     InitOptions,
@@ -29,12 +31,14 @@ from options.groups import (
     OptionError,
     PreprocessOptions,
     RunOptions,
+    SourceOptions,
     SpeedOptions,
     TestDataOptions,
     TestingOptions,
     TestMetricOptions,
     TrainDataOptions,
     TrainSpeedOptions,
+    TranslateGroup,
     ValidationOptions,
     check_bounds,
     gpu_id_list,
@@ -112,8 +116,13 @@ TEST_GROUPS = (
     TestDataOptions,
     PreprocessOptions,
     TestMetricOptions,
+    SourceOptions,
     TestingOptions,
 )
+# translate.py and export.py: a generator from a run (or a file), and what to do with it. GeneratorOptions only
+# describe a reference implementation's file, which carries no options.
+TRANSLATE_GROUPS = (BasicOptions, GeneratorOptions, SpeedOptions, SourceOptions, CheckpointFileOptions, TranslateGroup)
+EXPORT_GROUPS = (BasicOptions, GeneratorOptions, SourceOptions, CheckpointFileOptions, ExportGroup)
 
 
 # The flat classes: every field of every group is an attribute (opt.ngf, opt.batch_size); opt.group(G) and
@@ -122,12 +131,28 @@ TEST_GROUPS = (
 class TrainOptions(*reversed(TRAIN_GROUPS), Options):  # type: ignore[misc]
     GROUPS: ClassVar[tuple[type[Group], ...]] = TRAIN_GROUPS
     script: ClassVar[str] = "train"
+    description: ClassVar[str] = "Train a pix2pix model on aligned image pairs."
 
 
 @dataclass
 class TestOptions(*reversed(TEST_GROUPS), Options):  # type: ignore[misc]
     GROUPS: ClassVar[tuple[type[Group], ...]] = TEST_GROUPS
     script: ClassVar[str] = "test"
+    description: ClassVar[str] = "Translate images with a trained pix2pix generator and write an HTML page."
+
+
+@dataclass
+class TranslateOptions(*reversed(TRANSLATE_GROUPS), Options):  # type: ignore[misc]
+    GROUPS: ClassVar[tuple[type[Group], ...]] = TRANSLATE_GROUPS
+    script: ClassVar[str] = "translate"
+    description: ClassVar[str] = "Translate image files with a trained generator; each result at its input's size."
+
+
+@dataclass
+class ExportOptions(*reversed(EXPORT_GROUPS), Options):  # type: ignore[misc]
+    GROUPS: ClassVar[tuple[type[Group], ...]] = EXPORT_GROUPS
+    script: ClassVar[str] = "export"
+    description: ClassVar[str] = "Export a trained generator to ONNX, TorchScript or safetensors."
 
 
 # Derived from the groups, never listed by hand: what defines the generator (test.py takes it from the
@@ -137,8 +162,11 @@ RESUME_KEYS = ARCHITECTURE_KEYS + tuple(f.name for f in fields(DiscriminatorOpti
 INHERITED_DATA_KEYS = tuple(f.name for f in fields(PreprocessOptions))
 
 
-def options_class(is_train: bool) -> type[Options]:
-    return TrainOptions if is_train else TestOptions
+def options_class(which: bool | type[Options]) -> type[Options]:
+    """train.py's (True) or test.py's (False) options, or the class given."""
+    if isinstance(which, bool):
+        return TrainOptions if which else TestOptions
+    return which
 
 
 def _flag_type(annotation: Any) -> type:
@@ -147,24 +175,21 @@ def _flag_type(annotation: Any) -> type:
     return args[0] if args else annotation
 
 
-def build_parser(is_train: bool) -> argparse.ArgumentParser:
-    """train.py's (is_train) or test.py's parser, one flag per field, grouped as the dataclasses are."""
-    cls = options_class(is_train)
-    p = argparse.ArgumentParser(
-        prog="train.py" if is_train else "test.py",
-        description=(
-            "Train a pix2pix model on aligned image pairs."
-            if is_train
-            else "Translate images with a trained pix2pix generator and write an HTML page."
-        ),
-        allow_abbrev=False,  # test.py must know exactly which flags were given
-    )
+def build_parser(which: bool | type[Options]) -> argparse.ArgumentParser:
+    """The parser of train.py (True), test.py (False) or an Options class: one flag per field, grouped as the
+    dataclasses are."""
+    cls = options_class(which)
+    # allow_abbrev=False: test.py must know exactly which flags were given
+    p = argparse.ArgumentParser(prog=f"{cls.script}.py", description=cls.description, allow_abbrev=False)
     for group in cls.GROUPS:
         g = p.add_argument_group(group.title)
         hints = typing.get_type_hints(group)
         for f in fields(group):
             m, help_text = f.metadata, f.metadata["help"]
             kind = _flag_type(hints[f.name])
+            if m["positional"]:
+                g.add_argument(f.name, nargs="+", metavar=f.name.upper().rstrip("S"), help=help_text)
+                continue
             if kind is bool:
                 g.add_argument(f"--{f.name}", action="store_true", help=help_text)
                 continue
@@ -179,17 +204,17 @@ def given_flags(argv: Sequence[str]) -> set[str]:
     return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
 
 
-def parse(is_train: bool, argv: Sequence[str] | None = None) -> Any:
-    """Parse and validate the command line into a TrainOptions or TestOptions; exits with status 2 and a message
-    naming the flag on a bad value."""
+def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any:
+    """Parse and validate the command line into train.py's (True), test.py's (False) or the given Options class;
+    exits with status 2 and a message naming the flag on a bad value."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = build_parser(is_train)
-    opt = options_class(is_train)(**vars(p.parse_args(argv)))
+    p = build_parser(which)
+    opt = options_class(which)(**vars(p.parse_args(argv)))
     try:
         opt.validate()
     except OptionError as e:
         p.error(str(e))
-    if is_train and opt.lambda_vgg == 0 and opt.vgg_weights is not None:
+    if isinstance(opt, TrainOptions) and opt.lambda_vgg == 0 and opt.vgg_weights is not None:
         log.warning("--vgg_weights is not used: the perceptual loss is off (--lambda_vgg 0)")
     return opt
 

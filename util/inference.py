@@ -14,7 +14,7 @@ from data.transforms import to_tensor
 from models import build_translator
 from models.tiling import translate_tiled
 from models.translator import Translator
-from options.groups import SpeedOptions, TestingOptions
+from options.groups import GeneratorOptions, SourceOptions, SpeedOptions
 from options.options import TrainOptions
 from util.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from util.util import tensor2im
@@ -41,6 +41,38 @@ def find_checkpoint(path: str) -> str:
     raise FileNotFoundError(f"{path} holds neither latest.pth nor latest_net_G.pth")
 
 
+def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]:
+    """(file, tag) in a run folder: latest.pth (a reference run's latest_net_G.pth when there is none) for --epoch
+    latest, best_net_G.pth, <N>_net_G.pth, or iter_<N>_net_G.pth for --load_iter."""
+    if load_iter > 0:  # the reference names these result folders <phase>_<epoch>_iter<N>
+        return os.path.join(run_dir, f"iter_{load_iter}_net_G.pth"), f"{epoch}_iter{load_iter}"
+    if epoch == "latest":
+        path = os.path.join(run_dir, "latest.pth")
+        reference = os.path.join(run_dir, "latest_net_G.pth")
+        return (reference if not os.path.exists(path) and os.path.exists(reference) else path), "latest"
+    if epoch == "best":
+        return os.path.join(run_dir, "best_net_G.pth"), "best"
+    return os.path.join(run_dir, f"{epoch}_net_G.pth"), epoch
+
+
+def open_checkpoint(opt: Any) -> tuple[GeneratorCheckpoint, str]:
+    """The generator a script's options name (--checkpoint FILE, or --checkpoints_dir/--name/--epoch/--load_iter)
+    and its tag; a reference file is described by the options' generator flags. Raises CheckpointError with a
+    message for the user (a missing file lists what the run folder has)."""
+    file = getattr(opt, "checkpoint", None)
+    if file is not None:
+        path, tag = file, os.path.splitext(os.path.basename(file))[0]
+    else:
+        run_dir = os.path.join(opt.checkpoints_dir, opt.name)
+        path, tag = checkpoint_path(run_dir, opt.epoch, opt.load_iter)
+        if not os.path.exists(path):
+            have = sorted(f for f in os.listdir(run_dir) if f.endswith(".pth")) if os.path.isdir(run_dir) else []
+            found = "found: " + ", ".join(have) if have else "that run folder has none"
+            raise CheckpointError(f"no checkpoint {path} (--name {opt.name}, --epoch {opt.epoch}); {found}")
+    generator = {k: getattr(opt, k) for k in TrainOptions.group_fields(GeneratorOptions)}
+    return load_generator(path, not opt.no_ema, reference_options(generator)), tag
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -51,7 +83,7 @@ def load_translator(
     device: str | torch.device | None = None,
     amp: str = SpeedOptions.amp,  # the defaults of the flags of the same names
     channels_last: bool = SpeedOptions.channels_last,
-    eval: bool = TestingOptions.eval,
+    eval: bool = SourceOptions.eval,
     prefer_ema: bool = True,
     **generator: Any,
 ) -> ImageTranslator:
@@ -183,4 +215,11 @@ class ImageTranslator:
         return (a, b) if self.direction == "AtoB" else (b, a)
 
 
-__all__ = ["CheckpointError", "ImageTranslator", "find_checkpoint", "load_translator", "reference_options"]
+__all__ = [
+    "CheckpointError",
+    "ImageTranslator",
+    "checkpoint_path",
+    "find_checkpoint",
+    "load_translator",
+    "open_checkpoint",
+]
