@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
 from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import DEMO_DIR, ensure_demo_dataset
@@ -24,6 +23,7 @@ from util.checkpoint import CheckpointError, GeneratorCheckpoint
 from util.html import HTML
 from util.inference import ImageTranslator, open_checkpoint
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
+from util.progress import ProgressReport
 from util.training import StopFlag
 from util.util import WriteFailed, save_image, setup_logging, tensor2im, unique_names
 
@@ -99,12 +99,15 @@ def translate_all(
     rows: list[Row] = []
     stop = StopFlag("finishing this image, then the page for the images done")
     stop.install()
+    report = ProgressReport(len(names), 0, 1, opt.progress_every, "test", log, what="images")
     try:
-        for stem, batch in zip(names, tqdm(loader, desc="test", unit="img", disable=None), strict=False):
+        for stem, batch in zip(names, loader, strict=False):
             rows.append(translate_one(opt, translate, batch, stem, img_dir, metrics))
+            report.update(1)
             if stop.signum is not None:
                 break
     finally:
+        report.close()
         stop.uninstall()
     return rows, stop.signum is not None
 
@@ -212,19 +215,30 @@ def format_scores(scores: dict[str, float]) -> str:
 
 
 def write_test_page(web_dir: str, opt: TestOptions, tag: str, rows: list[Row], summary: dict[str, float]) -> str:
-    """index.html: a summary at the top, then per row the name, real_A, fake_B, real_B and its metrics."""
+    """index.html: a summary at the top, a per-image table of metrics that sorts on a click on a column header,
+    then per row the name, real_A, fake_B, real_B, a slider comparing fake_B with real_B, and its metrics."""
     page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {tag}")
     page.add_header(f"{opt.name}: {opt.phase}, checkpoint {tag}, {len(rows)} images")
     if summary:
         page.add_table(summary, caption="summary over all images (docs/metrics.md says how each is computed)")
     if opt.sort_by:
         page.add_text(f"rows sorted by {opt.sort_by}, worst first")
-    for r in rows:
-        page.add_header(r.name)
+    ids = [f"row{i}" for i in range(len(rows))]  # plain ids: the names themselves may hold any character
+    columns = list(dict.fromkeys(k for r in rows for k in r.scores))
+    if columns:
+        # Worst first is ascending for a metric where higher is better.
+        order = (opt.sort_by, "ascending" if HIGHER_IS_BETTER[opt.sort_by] else "descending") if opt.sort_by else None
+        page.add_sortable_table(
+            columns,
+            [(i, r.name, r.scores) for i, r in zip(ids, rows, strict=True)],
+            "per image: click a column header to sort (the rows below follow), a name to go to its row",
+            sorted_by=order,
+        )
+    for i, r in zip(ids, rows, strict=True):
         labels = list(r.images)
         captions = [f"{lb}  ({format_scores(r.scores)})" if lb == "fake_B" and r.scores else lb for lb in labels]
         files = [r.images[lb] for lb in labels]
-        page.add_images(files, captions, files, width=opt.display_winsize)
+        page.add_item(i, r.name, files, captions, files, width=opt.display_winsize)
     return page.save()
 
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from data.image_folder import is_image_file, make_dataset
 from data.image_io import BadImageError, load_image, scan
@@ -19,6 +18,7 @@ from models import WeightsMismatch
 from options.options import TranslateOptions, parse
 from util.checkpoint import CheckpointError
 from util.inference import ImageTranslator, open_checkpoint
+from util.progress import ProgressReport
 from util.util import WriteFailed, atomic_write, setup_logging, unique_names
 
 log = logging.getLogger("translate")
@@ -113,10 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = dict(zip(paths, output_names(paths), strict=True))
     torch.manual_seed(opt.seed)  # dropout is on unless --eval
     log.info("translating %d images with %s on %s into %s", len(readable), ckpt.path, device, opt.out)
-    with tqdm(total=len(readable), desc="translate", unit="img", disable=None) as bar:
+    report = ProgressReport(len(readable), 0, 1, opt.progress_every, "translate", log, what="images")
+    try:
         for batch in batches(readable, sizes, batch_size):
             failed.update(translate_batch(t, opt, batch, names))
-            bar.update(len(batch))
+            report.update(len(batch))
+    finally:
+        report.close()
     done = len(paths) - len(failed)
     log.info("%d of %d images written to %s", done, len(paths), opt.out)
     if failed:

@@ -1,68 +1,73 @@
-"""An offline demo set (edges -> photo) cut from the sample photographs that scikit-image ships."""
+"""An offline demo set (degraded photo -> clean photo) cut from the sample photographs that scikit-image ships."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 log = logging.getLogger(__name__)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DIR = os.path.join(REPO_ROOT, "datasets", "demo")
-PHOTOS = (
+# Training crops come from these; the test photos are never trained on.
+TRAIN_PHOTOS = (
     "astronaut",
-    "chelsea",
-    "coffee",
     "rocket",
     "hubble_deep_field",
     "immunohistochemistry",
     "retina",
     "stereo_motorcycle",
+    "camera",
+    "grass",
 )
+TEST_PHOTOS = ("chelsea", "coffee")
 
 
-def _photos() -> list[np.ndarray]:
+def _photo(name: str) -> np.ndarray:
+    """A sample photo as (H, W, 3) uint8 (gray ones repeated to three channels)."""
     try:
         import skimage.data
     except ImportError as e:
         raise RuntimeError("the demo set is built from scikit-image's sample photos: pip install scikit-image") from e
-    out = []
-    for name in PHOTOS:
-        img = getattr(skimage.data, name)()
-        out.append(img[0] if isinstance(img, tuple) else img)  # stereo_motorcycle: (left, right, disparity)
-    return out
+    img = getattr(skimage.data, name)()
+    img = img[0] if isinstance(img, tuple) else img  # stereo_motorcycle: (left, right, disparity)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(img[:, :, :3])
 
 
-def edges_of(photo: np.ndarray) -> np.ndarray:
-    """Black Canny edges on white, 3 channels, like the edges2* sets."""
-    from skimage.color import rgb2gray
-    from skimage.feature import canny
+def degrade(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What the network learns to undo: a slight blur, sensor-like Gaussian noise, then JPEG compression, each
+    of a strength drawn from rng."""
+    img = Image.fromarray(photo).filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.5, 1.2))))
+    noisy = np.asarray(img, dtype=np.float64) + rng.normal(0.0, float(rng.uniform(8, 18)), photo.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(
+        buf, format="JPEG", quality=int(rng.integers(30, 60))
+    )
+    return np.asarray(Image.open(buf).convert("RGB"))
 
-    edges = canny(rgb2gray(photo), sigma=2.0)
-    return np.repeat(np.where(edges, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
-
-def build_demo_dataset(root: str = DEMO_DIR, size: int = 512, train_per_photo: int = 6, demo_seed: int = 0) -> str:
-    """Write root/train and root/test A|B images (A = edges, B = photo, each size x size; the crops drawn with
-    demo_seed)."""
+def build_demo_dataset(root: str = DEMO_DIR, size: int = 256, train_per_photo: int = 10, demo_seed: int = 0) -> str:
+    """Write root/train and root/test A|B images (A = degraded, B = clean, each size x size, PNG), the training
+    crops from TRAIN_PHOTOS, the test crops (4 per photo) from TEST_PHOTOS; crops and degradations drawn with
+    demo_seed."""
     rng = np.random.default_rng(demo_seed)
-    counts = {"train": train_per_photo, "test": 1}
-    for phase in counts:
+    for phase, names, n in (("train", TRAIN_PHOTOS, train_per_photo), ("test", TEST_PHOTOS, 4)):
         os.makedirs(os.path.join(root, phase), exist_ok=True)
-    for name, photo in zip(PHOTOS, _photos(), strict=False):
-        h, w = photo.shape[:2]
-        for phase, n in counts.items():
+        for name in names:
+            photo = _photo(name)
+            h, w = photo.shape[:2]
             for k in range(n):
-                side = int(min(h, w) * rng.uniform(0.55, 1.0))
+                side = int(min(h, w) * rng.uniform(0.4, 1.0))
                 y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-                crop = Image.fromarray(photo[y : y + side, x : x + side, :3]).resize(
-                    (size, size), Image.Resampling.BICUBIC
-                )
-                arr = np.asarray(crop)
-                pair = np.concatenate([edges_of(arr), arr], axis=1)
-                Image.fromarray(pair).save(os.path.join(root, phase, f"{name}_{k}.jpg"), quality=95)
+                crop = Image.fromarray(photo[y : y + side, x : x + side]).resize((size, size), Image.Resampling.LANCZOS)
+                clean = np.asarray(crop)
+                pair = np.concatenate([degrade(clean, rng), clean], axis=1)
+                Image.fromarray(pair).save(os.path.join(root, phase, f"{name}_{k}.png"))
     return root
 
 
@@ -70,6 +75,6 @@ def ensure_demo_dataset(root: str = DEMO_DIR) -> str:
     """The demo set's path, building it first if needed (used when --dataroot is not given)."""
     if os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, "test")):
         return root
-    log.info("no --dataroot given: building the offline demo set (edges -> photo) in %s", root)
+    log.info("no --dataroot given: building the offline demo set (degraded -> clean photos) in %s", root)
     build_demo_dataset(root)
     return root

@@ -75,6 +75,9 @@ class BasicOptions(Group):
     )
     model: str = arg("pix2pix", "accepted for reference compatibility", choices=("pix2pix",))
     verbose: bool = arg(False, "print network structures and debug messages")
+    progress_every: float = arg(
+        60.0, "seconds between progress lines (speed, elapsed, ETA) when the output is not a terminal", positive=True
+    )
 
     def check(self, o: Any) -> None:
         plain_name("name", self.name, "facades")
@@ -548,6 +551,9 @@ class CheckpointOptions(Group):
 
 @dataclass
 class DisplayOptions(Group):
+    """Logging and display. logger is the one field the code reads for TensorBoard or W&B; the reference's
+    --use_wandb is resolved into it once, in check (--use_wandb == --logger wandb)."""
+
     key: ClassVar[str] = "display"
     title: ClassVar[str] = "logging and display"
 
@@ -563,11 +569,20 @@ class DisplayOptions(Group):
     display_ncols: int = arg(3, "images per row in visdom")
     logger: str = arg(
         "none",
-        "also log scalars and images to TensorBoard (checkpoints_dir/name/tensorboard)",
-        choices=("none", "tensorboard"),
+        "also log losses, validation scores and images to TensorBoard (checkpoints_dir/name/tensorboard) or to "
+        "Weights & Biases (project --wandb_project_name; WANDB_MODE=offline logs locally)",
+        choices=("none", "tensorboard", "wandb"),
     )
+    use_wandb: bool = arg(False, "the reference's flag: the same as --logger wandb")
+    wandb_project_name: str = arg("CycleGAN-and-pix2pix", "Weights & Biases project of --logger wandb")
 
     def check(self, o: Any) -> None:
+        if self.use_wandb:  # resolved here, once: the rest of the code reads only logger
+            need(
+                self.logger in ("none", "wandb"),
+                f"--use_wandb means --logger wandb; it cannot be combined with --logger {self.logger}",
+            )
+            self.logger = "wandb"
         if self.logger == "tensorboard":
             try:
                 import torch.utils.tensorboard  # noqa: F401
@@ -575,6 +590,15 @@ class DisplayOptions(Group):
                 raise OptionError(
                     "--logger tensorboard: the tensorboard package is not installed (pip install tensorboard)"
                 ) from None
+        if self.logger == "wandb":
+            flag = "--use_wandb" if self.use_wandb else "--logger wandb"
+            try:
+                import wandb  # noqa: F401
+            except Exception as e:  # not installed, or installed but broken (a protobuf it cannot use, say)
+                missing = isinstance(e, ImportError) and e.name == "wandb"
+                why = "is not installed" if missing else f"cannot be imported ({type(e).__name__}: {e})"
+                raise OptionError(f"{flag}: the wandb package {why} (pip install wandb)") from None
+            need(self.wandb_project_name.strip() != "", "--wandb_project_name: must not be empty")
 
 
 @dataclass

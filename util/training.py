@@ -10,10 +10,9 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from tqdm import tqdm
-
 from util import checkpoint, distributed
 from util.checkpoint import Progress, Saver
+from util.progress import ProgressReport, Timed, hms
 
 log = logging.getLogger("train")
 
@@ -77,62 +76,86 @@ class TrainLoop:
         """Returns the exit status: 0 done or stopped by --stop_after_iters, 130 interrupted, 1 non-finite loss."""
         opt, p = self.opt, self.progress
         self.steps_this_process = 0
-        for epoch in range(p.epoch, opt.last_epoch + 1):
-            if epoch != p.epoch:
-                p.epoch, p.epoch_iter = epoch, 0
-            status = self.epoch()
-            if status is not None:
-                return status
-            self.end_epoch(epoch)
-        log.info("training done: %s", self.saver.run_dir)
+        self.report = self.start_report()
+        try:
+            for epoch in range(p.epoch, opt.last_epoch + 1):
+                if epoch != p.epoch:
+                    p.epoch, p.epoch_iter = epoch, 0
+                status = self.epoch()
+                if status is not None:
+                    return status
+                self.end_epoch(epoch)
+        finally:
+            self.report.close()
+        log.info("training done: %s (%s)", self.saver.run_dir, hms(time.perf_counter() - self.report.t_start))
         if self.stop.signum is not None:  # it came during the last epoch's end work, which was finished
             log.warning("interrupted after the last step: training had finished and everything is saved")
             return 130
         return 0
 
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.loader) // self.opt.accum_steps)
+
+    def start_report(self) -> ProgressReport:
+        """Say what lies ahead, and start counting towards it."""
+        opt, p, spe = self.opt, self.progress, self.steps_per_epoch()
+        ahead = max(0, spe - p.epoch_iter) + spe * max(0, opt.last_epoch - p.epoch)
+        if opt.stop_after_iters:  # 0: no limit
+            ahead = min(ahead, opt.stop_after_iters)
+        per_step = opt.batch_size * opt.accum_steps * self.dist.world_size
+        log.info(
+            "%d iterations ahead: epochs %d..%d of %d iterations, %d images each (speed and time to go follow after "
+            "a few iterations)",
+            ahead,
+            p.epoch,
+            opt.last_epoch,
+            spe,
+            per_step,
+        )
+        desc = f"epoch {p.epoch}/{opt.last_epoch}"
+        return ProgressReport(p.total_iters + ahead, p.total_iters, per_step, opt.progress_every, desc, log)
+
     def epoch(self) -> int | None:
         """The rest of epoch progress.epoch; an exit status if the run stops within it."""
         opt, p, k = self.opt, self.progress, self.opt.accum_steps  # k batches per optimiser step
         self.sampler.set_epoch(p.epoch, p.epoch_iter * opt.batch_size * k)  # epoch_iter counts steps
-        self.t_window = time.perf_counter()
-        total = p.epoch_iter + -(-len(self.loader) // k)
+        self.t_window, self.window_steps = time.perf_counter(), 0  # the loss log's time per image
         desc = f"epoch {p.epoch}/{opt.last_epoch}"
-        with tqdm(
-            total=total, initial=p.epoch_iter, desc=desc, unit="it", disable=None, leave=False, dynamic_ncols=True
-        ) as bar:
-            for batches in batched(self.loader, k):
-                self.model.train_step(batches)
-                if os.environ.get("PIX2PIX_TEST_DIE_AT") == f"{self.dist.rank}:{p.total_iters + 1}":
-                    os._exit(3)  # test hook: a process that dies mid-run, as a crash or an OOM kill would
-                p.epoch_iter += 1
-                p.total_iters += 1
-                self.steps_this_process += 1
-                bar.update(1)
-                status = self.after_step(bar)
-                if status is not None:
-                    return status
+        for batches in batched(self.loader, k):
+            self.model.train_step(batches)
+            if os.environ.get("PIX2PIX_TEST_DIE_AT") == f"{self.dist.rank}:{p.total_iters + 1}":
+                os._exit(3)  # test hook: a process that dies mid-run, as a crash or an OOM kill would
+            p.epoch_iter += 1
+            p.total_iters += 1
+            self.steps_this_process += 1
+            self.window_steps += 1
+            self.report.update(1, desc)
+            status = self.after_step()
+            if status is not None:
+                return status
         return None
 
-    def after_step(self, bar) -> int | None:
+    def after_step(self) -> int | None:
         """Logging, display and saving on their schedules; an exit status when the run stops here."""
         opt, p, d = self.opt, self.progress, self.dist
         stop_now = self.stop.signum is not None
         if p.total_iters % opt.print_freq == 0:
             if d.enabled:  # every process must stop at the same step: agree at print boundaries
                 stop_now = distributed.any_over_ranks(d, stop_now)
-            if not self.print_losses(bar):
+            if not self.print_losses():
                 return 1
         if p.total_iters % opt.display_freq == 0:
             self.vis.display_current_results(self.model.current_visuals(), p.epoch, p.total_iters, save_result=False)
         if p.total_iters % opt.update_html_freq == 0:
             self.vis.display_current_results(self.model.current_visuals(), p.epoch, p.total_iters, save_result=True)
         if p.total_iters % opt.save_latest_freq == 0:
-            self.save_latest(p)
+            with Timed(log, "saving latest.pth"):
+                self.save_latest(p)
             log.info("saved latest (epoch %d, total_iters %d)", p.epoch, p.total_iters)
         at_boundary = not d.enabled or p.total_iters % opt.print_freq == 0
         if not ((stop_now and at_boundary) or self.steps_this_process == opt.stop_after_iters):
             return None
-        bar.close()
+        self.report.close()
         self.save_latest(p)
         why = "interrupted" if self.stop.signum is not None else f"stopped after {self.steps_this_process} iterations"
         log.warning(
@@ -144,17 +167,20 @@ class TrainLoop:
         )
         return 130 if stop_now else 0
 
-    def print_losses(self, bar) -> bool:
+    def print_losses(self) -> bool:
         """Log the mean losses of the last print_freq steps; False when one is not finite."""
         opt, p = self.opt, self.progress
         losses, finite = self.model.pop_losses(self.dist if self.dist.enabled else None)
-        per_image = (time.perf_counter() - self.t_window) / (opt.print_freq * opt.batch_size * opt.accum_steps)
-        self.t_window = time.perf_counter()
+        # Seconds per image over the steps since the window began (a print, or the epoch's start: the end-of-epoch
+        # work is not training time), not over print_freq steps, which an epoch may not have had.
+        images = max(1, self.window_steps) * opt.batch_size * opt.accum_steps
+        per_image = (time.perf_counter() - self.t_window) / images
+        self.t_window, self.window_steps = time.perf_counter(), 0
         lr = self.model.optimizer_G.param_groups[0]["lr"]
         log.info(self.vis.print_current_losses(p.epoch, p.epoch_iter, p.total_iters, losses, per_image, lr))
         if self.model.skipped_steps:
             log.warning("%d steps skipped so far for a non-finite loss", self.model.skipped_steps)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()}, refresh=False)
+        self.report.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
         if not finite:
             log.error(
                 "non-finite loss within iterations %d..%d: %s; stopping: %s",
@@ -180,12 +206,15 @@ class TrainLoop:
         ran = self.model.real_A.numel() > 0
         visuals = {k: v.detach().clone() for k, v in self.model.current_visuals().items()} if ran else {}
         if self.validator is not None and epoch % opt.val_freq == 0:
-            self.vis.plot_validation(epoch, self.validator(self.model, epoch, p.total_iters))
+            with Timed(log, "validation"):
+                scores = self.validator(self.model, epoch, p.total_iters)
+            self.vis.plot_validation(epoch, scores)
         if not opt.no_html and visuals:
             self.vis.display_current_results(visuals, epoch, p.total_iters, save_result=True)
-        if epoch % opt.save_epoch_freq == 0 or epoch == opt.last_epoch:
-            self.saver.generator(self.model, str(epoch), epoch, p.total_iters)
-        self.save_latest(Progress(epoch + 1, 0, p.total_iters))
+        with Timed(log, f"saving epoch {epoch}'s checkpoints"):
+            if epoch % opt.save_epoch_freq == 0 or epoch == opt.last_epoch:
+                self.saver.generator(self.model, str(epoch), epoch, p.total_iters)
+            self.save_latest(Progress(epoch + 1, 0, p.total_iters))
         log.info(
             "end of epoch %d / %d, %d iterations; learning rate now %.7f; saved %s",
             epoch,

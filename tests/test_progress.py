@@ -1,0 +1,136 @@
+"""Progress a user can plan by: the whole run's length and ETA, plain lines without a terminal, a bar with one."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import pty
+import select
+import struct
+import subprocess
+import sys
+import termios
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import ROOT, TINY, make_dataroot, run_script
+from util import progress
+from util.progress import ProgressReport, hms
+from util.training import TrainLoop
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(progress.time, "perf_counter", c)
+    return c
+
+
+def test_plain_lines_come_every_n_seconds_with_speed_and_eta(clock, caplog):
+    log = logging.getLogger("t")
+    with caplog.at_level(logging.INFO, "t"):
+        r = ProgressReport(100, 0, 2, every=60, desc="epoch 1/4", log=log, terminal=False)
+        for _ in range(40):
+            clock.t += 10  # 10 s a step of 2 images: 0.2 img/s
+            r.update(1)
+    lines = [m for m in caplog.messages if "ETA" in m]
+    assert len(lines) == 6  # 400 s in, one line per 60 s
+    assert lines[-1] == "epoch 1/4: 36/100 iterations (36.0%), 0.2 img/s, elapsed 0:06:00, ETA 0:10:40"
+    estimates = [m for m in caplog.messages if m.startswith("measured speed")]
+    # Once, after 3 warm-up steps and 3 measured ones (30 s): 97 left at 0.1 steps/s.
+    assert estimates == [estimates[0]] and "remaining 94 iterations take about 0:15:40" in estimates[0]
+
+
+def test_the_speed_leaves_out_the_warm_up(clock):
+    r = ProgressReport(50, 10, 1, every=60, desc="x", log=logging.getLogger("t"), terminal=False)
+    clock.t += 100  # a slow first step (allocation, compilation)
+    r.update(1)
+    clock.t += 1
+    r.update(2)
+    assert r.steps_per_second() is None  # still warming up
+    for _ in range(4):
+        clock.t += 2
+        r.update(1)
+    assert r.steps_per_second() == pytest.approx(0.5) and r.eta() == pytest.approx(2 * 33)
+    assert hms(3725) == "1:02:05"
+
+
+def test_a_terminal_gets_one_bar_over_the_whole_loop(clock):
+    r = ProgressReport(120, 20, 1, every=60, desc="epoch 2/6", log=logging.getLogger("t"), terminal=True)
+    assert (r.bar.total, r.bar.n, r.bar.disable) == (120, 20, False)
+    r.update(1, "epoch 3/6")
+    assert r.bar.desc.startswith("epoch 3/6")
+    r.close()
+
+
+def test_the_loss_logs_time_per_image_counts_the_steps_it_timed(monkeypatch):
+    # An epoch of 3 steps with --print_freq 4: the line at iteration 4 timed one step of the new epoch.
+    seen = {}
+    opt = SimpleNamespace(batch_size=2, accum_steps=1, print_freq=4)
+    model = SimpleNamespace(
+        pop_losses=lambda _d: ({"G_L1": 1.0}, True), optimizer_G=SimpleNamespace(param_groups=[{"lr": 1e-4}])
+    )
+    model.skipped_steps = 0
+
+    def print_current_losses(epoch, epoch_iter, total_iters, losses, per_image, lr):
+        seen["per_image"] = per_image
+        return "line"
+
+    vis = SimpleNamespace(print_current_losses=print_current_losses, plot_current_losses=lambda *a: None)
+    loop = TrainLoop(
+        opt, model, [], None, vis, None, None, SimpleNamespace(epoch=2, epoch_iter=1, total_iters=4), 6, None
+    )
+    loop.report = SimpleNamespace(set_postfix=lambda v: None)
+    loop.dist = SimpleNamespace(enabled=False)
+    loop.t_window, loop.window_steps = time.perf_counter() - 3.0, 1
+    assert loop.print_losses()
+    assert seen["per_image"] == pytest.approx(1.5, rel=0.05)  # 3 s for one step of 2 images, not 3 / 8
+
+
+def test_redirected_training_logs_the_run_ahead_and_progress_lines(tmp_path):
+    data = make_dataroot(tmp_path / "data", train=3)
+    args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *TINY]
+    r = run_script("train.py", *args, "--n_epochs", "2", "--n_epochs_decay", "1", "--progress_every", "0.001")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "9 iterations ahead: epochs 1..3 of 3 iterations, 1 images each" in out
+    lines = [ln for ln in out.splitlines() if "iterations (" in ln and "ETA" in ln]
+    assert any("epoch 3/3: 9/9 iterations (100.0%)" in ln for ln in lines)
+    assert "measured speed" in out and "\r" not in out  # no bar drawn into a log file
+
+
+def test_a_terminal_shows_the_whole_run_bar(tmp_path):
+    data = make_dataroot(tmp_path / "data", train=3)
+    args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *TINY, "--n_epochs", "2"]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 150, 0, 0))  # a new pty is 0 columns wide
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), *args, "--n_epochs_decay", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=slave, env=env)
+    os.close(slave)
+    seen = b""
+    while True:  # read until the child closes its end
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=120) == 0
+    text = seen.decode(errors="replace")
+    assert "epoch 2/2" in text and "/6 [" in text  # one bar of 6 iterations over both epochs, with its ETA
