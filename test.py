@@ -90,10 +90,19 @@ class Row:
     name: str
     images: dict[str, str]  # label -> file name under images/
     scores: dict[str, float]
+    baseline: dict[str, float]  # real_A scored as if it were the output (with --score_input)
+
+
+@dataclass
+class Scoring:
+    """The model's scores (fake_B vs real_B) and, when asked, the no-op baseline's (real_A vs real_B)."""
+
+    metrics: MetricSuite
+    baseline: MetricSuite | None
 
 
 def translate_all(
-    opt: TestOptions, translate: ImageTranslator, loader, names: list[str], img_dir: str, metrics: MetricSuite | None
+    opt: TestOptions, translate: ImageTranslator, loader, names: list[str], img_dir: str, scoring: Scoring | None
 ) -> tuple[list[Row], bool]:
     """Translate every batch (of one image) under its own name; (rows, whether Ctrl-C stopped it early)."""
     rows: list[Row] = []
@@ -102,7 +111,7 @@ def translate_all(
     report = ProgressReport(len(names), 0, 1, opt.progress_every, "test", log, what="images")
     try:
         for stem, batch in zip(names, loader, strict=False):
-            rows.append(translate_one(opt, translate, batch, stem, img_dir, metrics))
+            rows.append(translate_one(opt, translate, batch, stem, img_dir, scoring))
             report.update(1)
             if stop.signum is not None:
                 break
@@ -112,7 +121,9 @@ def translate_all(
     return rows, stop.signum is not None
 
 
-def translate_one(opt: TestOptions, translate: ImageTranslator, batch: dict, stem: str, img_dir: str, metrics) -> Row:
+def translate_one(
+    opt: TestOptions, translate: ImageTranslator, batch: dict, stem: str, img_dir: str, scoring: Scoring | None
+) -> Row:
     """real_A -> fake_B for one batch of one image; saves the images under stem and scores fake_B."""
     fake_B = translate.translate(batch["A"])
     visuals = {"real_A": batch["A"], "fake_B": fake_B}
@@ -122,8 +133,11 @@ def translate_one(opt: TestOptions, translate: ImageTranslator, batch: dict, ste
     for label, t in visuals.items():
         images[label] = f"{stem}_{label}.png"
         save_image(tensor2im(t), os.path.join(img_dir, images[label]), opt.aspect_ratio)
-    scores = metrics.update(fake_B, visuals["real_B"])[0] if metrics else {}
-    return Row(stem, images, scores)
+    scores = scoring.metrics.update(fake_B, visuals["real_B"])[0] if scoring else {}
+    baseline = {}
+    if scoring and scoring.baseline:
+        baseline = scoring.baseline.update(visuals["real_A"].to(fake_B.device), visuals["real_B"])[0]
+    return Row(stem, images, scores, baseline)
 
 
 def prepare_results(opt: TestOptions, tag: str, argv: list[str]) -> tuple[str, str]:
@@ -164,11 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(f"{ckpt.path}: {e}")
     torch.manual_seed(opt.seed)  # dropout is on by default, so results depend on the seed; it is saved
     web_dir, img_dir = prepare_results(opt, tag, argv)
-    metrics = None
-    if opt.dataset_mode == "aligned" and opt.metric_list:
-        metrics = MetricSuite(opt.metric_list, device, opt.fid_weights, opt.lpips_weights, seed=opt.seed)
-    elif "metrics" in given:
-        log.warning("--metrics ignored: --dataset_mode single has no real_B to compare with")
+    scoring = make_scoring(opt, given, device)
     sampler = EpochSampler(n, seed=0, shuffle=False)  # the first n images, in order
     # Batch 1 as in the reference: test images may differ in size, and batch norm sees one image.
     loader = create_dataloader(dataset, 1, opt.num_threads, sampler, pin_memory=device.type == "cuda")
@@ -176,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         names = unique_names([dataset.input_path(i) for i in range(n)])  # one result per input, never shared
-        rows, interrupted = translate_all(opt, translate, loader, names, img_dir, metrics)
+        rows, interrupted = translate_all(opt, translate, loader, names, img_dir, scoring)
     except WriteFailed as e:  # a full disk, say; no half-written image is left
         log.error("%s", e)
         return 1
@@ -187,10 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", msg)
         return 1
     elapsed = time.perf_counter() - t0
-    summary = write_metrics(web_dir, rows, metrics)
-    if opt.sort_by is not None and metrics is not None:
+    summary, baseline = write_metrics(web_dir, rows, scoring)
+    if opt.sort_by is not None and scoring is not None:
         rows.sort(key=lambda r: r.scores[opt.sort_by], reverse=not HIGHER_IS_BETTER[opt.sort_by])
-    page_path = write_test_page(web_dir, opt, tag, rows, summary)
+    page_path = write_test_page(web_dir, opt, tag, rows, summary, baseline)
     log.info("%d images in %.1f s; open %s", len(rows), elapsed, page_path)
     if interrupted:
         log.warning("interrupted: the page and metrics.json hold the %d of %d images done", len(rows), n)
@@ -198,29 +208,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def write_metrics(web_dir: str, rows: list[Row], metrics: MetricSuite | None) -> dict[str, float]:
-    """metrics.json (the summary and every image's scores); returns the summary."""
-    if metrics is None:
-        return {}
-    summary = metrics.compute()
-    record = {"summary": summary, "per_image": {r.name: r.scores for r in rows}, "metrics": metrics.names}
+def make_scoring(opt: TestOptions, given: set[str], device: torch.device) -> Scoring | None:
+    if opt.dataset_mode != "aligned" or not opt.metric_list:
+        if "metrics" in given:
+            log.warning("--metrics ignored: --dataset_mode single has no real_B to compare with")
+        return None
+
+    def suite() -> MetricSuite:
+        return MetricSuite(opt.metric_list, device, opt.fid_weights, opt.lpips_weights, seed=opt.seed)
+
+    score_input = (opt.score_input or opt.residual) and opt.input_nc == opt.output_nc
+    if opt.score_input and not score_input:
+        log.warning("--score_input ignored: real_A has %d channels, real_B %d", opt.input_nc, opt.output_nc)
+    return Scoring(suite(), suite() if score_input else None)
+
+
+def write_metrics(web_dir: str, rows: list[Row], scoring: Scoring | None) -> tuple[dict[str, float], dict[str, float]]:
+    """metrics.json (the summary and every image's scores, and the no-op baseline's); returns both summaries."""
+    if scoring is None:
+        return {}, {}
+    summary = scoring.metrics.compute()
+    record = {"summary": summary, "per_image": {r.name: r.scores for r in rows}, "metrics": scoring.metrics.names}
+    baseline = {}
+    if scoring.baseline is not None:
+        baseline = scoring.baseline.compute()
+        record["baseline"] = {"summary": baseline, "per_image": {r.name: r.baseline for r in rows}}
     with open(os.path.join(web_dir, "metrics.json"), "w") as f:
         json.dump(record, f, indent=2)
     log.info("metrics over %d images: %s", len(rows), format_scores(summary))
-    return summary
+    if baseline:
+        log.info("no-op baseline (real_A scored as the output): %s", format_scores(baseline))
+    return summary, baseline
 
 
 def format_scores(scores: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.4g}" for k, v in scores.items())
 
 
-def write_test_page(web_dir: str, opt: TestOptions, tag: str, rows: list[Row], summary: dict[str, float]) -> str:
+def write_test_page(
+    web_dir: str, opt: TestOptions, tag: str, rows: list[Row], summary: dict[str, float], baseline: dict[str, float]
+) -> str:
     """index.html: a summary at the top, a per-image table of metrics that sorts on a click on a column header,
     then per row the name, real_A, fake_B, real_B, a slider comparing fake_B with real_B, and its metrics."""
     page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {tag}")
     page.add_header(f"{opt.name}: {opt.phase}, checkpoint {tag}, {len(rows)} images")
     if summary:
-        page.add_table(summary, caption="summary over all images (docs/metrics.md says how each is computed)")
+        page.add_table(
+            summary,
+            caption="summary over all images, fake_B against real_B (docs/metrics.md says how each is computed)",
+        )
+    if baseline:
+        page.add_table(baseline, caption="no-op baseline: real_A itself against real_B, what the model must beat")
     if opt.sort_by:
         page.add_text(f"rows sorted by {opt.sort_by}, worst first")
     ids = [f"row{i}" for i in range(len(rows))]  # plain ids: the names themselves may hold any character

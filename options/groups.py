@@ -403,6 +403,11 @@ class TestMetricOptions(MetricOptions):
     sort_by: str | None = arg(
         None, "order the page's rows by this per-image metric, worst first (default: file name order)"
     )
+    score_input: bool = arg(
+        False,
+        "also score real_A itself against real_B, the no-op baseline the model must beat (always on for a "
+        "--residual generator, whose input and output are alike)",
+    )
 
     def check(self, o: Any) -> None:
         MetricOptions.check(self, o)

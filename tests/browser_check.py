@@ -92,6 +92,7 @@ class PageReport:
     links: list[str] = field(default_factory=list)  # every <a href>, resolved to an absolute URL
     script_errors: list[str] = field(default_factory=list)  # exceptions, console.error, Log entries of level error
     failed_requests: list[str] = field(default_factory=list)  # resources that did not load (besides favicon)
+    requests: list[str] = field(default_factory=list)  # every URL the page asked for (Network.requestWillBeSent)
     screenshot: str = ""
 
     def broken_images(self) -> list[dict]:
@@ -226,13 +227,66 @@ class Chromium:
         return res["result"].get("value")
 
     # ---- a page -------------------------------------------------------------------------------------
-    def check_page(self, url: str, screenshot: str) -> PageReport:
-        """Load url, wait for its load event, read every <img>, collect errors, write a full-page PNG."""
+    def load(self, url: str) -> None:
+        """Navigate to url and wait for its load event; the events from here on are kept (see requests())."""
         self._events.clear()
         nav = self.send("Page.navigate", {"url": url})
         if nav.get("errorText"):
             raise RuntimeError(f"navigating to {url}: {nav['errorText']}")
         self.wait_event("Page.loadEventFired")
+
+    def requests(self) -> list[str]:
+        """Every URL requested since load(), in order, up to now."""
+        self.send("Runtime.evaluate", {"expression": "0"})  # events sent before this answer are collected
+        return [ev["params"]["request"]["url"] for ev in self._events if ev["method"] == "Network.requestWillBeSent"]
+
+    def click(self, element_js: str, fx: float = 0.5, fy: float = 0.5) -> None:
+        """A real left click (move, press, release) at the fraction (fx, fy) of an element's box; element_js is
+        an expression for the element, scrolled into view first."""
+        x, y, w, h = self.evaluate(
+            f"(() => {{ const el = {element_js}; el.scrollIntoView({{block: 'center'}});"
+            " const r = el.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()"
+        )
+        at = {"x": x + fx * w, "y": y + fy * h}
+        self.send("Input.dispatchMouseEvent", {"type": "mouseMoved", **at})
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", {"type": kind, "button": "left", "buttons": 1, "clickCount": 1, **at})
+
+    def press(self, key: str, code: int) -> None:
+        """A key pressed and released (key as KeyboardEvent.key names it, code its Windows key code)."""
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", {"type": kind, "key": key, "code": key, "windowsVirtualKeyCode": code})
+
+    def set_width(self, width: int | None, height: int = 900) -> None:
+        """Lay pages out as in a window width CSS pixels wide; None: the window's own size again."""
+        if width is None:
+            self.send("Emulation.clearDeviceMetricsOverride")
+        else:
+            self.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            )
+
+    def screenshot(self, path: str) -> str:
+        """The whole page, beyond the window too, as a PNG at path."""
+        metrics = self.send("Page.getLayoutMetrics")
+        size = metrics.get("cssContentSize") or metrics["contentSize"]
+        shot = self.send(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "captureBeyondViewport": True,
+                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            },
+        )
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
+        return path
+
+    def check_page(self, url: str, screenshot: str) -> PageReport:
+        """Load url, wait for its load event, read every <img>, collect errors, write a full-page PNG."""
+        self.load(url)
         report = PageReport(url=url)
         report.title = self.evaluate("document.title")
         report.charset = self.evaluate("document.characterSet")
@@ -240,7 +294,7 @@ class Chromium:
         report.images = json.loads(self.evaluate(_IMAGES_JS))
         report.links = self.evaluate("Array.from(document.links, a => a.href)")
         # Events up to now (an error thrown during load is delivered before the evaluate answers).
-        self.send("Runtime.evaluate", {"expression": "0"})
+        report.requests = self.requests()
         failed_ids = set()
         for ev in self._events:
             m, p = ev["method"], ev.get("params", {})
@@ -267,18 +321,5 @@ class Chromium:
         report.failed_requests = sorted(
             urls.get(i, i) for i in failed_ids if not urls.get(i, "").endswith("/favicon.ico")
         )
-        metrics = self.send("Page.getLayoutMetrics")
-        size = metrics.get("cssContentSize") or metrics["contentSize"]
-        shot = self.send(
-            "Page.captureScreenshot",
-            {
-                "format": "png",
-                "captureBeyondViewport": True,
-                "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
-            },
-        )
-        os.makedirs(os.path.dirname(os.path.abspath(screenshot)), exist_ok=True)
-        with open(screenshot, "wb") as f:
-            f.write(base64.b64decode(shot["data"]))
-        report.screenshot = screenshot
+        report.screenshot = self.screenshot(screenshot)
         return report

@@ -48,8 +48,8 @@ def test_plain_lines_come_every_n_seconds_with_speed_and_eta(clock, caplog):
     assert len(lines) == 6  # 400 s in, one line per 60 s
     assert lines[-1] == "epoch 1/4: 36/100 iterations (36.0%), 0.2 img/s, elapsed 0:06:00, ETA 0:10:40"
     estimates = [m for m in caplog.messages if m.startswith("measured speed")]
-    # Once, after 3 warm-up steps and 3 measured ones (30 s): 97 left at 0.1 steps/s.
-    assert estimates == [estimates[0]] and "remaining 94 iterations take about 0:15:40" in estimates[0]
+    # Once, after 5 warm-up steps and 3 measured ones (30 s): 92 left at 0.1 steps/s.
+    assert estimates == [estimates[0]] and "remaining 92 iterations take about 0:15:20" in estimates[0]
 
 
 def test_the_speed_leaves_out_the_warm_up(clock):

@@ -1,18 +1,63 @@
-"""A minimal HTML page of image rows, written with dominate."""
+"""A page of image rows written with dominate; its stylesheet and script are copied beside it (no network)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import math
 import os
 from urllib.parse import quote
 
 import dominate
-from dominate.tags import a, br, details, h3, img, meta, p, pre, summary, table, td, tr
+from dominate.tags import (
+    a,
+    button,
+    details,
+    div,
+    figcaption,
+    figure,
+    h3,
+    img,
+    input_,
+    link,
+    meta,
+    p,
+    pre,
+    script,
+    section,
+    summary,
+    table,
+    tbody,
+    td,
+    th,
+    thead,
+    tr,
+)
 
 from util.util import atomic_write
 
+ASSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page_assets")
+ASSETS = ("page.css", "page.js")  # copied into web_dir by save(); the page refers to them by relative URL
+
+
+@functools.lru_cache
+def _asset_version(name: str) -> str:
+    """A short hash of an asset: a page saved by newer code asks for the newer file, not the cached one."""
+    with open(os.path.join(ASSET_DIR, name), "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:10]
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _sort_key(v: float) -> str:
+    """A number as JavaScript's parseFloat reads it (Python writes inf, JavaScript wants Infinity)."""
+    return "NaN" if math.isnan(v) else repr(float(v)).replace("inf", "Infinity")
+
 
 class HTML:
-    """Collects headers and rows of (image, caption, link) and writes web_dir/index.html."""
+    """Collects headers and rows of (image, caption, link) and writes web_dir/index.html beside page.css/page.js."""
 
     def __init__(self, web_dir: str, title: str, refresh: int = 0) -> None:
         self.web_dir = web_dir
@@ -21,9 +66,11 @@ class HTML:
         self.doc = dominate.document(title=title)
         with self.doc.head:
             meta(charset="utf-8")  # http.server sends no charset; file names may not be ASCII
-        if refresh > 0:
-            with self.doc.head:
+            meta(name="viewport", content="width=device-width, initial-scale=1")
+            if refresh > 0:
                 meta(http_equiv="refresh", content=str(refresh))
+            link(rel="stylesheet", href=f"page.css?v={_asset_version('page.css')}")
+            script(src=f"page.js?v={_asset_version('page.js')}", defer=True)
 
     def add_header(self, text: str) -> None:
         with self.doc:
@@ -35,16 +82,45 @@ class HTML:
 
     def add_table(self, values: dict[str, float], caption: str = "") -> None:
         """A two-column table of names and numbers."""
-        t = table(border=1, style="border-collapse: collapse; margin: 8px 0;")
+        if caption:  # a paragraph: a <caption> would wrap to the width of the narrow table
+            self.doc.add(p(caption, cls="caption"))
+        t = table(cls="values")
         self.doc.add(t)
         with t:
-            if caption:
-                with tr():
-                    td(caption, colspan=2)
             for k, v in values.items():
                 with tr():
                     td(k)
-                    td(f"{v:.4g}" if isinstance(v, float) else str(v), style="text-align: right;")
+                    td(_fmt(v), cls="num")
+
+    def add_sortable_table(
+        self,
+        columns: list[str],
+        rows: list[tuple[str, str, dict[str, float]]],
+        caption_text: str = "",
+        sorted_by: tuple[str, str] | None = None,
+    ) -> None:
+        """A table of (row id, name, {column: number}) whose headers sort it on click; each row links to, and
+        reorders with, the image row added by add_item under that id. sorted_by: (column, "ascending" or
+        "descending"), the order the rows are already in, shown on that header."""
+        marked = dict([sorted_by]) if sorted_by else {}
+        if caption_text:
+            self.doc.add(p(caption_text, cls="caption"))
+        t = table(cls="metrics")
+        self.doc.add(div(t, cls="scroll"))
+        with t:
+            with thead(), tr():
+                with th(cls="name", aria_sort=marked.get("name")):
+                    button("name", type="button")
+                for c in columns:
+                    with th(cls="num", aria_sort=marked.get(c)):
+                        button(c, type="button")
+            with tbody():
+                for row_id, name, values in rows:
+                    with tr(data_row=row_id):
+                        td(a(name, href=f"#{quote(row_id)}"), data_v=name)
+                        for c in columns:
+                            v = values.get(c, math.nan)
+                            td(_fmt(v), cls="num", data_v=_sort_key(v))
 
     def add_pre(self, text: str, summary_text: str | None = None) -> None:
         """Preformatted text; with summary_text, folded away behind that line."""
@@ -59,25 +135,55 @@ class HTML:
     def add_image(self, src: str, alt: str, width: int | None = None, version: str = "") -> None:
         """A single image (for example a plot) given relative to web_dir; a new `version` defeats caches."""
         url = quote(src) + (f"?v={quote(version)}" if version else "")
-        with self.doc:
-            img(src=url, alt=alt, style=f"max-width:{width}px" if width else "max-width:100%")
+        with self.doc, div(cls="plot"), a(href=url, cls="full"):
+            img(src=url, alt=alt, style=f"max-width:{width}px" if width else None)
 
     def add_images(self, ims: list[str], txts: list[str], links: list[str], width: int = 256) -> None:
-        """One row; ims and links are paths relative to web_dir/images."""
-        t = table(border=1, style="table-layout: fixed;")
-        self.doc.add(t)
-        with t:
-            with tr():
-                for im, txt, link in zip(ims, txts, links, strict=False):
-                    with td(style="word-wrap: break-word;", halign="center", valign="top"):
-                        with p():
-                            # File names are percent-encoded in URLs; dominate escapes text and attributes.
-                            with a(href="images/" + quote(link)):
-                                img(style=f"width:{width}px", src="images/" + quote(im))
-                            br()
-                            p(txt)
+        """One row; ims and links are paths relative to web_dir/images. A row with captions fake_B and real_B (the
+        caption's first word) gets a fourth picture that compares the two under a slider."""
+        self.doc.add(_row(ims, txts, links, width))
+
+    def add_item(self, item_id: str, header: str, ims: list[str], txts: list[str], links: list[str], width=256):
+        """A header and its row of images, in a section add_sortable_table's rows can link to and reorder."""
+        self.doc.add(section(h3(header), _row(ims, txts, links, width), id=item_id, cls="item"))
 
     def save(self) -> str:
+        for name in ASSETS:
+            _copy_if_changed(os.path.join(ASSET_DIR, name), os.path.join(self.web_dir, name))
         path = os.path.join(self.web_dir, "index.html")
         atomic_write(path, lambda f: f.write(self.doc.render().encode("utf-8")))
         return path
+
+
+def _row(ims: list[str], txts: list[str], links: list[str], width: int) -> div:
+    # File names are percent-encoded in URLs; dominate escapes text and attributes.
+    urls = {txt.split()[0]: "images/" + quote(im) for im, txt in zip(ims, txts, strict=False) if txt.strip()}
+    compare = "fake_B" in urls and "real_B" in urls
+    row = div(cls="row", style=f"--n:{len(ims) + compare};--w:{width}px")
+    with row:
+        for im, txt, lk in zip(ims, txts, links, strict=False):
+            with figure():
+                with a(href="images/" + quote(lk), cls="full"):
+                    img(src="images/" + quote(im), alt=txt)
+                figcaption(txt)
+        if compare:
+            with figure():
+                with div(cls="compare", style="--pos:50%"):
+                    img(src=urls["real_B"], alt="real_B", cls="under", draggable="false")
+                    img(src=urls["fake_B"], alt="fake_B", cls="over", draggable="false")
+                input_(type="range", min="0", max="100", value="50", aria_label="split between fake_B and real_B")
+                figcaption("fake_B \u25c0 | \u25b6 real_B (drag or slide)")
+    return row
+
+
+def _copy_if_changed(src: str, dst: str) -> None:
+    """Copy src to dst unless dst already holds the same bytes (the training page is saved again and again)."""
+    with open(src, "rb") as f:
+        data = f.read()
+    try:
+        with open(dst, "rb") as f:
+            if f.read() == data:
+                return
+    except OSError:
+        pass
+    atomic_write(dst, lambda f: f.write(data))

@@ -10,8 +10,8 @@ import time
 
 from tqdm import tqdm
 
-WARMUP_STEPS = 3  # first steps (allocation, cuDNN autotuning, compilation) are left out of the speed
-ESTIMATE_AFTER = (10, 30.0)  # the first estimate after this many measured steps or seconds, whichever first
+WARMUP_STEPS = 5  # first steps (allocation, cuDNN autotuning, compilation) are left out of the speed
+ESTIMATE_AFTER = (20, 30.0)  # the first estimate after this many measured steps or seconds, whichever first
 
 
 def hms(seconds: float) -> str:
