@@ -166,6 +166,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     if validator is not None and start.state is not None:
         validator.best = start.state["best"]
     vis = Visualizer.for_run(opt, run_dir) if d.is_main else NullVisualizer()
+    vis.check_display()  # one warning now if the visdom display asked for is not there
     if start.state is not None:
         checkpoint.set_rng_state(start.state["rng"], device)  # last: nothing above may draw random numbers after this
     stop = StopFlag()

@@ -42,11 +42,11 @@ def _photo(name: str) -> np.ndarray:
 def degrade(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """What the network learns to undo: a slight blur, sensor-like Gaussian noise, then JPEG compression, each
     of a strength drawn from rng."""
-    img = Image.fromarray(photo).filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.5, 1.2))))
-    noisy = np.asarray(img, dtype=np.float64) + rng.normal(0.0, float(rng.uniform(8, 18)), photo.shape)
+    img = Image.fromarray(photo).filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.6, 1.2))))
+    noisy = np.asarray(img, dtype=np.float64) + rng.normal(0.0, float(rng.uniform(18, 30)), photo.shape)
     buf = io.BytesIO()
     Image.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(
-        buf, format="JPEG", quality=int(rng.integers(30, 60))
+        buf, format="JPEG", quality=int(rng.integers(25, 50))
     )
     return np.asarray(Image.open(buf).convert("RGB"))
 

@@ -208,7 +208,7 @@ class TrainLoop:
         if self.validator is not None and epoch % opt.val_freq == 0:
             with Timed(log, "validation"):
                 scores = self.validator(self.model, epoch, p.total_iters)
-            self.vis.plot_validation(epoch, scores)
+            self.vis.plot_validation(epoch, scores, p.total_iters)
         if not opt.no_html and visuals:
             self.vis.display_current_results(visuals, epoch, p.total_iters, save_result=True)
         with Timed(log, f"saving epoch {epoch}'s checkpoints"):

@@ -1,0 +1,282 @@
+"""Start-up feedback about the visdom display, and --logger wandb (the reference's --use_wandb) read back from
+wandb's offline run files."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import socket
+import struct
+import sys
+import time
+
+import pytest
+import torch
+from test_visdom_live import logged_losses, visdom_server  # noqa: F401  (a fixture)
+
+from browser_check import free_port
+from conftest import ROOT, TINY, run_script, visualizer
+from options.options import parse
+from util.visualizer import NullVisualizer, Visualizer
+
+LOSSES = ["G_GAN", "G_L1", "D_real", "D_fake"]
+VISUALS = ("real_A", "fake_B", "real_B")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_for_localhost(monkeypatch):
+    """visdom's client (requests) would send its calls for 127.0.0.1 to an http_proxy."""
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(var, ",".join(filter(None, [os.environ.get(var, ""), "127.0.0.1", "localhost"])))
+
+
+def warnings_of(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def use_display(vis, times: int = 3) -> None:
+    """What the training loop does with the display: losses and images, several times."""
+    visuals = {k: torch.zeros(1, 3, 8, 8) for k in VISUALS}
+    for i in range(times):
+        vis.plot_current_losses(i / 10, {"G_GAN": 1.0, "G_L1": 2.0})
+        vis.display_current_results(visuals, 1, i, save_result=False)
+        vis.plot_validation(1, {"psnr": 10.0, "n": 2})
+
+
+# ---- visdom said up front -------------------------------------------------------------------------------------
+def test_visdom_missing_is_one_warning_at_start(tmp_path, caplog, monkeypatch):
+    monkeypatch.setitem(sys.modules, "visdom", None)  # import visdom raises ImportError
+    caplog.set_level(logging.WARNING)
+    vis = visualizer(str(tmp_path), display_id=1, retry_seconds=0)
+    assert warnings_of(caplog) == []  # creating it probes nothing; check_display does, at start-up
+    assert vis.check_display() is False
+    (msg,) = warnings_of(caplog)
+    assert "visdom is not installed" in msg and "bash scripts/install_visdom.sh" in msg and "--display_id 0" in msg
+    use_display(vis)
+    assert len(warnings_of(caplog)) == 1  # nothing more for the same cause
+
+
+def test_no_visdom_server_is_one_fast_warning_at_start(tmp_path, caplog):
+    pytest.importorskip("visdom", reason="visdom not installed (bash scripts/install_visdom.sh)")
+    port = free_port()  # nobody listens there
+    caplog.set_level(logging.WARNING)
+    vis = visualizer(str(tmp_path), display_id=1, display_server="http://127.0.0.1", display_port=port)
+    vis.retry_seconds = 0  # retry at every call: still no second warning
+    t = time.perf_counter()
+    assert vis.check_display() is False
+    assert time.perf_counter() - t < 1.5
+    (msg,) = warnings_of(caplog)
+    assert f"no visdom server answers at http://127.0.0.1:{port}" in msg
+    assert f'python -c "from visdom.server.run_server import main; main()" -port {port}' in msg
+    assert "--display_id 0" in msg
+    use_display(vis)
+    assert len(warnings_of(caplog)) == 1
+
+
+def test_a_port_that_never_replies_is_probed_within_a_second(tmp_path, caplog):
+    """A listener that accepts but never answers: visdom's own client would wait for ever."""
+    pytest.importorskip("visdom", reason="visdom not installed (bash scripts/install_visdom.sh)")
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(8)
+        caplog.set_level(logging.WARNING)
+        vis = visualizer(
+            str(tmp_path), display_id=1, display_server="http://127.0.0.1", display_port=mute.getsockname()[1]
+        )
+        t = time.perf_counter()
+        assert vis.check_display() is False
+        assert time.perf_counter() - t < 2.0
+    assert len(warnings_of(caplog)) == 1 and "no visdom server answers" in warnings_of(caplog)[0]
+
+
+def test_display_off_probes_nothing(tmp_path, caplog, monkeypatch):
+    caplog.set_level(logging.WARNING)
+    vis = visualizer(str(tmp_path), display_id=0)
+    monkeypatch.setattr(vis, "_server_answers", lambda: pytest.fail("probed with --display_id 0"))
+    assert vis.check_display() is False
+    use_display(vis)
+    assert warnings_of(caplog) == []
+
+
+@pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")  # visdom's client
+def test_live_visdom_server_no_warning(visdom_server, tmp_path, caplog):  # noqa: F811
+    caplog.set_level(logging.WARNING)
+    vis = visualizer(str(tmp_path), display_id=1, display_server="http://127.0.0.1", display_port=visdom_server)
+    assert vis.check_display() is True
+    use_display(vis, times=1)
+    assert warnings_of(caplog) == []
+
+
+def test_train_says_it_at_start_up(tiny_data, tmp_path):
+    """The warning comes at start-up, before any loss line (not at the first --display_freq step)."""
+    if "check_display()" not in open(os.path.join(ROOT, "train.py")).read():
+        pytest.skip("train.py does not call vis.check_display() at start-up yet")
+    no_display = [a for i, a in enumerate(TINY) if a != "--display_id" and TINY[i - 1] != "--display_id"]
+    r = run_script(
+        "train.py",
+        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", str(tmp_path / "ck"), *no_display),
+        *("--n_epochs", "1", "--n_epochs_decay", "0", "--print_freq", "1", "--display_freq", "1"),
+        *("--display_server", "http://127.0.0.1", "--display_port", str(free_port())),
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    lines = out.splitlines()
+    warned = [i for i, line in enumerate(lines) if "WARNING" in line and "visdom" in line]
+    assert len(warned) == 1, out
+    assert warned[0] < min(i for i, line in enumerate(lines) if "(epoch: 1, iters: 1" in line), out
+
+
+# ---- --logger wandb -------------------------------------------------------------------------------------------
+def test_null_visualizer_has_every_call():
+    """Ranks other than 0 get a NullVisualizer under torchrun: only rank 0 talks to visdom, TensorBoard or W&B."""
+    public = {k for k in vars(Visualizer) if not k.startswith("_") and callable(getattr(Visualizer, k))} - {"for_run"}
+    assert public <= set(vars(NullVisualizer)), public - set(vars(NullVisualizer))
+
+
+def parse_error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as e:
+        parse(True, argv)
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_wandb_flags(capsys):
+    pytest.importorskip("wandb", reason="wandb not installed (pip install wandb)")
+    opt = parse(True, ["--use_wandb"])  # the reference's flag, resolved once into --logger
+    assert (opt.logger, opt.wandb_project_name) == ("wandb", "CycleGAN-and-pix2pix")
+    assert parse(True, ["--logger", "wandb", "--wandb_project_name", "facades"]).wandb_project_name == "facades"
+    assert parse(True, []).logger == "none"
+    err = parse_error(capsys, ["--use_wandb", "--logger", "tensorboard"])
+    assert "--use_wandb means --logger wandb; it cannot be combined with --logger tensorboard" in err
+
+
+@pytest.mark.parametrize("flags", [["--use_wandb"], ["--logger", "wandb"]])
+def test_wandb_missing_exits_2_naming_the_package(capsys, monkeypatch, flags):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
+    err = parse_error(capsys, [*flags, "--wandb_project_name", "X"])
+    assert f"{flags[0]}" in err and "the wandb package is not installed (pip install wandb)" in err
+
+
+def wandb_records(path: str):
+    """The records of a run-*.wandb file (wandb's LevelDB-style log: 7-byte file header, then 32 KiB blocks of
+    chunks with a 7-byte header each: crc32, length, type full/first/middle/last), as wandb.proto Records."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    block = 32768
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:7] == struct.pack("<4sHB", b":W&B", 0xBEE1, 0), f"not a version-0 W&B log: {data[:7]!r}"
+    pos, parts = 7, []
+    while pos + 7 <= len(data):
+        room = block - pos % block
+        if room < 7:  # a block's tail too short for a header is padding
+            pos += room
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if kind == 0:  # zero padding up to the block's end
+            pos += room
+            continue
+        parts.append(data[pos + 7 : pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):  # full, or the last of first/middle/last
+            record = pb.Record()
+            record.ParseFromString(b"".join(parts))
+            parts = []
+            yield record
+
+
+def read_offline_run(path: str) -> dict:
+    """run id, project, name, config and history ({step: {key: value}}) of one offline run file."""
+    run: dict = {"config": {}, "history": {}}
+    for r in wandb_records(path):
+        kind = r.WhichOneof("record_type")
+        if kind == "run":
+            run.update(id=r.run.run_id, project=r.run.project, name=r.run.display_name)
+            run["config"].update({i.key: json.loads(i.value_json) for i in r.run.config.update})
+        elif kind == "config":
+            run["config"].update({i.key: json.loads(i.value_json) for i in r.config.update})
+        elif kind == "history":
+            row = run["history"].setdefault(r.history.step.num, {})
+            for i in r.history.item:
+                row["/".join(i.nested_key) if not i.key else i.key] = json.loads(i.value_json)
+    return run
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    """wandb in offline mode, every file of it under tmp_path/wandb_home; yields WANDB_DIR."""
+    pytest.importorskip("wandb", reason="wandb not installed (pip install wandb)")
+    home = tmp_path / "wandb_home"
+    for var in ("WANDB_PROJECT", "WANDB_RUN_ID", "WANDB_RESUME", "WANDB_NAME", "WANDB_ENTITY", "WANDB_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var, sub in (("WANDB_DIR", "dir"), ("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache")):
+        (home / sub).mkdir(parents=True)
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("WANDB_DATA_DIR", str(home / "cache"))
+    return home / "dir"
+
+
+def test_wandb_reference_command_logs_and_resumes(wandb_offline, tiny_data, tmp_path):
+    ck = str(tmp_path / "ck")
+    args = [
+        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", ck, *TINY),
+        *("--n_epochs_decay", "0", "--print_freq", "2", "--display_freq", "2", "--val_phase", "test"),
+        *("--use_wandb", "--wandb_project_name", "X"),  # as a command for the reference would have it
+    ]
+    t = time.perf_counter()
+    r = run_script("train.py", *args, "--n_epochs", "1")
+    first_s = time.perf_counter() - t
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = os.path.join(ck, "run")
+    with open(os.path.join(run_dir, "wandb_id.txt")) as f:
+        run_id = f.read().strip()
+    (path,) = glob.glob(str(wandb_offline / "wandb" / "offline-run-*" / "run-*.wandb"))
+    run = read_offline_run(path)
+    assert (run["id"], run["project"], run["name"]) == (run_id, "X", "run")
+
+    # the losses by name at the global iteration steps, as loss_log.txt has them
+    logged = logged_losses(os.path.join(run_dir, "loss_log.txt"))
+    steps = sorted(s for s, row in run["history"].items() if "G_GAN" in row)
+    assert steps == [2, 4]  # 4 images, batch 1, --print_freq 2
+    for name in LOSSES:
+        assert [f"{run['history'][s][name]:.3f}" for s in steps] == logged[name], name
+    # the images at display time, validation scores at the epoch's end
+    for label in VISUALS:
+        assert run["history"][2][f"{label}/_type"] == "image-file", sorted(run["history"][2])
+    assert any("val/psnr" in row and row["epoch"] == 1 for row in run["history"].values()), run["history"]
+    # the run's options as its config
+    cfg = run["config"]
+    assert (cfg["ngf"], cfg["crop_size"], cfg["netG"], cfg["seed"]) == (4, 32, "unet_256", 3)
+    assert (cfg["logger"], cfg["use_wandb"], cfg["wandb_project_name"]) == ("wandb", True, "X")
+
+    # --continue_train: the same W&B run, its steps going on
+    t = time.perf_counter()
+    r = run_script("train.py", *args, "--n_epochs", "2", "--continue_train")
+    resumed_s = time.perf_counter() - t
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(os.path.join(run_dir, "wandb_id.txt")) as f:
+        assert f.read().strip() == run_id
+    runs = [read_offline_run(p) for p in glob.glob(str(wandb_offline / "wandb" / "offline-run-*" / "run-*.wandb"))]
+    assert len(runs) == 2 and {x["id"] for x in runs} == {run_id}
+    (second,) = [x for x in runs if 6 in x["history"]]
+    assert sorted(s for s, row in second["history"].items() if "G_GAN" in row) == [6, 8]
+    print(f"train.py with wandb offline: {first_s:.1f} s, resumed {resumed_s:.1f} s")
+
+
+def test_new_run_gets_a_new_wandb_id(wandb_offline, tmp_path):
+    """Without --continue_train the run folder's wandb_id.txt is replaced: a new W&B run."""
+    ids = []
+    for _ in range(2):
+        vis = Visualizer.for_run(parse(True, ["--display_id", "0", "--use_wandb", "--name", "run"]), str(tmp_path))
+        try:
+            ids.append(vis.wandb.id)
+            vis.print_current_losses(1, 2, 2, {"G_GAN": 1.0}, 0.1, 0.0002)
+        finally:
+            vis.close()
+        with open(tmp_path / "wandb_id.txt") as f:
+            assert f.read().strip() == ids[-1]
+    assert ids[0] != ids[1]
