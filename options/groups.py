@@ -699,7 +699,9 @@ class ExportGroup(Group):
         "the weights and the run's options, no pickle",
         choices=EXPORT_FORMATS,
     )
-    out: str | None = arg(None, "output file (default: beside the checkpoint, its name with .onnx / .pt / .safetensors)")
+    out: str | None = arg(
+        None, "output file (default: beside the checkpoint, its name with .onnx / .pt / .safetensors)"
+    )
     opset: int = arg(18, "ONNX opset (18 or newer: the exporter cannot convert down)", lo=18)
 
 
