@@ -39,6 +39,17 @@ def make_G(init: bool = True, **kw) -> torch.nn.Module:
     return define_G(gen_opts(**kw), "normal" if init else None, 0.02, False)
 
 
+def randomized(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Weights and running statistics away from their initial values, so a wrong mapping shows and eval and
+    train mode differ."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in net.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + (0.5 if "running_var" in name else -0.25))
+    return net
+
+
 def make_D(init_type: str = "normal", g: dict | None = None, **kw) -> torch.nn.Module:
     """define_D with the option defaults and kw (netD, ndf, ...); g: the generator group (channels, norm)."""
     import dataclasses

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import export
+from conftest import randomized
 from models.networks import define_G
 from options.options import TrainOptions
 from util import checkpoint
@@ -19,16 +20,6 @@ from util.inference import load_translator
 # torch.jit.trace/save/load warn that TorchScript is deprecated; export.py says so in one log line.
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:FutureWarning")
 SIZES = ((1, 64, 64), (2, 96, 64))  # (N, H, W): multiples of 32, the tiny U-Net's size multiple
-
-
-def randomized(net: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Weights and running statistics away from their initial values (so eval and train mode differ)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + (0.5 if "running_var" in name else -0.25))
-    return net
 
 
 def write_run(root, name: str, seed: int, **generator) -> str:

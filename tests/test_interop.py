@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import ROOT, make_dataroot, run_script
+from conftest import ROOT, make_dataroot, randomized, run_script
 from models import WeightsMismatch, build_translator, load_translator
 from models.networks import define_G
 from models.reference import guess_generator
@@ -96,16 +96,6 @@ class RefResnet(nn.Module):
 
     def forward(self, x):
         return self.model(x)
-
-
-def randomized(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Weights and running statistics away from their initial values, so a wrong mapping shows."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if t.is_floating_point():
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + (0.5 if "running_var" in name else -0.25))
-    return net
 
 
 def options(**generator) -> dict:
