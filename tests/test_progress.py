@@ -101,13 +101,14 @@ def test_the_loss_logs_time_per_image_counts_the_steps_it_timed(monkeypatch):
 def test_redirected_training_logs_the_run_ahead_and_progress_lines(tmp_path):
     data = make_dataroot(tmp_path / "data", train=3)
     args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *TINY]
-    r = run_script("train.py", *args, "--n_epochs", "2", "--n_epochs_decay", "1", "--progress_every", "0.001")
+    # 27 iterations: 5 of warm-up, then 20 measured before the estimate, with 2 to go.
+    r = run_script("train.py", *args, "--n_epochs", "6", "--n_epochs_decay", "3", "--progress_every", "0.001")
     assert r.returncode == 0, r.stderr
     out = r.stdout + r.stderr
-    assert "9 iterations ahead: epochs 1..3 of 3 iterations, 1 images each" in out
+    assert "27 iterations ahead: epochs 1..9 of 3 iterations, 1 images each" in out
     lines = [ln for ln in out.splitlines() if "iterations (" in ln and "ETA" in ln]
-    assert any("epoch 3/3: 9/9 iterations (100.0%)" in ln for ln in lines)
-    assert "measured speed" in out and "\r" not in out  # no bar drawn into a log file
+    assert any("epoch 9/9: 27/27 iterations (100.0%)" in ln for ln in lines)
+    assert "the remaining 2 iterations take about" in out and "\r" not in out  # no bar drawn into a log file
 
 
 def test_a_terminal_shows_the_whole_run_bar(tmp_path):

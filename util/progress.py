@@ -75,7 +75,8 @@ class ProgressReport:
             measured, elapsed = self.done - self.n_warm, now - self.t_warm
             if measured >= ESTIMATE_AFTER[0] or elapsed >= ESTIMATE_AFTER[1] or self.done == self.total:
                 self.estimated = True
-                self.log.info("%s", self.estimate_line())
+                if self.done < self.total:  # a loop that is already over needs no estimate
+                    self.log.info("%s", self.estimate_line())
         if not self.terminal and now - self.t_line >= self.every:
             self.t_line = now
             self.log.info("%s", self.line())
