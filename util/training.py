@@ -99,19 +99,13 @@ class TrainLoop:
     def start_report(self) -> ProgressReport:
         """Say what lies ahead, and start counting towards it."""
         opt, p, spe = self.opt, self.progress, self.steps_per_epoch()
-        ahead = max(0, spe - p.epoch_iter) + spe * max(0, opt.last_epoch - p.epoch)
-        if opt.stop_after_iters:  # 0: no limit
-            ahead = min(ahead, opt.stop_after_iters)
+        to_end = max(0, spe - p.epoch_iter) + spe * max(0, opt.last_epoch - p.epoch)
+        ahead = min(to_end, opt.stop_after_iters) if opt.stop_after_iters else to_end  # 0: no limit
         per_step = opt.batch_size * opt.accum_steps * self.dist.world_size
-        log.info(
-            "%d iterations ahead: epochs %d..%d of %d iterations, %d images each (speed and time to go follow after "
-            "a few iterations)",
-            ahead,
-            p.epoch,
-            opt.last_epoch,
-            spe,
-            per_step,
-        )
+        run = f"epochs {p.epoch}..{opt.last_epoch} of {spe} iterations, {per_step} images each"
+        if ahead < to_end:
+            run = f"then --stop_after_iters stops; {to_end} to the end of the run: {run}"
+        log.info("%d iterations ahead: %s (speed and time to go follow after a few iterations)", ahead, run)
         desc = f"epoch {p.epoch}/{opt.last_epoch}"
         return ProgressReport(p.total_iters + ahead, p.total_iters, per_step, opt.progress_every, desc, log)
 
