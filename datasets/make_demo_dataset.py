@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build the offline edges -> photo demo set (see data/demo.py) from the command line."""
+"""Build the offline demo set (degraded -> clean photos, see data/demo.py) from the command line."""
 
 from __future__ import annotations
 
