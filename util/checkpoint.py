@@ -16,6 +16,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,18 +126,19 @@ class GeneratorCheckpoint:
 
 
 def load_generator(
-    path: str, prefer_ema: bool, reference_options: dict[str, dict[str, Any]] | None = None
+    path: str, prefer_ema: bool, reference_options: Callable[[], dict[str, dict[str, Any]]] | None = None
 ) -> GeneratorCheckpoint:
     """The generator of latest.pth, of a snapshot, of an exported .safetensors file, or of the pix2pix reference
     implementation's <epoch>_net_G.pth; with prefer_ema the EMA weights when the run kept them. A reference file
-    is a bare state dict without options: reference_options (by group, from the caller's flags) describe it."""
+    is a bare state dict without options: reference_options() (by group, from the caller's flags; called only for
+    such a file) describe it."""
     if path.endswith(".safetensors"):
         return load_safetensors(path)
     raw = read(path)
     if is_bare_state_dict(raw):
         if reference_options is None:
             raise CheckpointError(f"{path} is a bare state dict (a reference implementation's file) without options")
-        return GeneratorCheckpoint(dict(raw), reference_options, False, 0, path, reference=True)
+        return GeneratorCheckpoint(dict(raw), reference_options(), False, 0, path, reference=True)
     state = _project_checkpoint(raw, path)
     weights = state["model"] if state["kind"] == "latest" else state
     ema = weights.get("netG_ema")

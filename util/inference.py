@@ -29,18 +29,6 @@ def reference_options(generator: Mapping[str, Any]) -> dict[str, dict[str, Any]]
     return opt.to_dict()
 
 
-def find_checkpoint(path: str) -> str:
-    """A file as it is; a run folder: its latest.pth, else a reference run's latest_net_G.pth."""
-    if not os.path.isdir(path):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no checkpoint {path}")
-        return path
-    for name in ("latest.pth", "latest_net_G.pth"):
-        if os.path.exists(os.path.join(path, name)):
-            return os.path.join(path, name)
-    raise FileNotFoundError(f"{path} holds neither latest.pth nor latest_net_G.pth")
-
-
 def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]:
     """(file, tag) in a run folder: latest.pth (a reference run's latest_net_G.pth when there is none) for --epoch
     latest, best_net_G.pth, <N>_net_G.pth, or iter_<N>_net_G.pth for --load_iter."""
@@ -53,6 +41,15 @@ def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]
     if epoch == "best":
         return os.path.join(run_dir, "best_net_G.pth"), "best"
     return os.path.join(run_dir, f"{epoch}_net_G.pth"), epoch
+
+
+def find_checkpoint(path: str) -> str:
+    """A file as it is; a run folder: its latest.pth, else a reference run's latest_net_G.pth."""
+    if os.path.isdir(path):
+        path = checkpoint_path(path, "latest", 0)[0]
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no checkpoint {path}")
+    return path
 
 
 def open_checkpoint(opt: Any) -> tuple[GeneratorCheckpoint, str]:
@@ -70,7 +67,7 @@ def open_checkpoint(opt: Any) -> tuple[GeneratorCheckpoint, str]:
             found = "found: " + ", ".join(have) if have else "that run folder has none"
             raise CheckpointError(f"no checkpoint {path} (--name {opt.name}, --epoch {opt.epoch}); {found}")
     generator = {k: getattr(opt, k) for k in TrainOptions.group_fields(GeneratorOptions)}
-    return load_generator(path, not opt.no_ema, reference_options(generator)), tag
+    return load_generator(path, not opt.no_ema, lambda: reference_options(generator)), tag
 
 
 def default_device() -> torch.device:
@@ -100,7 +97,7 @@ def load_translator(
     Raises FileNotFoundError, util.checkpoint.CheckpointError (an unreadable file), models.WeightsMismatch
     (weights that do not fit their architecture; the message names the flags to try) and ValueError."""
     path = find_checkpoint(str(path))
-    ckpt = load_generator(path, prefer_ema, reference_options(generator))
+    ckpt = load_generator(path, prefer_ema, lambda: reference_options(generator))
     if generator and not ckpt.reference:
         raise ValueError(
             f"{path} holds its own options; {', '.join(sorted(generator))} apply to reference files (bare state "
