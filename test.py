@@ -17,14 +17,14 @@ import torch
 from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import DEMO_DIR, ensure_demo_dataset
 from data.image_io import data_error
+from engine.checkpoint import CheckpointError, GeneratorCheckpoint
+from engine.inference import ImageTranslator, open_checkpoint
+from engine.training import StopFlag
 from models import WeightsMismatch
 from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, TestOptions, given_flags, parse, save_options
-from util.checkpoint import CheckpointError, GeneratorCheckpoint
 from util.html import HTML
-from util.inference import ImageTranslator, open_checkpoint
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.progress import ProgressReport
-from util.training import StopFlag
 from util.util import WriteFailed, save_image, setup_logging, tensor2im, unique_names
 
 log = logging.getLogger("test")

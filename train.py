@@ -19,14 +19,15 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from data import EpochSampler, create_dataloader, create_dataset
 from data.demo import ensure_demo_dataset
 from data.image_io import data_error
+from engine import checkpoint
+from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver, Start
+from engine.training import InterruptedTwice, StopFlag, TrainLoop
+from engine.validation import Validator, split_validation
 from models import WeightsMismatch, create_model
 from models.perceptual import WeightsMissing
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
-from util import checkpoint, distributed, run_folder
-from util.checkpoint import CheckpointError, NonFiniteWeights, Saver, Start
-from util.training import InterruptedTwice, StopFlag, TrainLoop
+from util import distributed, run_folder
 from util.util import WriteFailed, setup_logging
-from util.validation import Validator, split_validation
 from util.visualizer import NullVisualizer, Visualizer
 
 log = logging.getLogger("train")

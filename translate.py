@@ -14,10 +14,10 @@ from PIL import Image
 
 from data.image_folder import is_image_file, make_dataset
 from data.image_io import BadImageError, load_image, scan
+from engine.checkpoint import CheckpointError
+from engine.inference import ImageTranslator, open_checkpoint
 from models import WeightsMismatch
 from options.options import TranslateOptions, parse
-from util.checkpoint import CheckpointError
-from util.inference import ImageTranslator, open_checkpoint
 from util.progress import ProgressReport
 from util.util import WriteFailed, atomic_write, setup_logging, unique_names
 

@@ -26,18 +26,8 @@ __all__ = [
     "build_generator",
     "build_translator",
     "create_model",
-    "load_translator",
     "pad_multiple",
 ]
-
-
-def load_translator(path: str, **kwargs: Any):
-    """The Python API: a checkpoint's generator as a util.inference.ImageTranslator, t(pil_image) -> pil_image.
-    See util.inference.load_translator for the arguments."""
-    # Imported here: reading a checkpoint needs options/, and options/ imports models.networks.
-    from util.inference import load_translator as load
-
-    return load(path, **kwargs)
 
 
 def pad_multiple(g: Mapping[str, Any]) -> int:

@@ -43,6 +43,7 @@ from options.groups import (
     check_bounds,
     gpu_id_list,
 )
+from util.util import write_text
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,6 @@ def package_versions() -> dict[str, str]:
 def save_options(opt: Options, folder: str, prefix: str, argv: Sequence[str]) -> None:
     """Write <prefix>_opt.txt (readable) and <prefix>_opt.json (the options, flat for reading and for tools such as
     jq, the command, commit, versions and seed). Checkpoints keep them by group."""
-    from util.checkpoint import write_text
 
     write_text(os.path.join(folder, f"{prefix}_opt.txt"), format_options(opt) + "\n")
     record = {

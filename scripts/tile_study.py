@@ -23,7 +23,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from util.inference import load_translator  # noqa: E402
+from engine.inference import load_translator  # noqa: E402
 
 
 def make_input(image: str, half: str, size: int) -> Image.Image:

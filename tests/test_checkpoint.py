@@ -9,9 +9,9 @@ import torch
 
 import train
 from conftest import ROOT, TINY, run_script
+from engine import checkpoint
 from models import create_model
 from options.options import parse
-from util import checkpoint
 
 # The options exactly as the format-1 code (before option groups) saved them in latest.pth: one flat dict.
 FORMAT1_OPTIONS = json.load(open(os.path.join(ROOT, "tests", "data", "format1_options.json")))
@@ -95,7 +95,7 @@ def test_checkpoints_follow_the_umask_like_every_other_output(tiny_data, tmp_pat
 def test_best_is_chosen_by_scoring_the_generator_it_serves(tmp_path):
     # With an EMA, best_net_G.pth serves the EMA to test.py, so validation must score the EMA.
     from conftest import make_pairs
-    from util.validation import Validator, split_validation
+    from engine.validation import Validator, split_validation
 
     make_pairs(str(tmp_path / "data" / "train"), 2, seed=1)
     make_pairs(str(tmp_path / "data" / "val"), 2, seed=4)

@@ -10,7 +10,7 @@ from PIL import Image
 import train
 from conftest import TINY as TINY_32
 from conftest import TINY_NET, make_pairs, run_script
-from util import checkpoint
+from engine import checkpoint
 
 TINY = TINY_NET
 

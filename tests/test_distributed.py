@@ -12,8 +12,8 @@ from torch import nn
 
 from browser_check import free_port
 from conftest import ROOT, make_pairs, run_script
+from engine import checkpoint
 from models import build_generator
-from util import checkpoint
 
 ARGS = [
     "--ngf",

@@ -10,12 +10,12 @@ import sys
 import pytest
 import torch
 
-import export
+import export as xport
 from conftest import randomized
+from engine import checkpoint, export
+from engine.inference import load_translator
 from models.networks import define_G
 from options.options import TrainOptions
-from util import checkpoint
-from util.inference import load_translator
 
 # torch.jit.trace/save/load warn that TorchScript is deprecated; export.py says so in one log line.
 pytestmark = pytest.mark.filterwarnings(r"ignore:`torch\.jit\.\w+` is deprecated:FutureWarning")
@@ -55,7 +55,7 @@ def exported(runs, tmp_path_factory):
         if key not in done:
             out = str(out_dir / f"{name}-{fmt}-{len(done)}{export.EXTENSIONS[fmt]}")
             args = ["--checkpoints_dir", str(runs), "--name", name, "--format", fmt, "--out", out, *flags]
-            assert export.main(args) == 0
+            assert xport.main(args) == 0
             done[key] = out
         return done[key]
 
@@ -237,7 +237,7 @@ def test_export_copy_computes_train_mode_without_touching_the_network():
 # ---- safetensors, paths and errors -----------------------------------------------------------------------------
 def test_safetensors_round_trip_and_default_out(runs):
     src = runs / "res" / "latest.pth"
-    assert export.main(["--checkpoints_dir", str(runs), "--name", "res", "--format", "safetensors"]) == 0
+    assert xport.main(["--checkpoints_dir", str(runs), "--name", "res", "--format", "safetensors"]) == 0
     out = runs / "res" / "latest.safetensors"  # beside the checkpoint
     t, u = load_translator(str(src), device="cpu", eval=True), load_translator(str(out), device="cpu", eval=True)
     assert u.options == t.options and u.checkpoint.ema and u.direction == "BtoA"
@@ -245,14 +245,14 @@ def test_safetensors_round_trip_and_default_out(runs):
         torch.testing.assert_close(u(x), t(x), rtol=0, atol=0)
     # --no_ema: the trained G's weights, not the average's.
     no_ema = runs / "res-no-ema.safetensors"
-    assert export.main(["--checkpoint", str(src), "--format", "safetensors", "--out", str(no_ema), "--no_ema"]) == 0
+    assert xport.main(["--checkpoint", str(src), "--format", "safetensors", "--out", str(no_ema), "--no_ema"]) == 0
     v = load_translator(str(no_ema), device="cpu", eval=True)
     assert not v.checkpoint.ema and (v(x) - t(x)).abs().max() > 0.01
 
 
 def test_default_out_is_beside_the_checkpoint(runs, capsys):
     path = runs / "plain" / "latest.pth"
-    assert export.main(["--checkpoint", str(path), "--format", "torchscript", "--eval"]) == 0
+    assert xport.main(["--checkpoint", str(path), "--format", "torchscript", "--eval"]) == 0
     out = runs / "plain" / "latest.pt"
     assert out.is_file() and torchscript_metadata(str(out))["mode"] == "eval"
     line = capsys.readouterr().out.strip().splitlines()[-1]
@@ -265,7 +265,7 @@ def test_missing_onnx_exits_2_naming_the_package(runs, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
     try:
         with pytest.raises(SystemExit) as e:
-            export.main(["--checkpoints_dir", str(runs), "--name", "plain", "--format", "onnx"])
+            xport.main(["--checkpoints_dir", str(runs), "--name", "plain", "--format", "onnx"])
     finally:  # what a failed import of onnxscript left half done
         for name in set(sys.modules) - before:
             del sys.modules[name]
@@ -283,13 +283,13 @@ def test_errors_exit_2(runs, capsys):
         (["--name", "plain", "--format", "safetensors", "--out", str(runs)], "is a folder"),
     ):
         with pytest.raises(SystemExit) as e:
-            export.main(["--checkpoints_dir", str(runs), *args])
+            xport.main(["--checkpoints_dir", str(runs), *args])
         assert e.value.code == 2 and message in capsys.readouterr().err, args
     same = runs / "plain" / "copy.safetensors"
     assert (
-        export.main(["--checkpoint", str(runs / "plain" / "latest.pth"), "--format", "safetensors", "--out", str(same)])
+        xport.main(["--checkpoint", str(runs / "plain" / "latest.pth"), "--format", "safetensors", "--out", str(same)])
         == 0
     )
     with pytest.raises(SystemExit):
-        export.main(["--checkpoint", str(same), "--format", "safetensors"])
+        xport.main(["--checkpoint", str(same), "--format", "safetensors"])
     assert "the checkpoint itself" in capsys.readouterr().err

@@ -14,12 +14,12 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT, make_dataroot, randomized, run_script
-from models import WeightsMismatch, build_translator, load_translator
+from engine import checkpoint, load_translator
+from models import WeightsMismatch, build_translator
 from models.networks import define_G
 from models.reference import guess_generator
 from models.tiling import tile_starts, translate_tiled
 from options.options import TrainOptions
-from util import checkpoint
 
 
 # ---- the reference's layout, written from the paper's architecture ----------------------------------------------
@@ -314,7 +314,7 @@ def test_the_api_works_from_an_installed_wheel_outside_the_clone(run_file, tmp_p
     assert {"models", "util", "data", "options"} <= {p.name for p in site.iterdir()}
     path, _ = run_file
     code = (
-        "from PIL import Image\nfrom models import load_translator\n"
+        "from PIL import Image\nfrom engine import load_translator\n"
         f"t = load_translator({path!r}, device='cpu')\n"
         "out = t(Image.new('RGB', (40, 30)))\nprint(out.size, __import__('models').__file__)"
     )

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ROOT, TINY, make_dataroot, run_script
+from engine.training import TrainLoop
 from util import progress
 from util.progress import ProgressReport, hms
-from util.training import TrainLoop
 
 
 class Clock:

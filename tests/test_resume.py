@@ -13,7 +13,7 @@ import torch
 
 import train
 from conftest import ROOT, TINY, make_dataroot
-from util import checkpoint
+from engine import checkpoint
 from util.run_folder import RunLock
 
 

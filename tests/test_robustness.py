@@ -17,8 +17,8 @@ import train
 from conftest import ROOT, make_pairs, run_script
 from conftest import TINY as TINY_SIZES
 from data.image_io import load_image
+from engine import checkpoint
 from models.pix2pix_model import Pix2PixModel
-from util import checkpoint
 
 TINY = [*TINY_SIZES, "--no_html"]
 
@@ -334,7 +334,7 @@ def test_failure_before_any_save_says_nothing_was_saved(tiny_data, tmp_path, cap
 
 
 def test_signal_during_the_last_epoch_end_exits_130(tiny_data, tmp_path, monkeypatch):
-    from util.training import TrainLoop
+    from engine.training import TrainLoop
 
     original = TrainLoop.end_epoch
 

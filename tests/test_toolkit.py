@@ -121,7 +121,7 @@ def test_spectral_norm(which, tiny_data, tmp_path):
 
 
 def test_init_from_a_shallower_unet(tiny_data, tmp_path, caplog):
-    from util import checkpoint
+    from engine import checkpoint
 
     small = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY, "--no_html"]
     assert train.main([*small, "--name", "u5", "--stop_after_iters", "1"]) == 0
@@ -156,7 +156,7 @@ def test_init_from_a_shallower_unet(tiny_data, tmp_path, caplog):
 
 
 def test_ema_generator_is_kept_resumed_and_used_by_test_py(tiny_data, tmp_path):
-    from util import checkpoint
+    from engine import checkpoint
 
     args = [
         "--dataroot",

@@ -8,7 +8,7 @@ import torch
 
 import train
 from conftest import TINY, make_pairs, run_script
-from util import checkpoint
+from engine import checkpoint
 from util.plots import read_loss_log
 
 

@@ -38,6 +38,11 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+def write_text(path: str, text: str) -> None:
+    """A text file (options, logs' headers), atomically."""
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
 def atomic_write(path: str, write) -> None:
     """write(f) into a temp file beside path, fsync, then rename: a crash at any moment leaves the old file or
     the new one. A failed write (a full disk, a vanished folder) raises WriteFailed naming the file, and leaves

@@ -17,7 +17,7 @@ import torch
 
 from util.html import HTML
 from util.plots import plot_training
-from util.util import save_image, tensor2im
+from util.util import save_image, tensor2im, write_text
 
 log = logging.getLogger(__name__)
 _IMG_RE = re.compile(r"^epoch(\d+)_iter(\d+)_(\w+)\.png$")
@@ -332,8 +332,6 @@ def start_wandb(run_dir: str, name: str, project: str, config: dict, resume: boo
     Its id is kept in run_dir/wandb_id.txt (written atomically): with resume the run continues under that id.
     WANDB_MODE, WANDB_DIR and the rest of wandb's environment apply as they are."""
     import wandb
-
-    from util.checkpoint import write_text
 
     id_file = os.path.join(run_dir, WANDB_ID_FILE)
     run_id = None

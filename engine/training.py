@@ -10,8 +10,9 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from util import checkpoint, distributed
-from util.checkpoint import Progress, Saver
+from engine import checkpoint
+from engine.checkpoint import Progress, Saver
+from util import distributed
 from util.progress import ProgressReport, Timed, hms
 
 log = logging.getLogger("train")

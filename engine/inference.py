@@ -11,12 +11,12 @@ import torch
 from PIL import Image
 
 from data.transforms import to_tensor
+from engine.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from models import build_translator
 from models.tiling import translate_tiled
 from models.translator import Translator
 from options.groups import GeneratorOptions, SourceOptions, SpeedOptions
 from options.options import TrainOptions
-from util.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from util.util import tensor2im
 
 
@@ -94,7 +94,7 @@ def load_translator(
     statistics), so outputs then depend on torch's RNG (torch.manual_seed for repeatable ones). prefer_ema: the
     run's exponential moving average of G when it kept one.
 
-    Raises FileNotFoundError, util.checkpoint.CheckpointError (an unreadable file), models.WeightsMismatch
+    Raises FileNotFoundError, engine.checkpoint.CheckpointError (an unreadable file), models.WeightsMismatch
     (weights that do not fit their architecture; the message names the flags to try) and ValueError."""
     path = find_checkpoint(str(path))
     ckpt = load_generator(path, prefer_ema, lambda: reference_options(generator))

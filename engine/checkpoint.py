@@ -24,7 +24,7 @@ import torch
 
 from models.reference import adapt_reference, is_bare_state_dict
 from options.options import RESUME_KEYS, TrainOptions
-from util.util import atomic_write
+from util.util import atomic_write, write_text  # noqa: F401  (write_text: re-exported for callers)
 
 log = logging.getLogger("train")
 
@@ -43,11 +43,6 @@ class NonFiniteWeights(RuntimeError):
 def atomic_save(obj: Any, path: str) -> None:
     """torch.save(obj) to path, atomically."""
     atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def write_text(path: str, text: str) -> None:
-    """A text file (options, logs' headers), atomically."""
-    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 # ---- reading -------------------------------------------------------------------------------------------------

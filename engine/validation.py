@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from data import EpochSampler, create_dataloader, create_dataset
+from engine.checkpoint import Saver
 from models.networks import frozen_batchnorm
-from util.checkpoint import Saver
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 
 log = logging.getLogger(__name__)
