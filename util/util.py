@@ -6,8 +6,7 @@ import logging
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +37,10 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+# Tests set this (tests/hooked.py): called with the path once the temp file is complete, before the rename.
+before_replace_hook: Callable[[str], None] | None = None
+
+
 def write_text(path: str, text: str) -> None:
     """A text file (options, logs' headers), atomically."""
     atomic_write(path, lambda f: f.write(text.encode()))
@@ -63,10 +66,8 @@ def atomic_write(path: str, write) -> None:
             except (OSError, RuntimeError) as e:  # torch.save reports a failed write as a RuntimeError
                 reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0]
                 raise WriteFailed(f"cannot write {path}: {reason}") from e
-        # Test hook: a pause between the complete temp file and the rename, so a test can SIGKILL here.
-        pause = float(os.environ.get("PIX2PIX_TEST_SAVE_PAUSE", "0"))
-        if pause > 0 and path.endswith(".pth"):
-            time.sleep(pause)
+        if before_replace_hook is not None:  # tests: e.g. a pause here, so a SIGKILL lands between the two
+            before_replace_hook(path)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
