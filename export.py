@@ -22,9 +22,11 @@ from engine.export import (
     missing_packages,
     size_text,
 )
-from engine.inference import ImageTranslator, open_checkpoint
+from engine.inference import ImageTranslator
+from engine.resolve import resolve_checkpoint
 from models import WeightsMismatch
-from options.options import ExportOptions, parse
+from options.options import ExportOptions, given_flags, parse
+from util.config import OptionError
 from util.util import atomic_write, setup_logging
 
 log = logging.getLogger("export")
@@ -36,6 +38,7 @@ def fail(msg: str) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     opt = parse(ExportOptions, argv)
     setup_logging(opt.verbose)
     if opt.format == "onnx":
@@ -43,9 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if missing:
             fail(f"--format onnx needs {', '.join(missing)}: {ONNX_INSTALL} (or pip install -e '.[onnx]')")
     try:
-        ckpt, _ = open_checkpoint(opt)
+        opt, ckpt, _ = resolve_checkpoint(opt, given_flags(argv))
         t = ImageTranslator.from_checkpoint(ckpt, torch.device("cpu"), "none", False, opt.eval)
-    except (FileNotFoundError, CheckpointError) as e:
+    except (FileNotFoundError, CheckpointError, OptionError) as e:
         fail(str(e))
     except WeightsMismatch as e:
         fail(f"{ckpt.path}: {e}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -15,13 +14,14 @@ from dataclasses import dataclass
 import torch
 
 from data import EpochSampler, create_dataloader, create_dataset
-from data.demo import DEMO_DIR, ensure_demo_dataset
 from data.image_io import data_error
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint
-from engine.inference import ImageTranslator, open_checkpoint
+from engine.inference import ImageTranslator
+from engine.resolve import resolve_checkpoint
 from engine.training import StopFlag
 from models import WeightsMismatch
-from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, TestOptions, given_flags, parse, save_options
+from options.options import TestOptions, given_flags, parse, save_options
+from util.config import OptionError
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.progress import ProgressReport
@@ -36,53 +36,20 @@ def fail(msg: str) -> None:
 
 
 def load_run(opt: TestOptions, given: set[str]) -> tuple[TestOptions, GeneratorCheckpoint, str]:
-    """The generator asked for, and the options completed from its run: the generator's own (the command line's
-    are ignored, with a warning) and the data options the command line leaves out."""
+    """The generator asked for, and the options completed from its run (engine.resolve): the run's generator, and
+    the data options the command line leaves out; flags that contradict the run end here with one line."""
     try:
-        ckpt, tag = open_checkpoint(opt)
-    except CheckpointError as e:
+        opt, ckpt, tag = resolve_checkpoint(opt, given)
+    except (CheckpointError, OptionError) as e:
         fail(str(e))
-    if ckpt.ema:
-        log.info("using the generator's exponential moving average (--no_ema for the trained weights)")
     if ckpt.reference:
-        return reference_run(opt, given, ckpt), ckpt, tag
-    saved = ckpt.options
-    updates = dict(saved["generator"])
-    for k in ARCHITECTURE_KEYS:
-        if k in given and getattr(opt, k) != updates[k]:
-            log.warning("--%s %s ignored: the checkpoint was trained with %s", k, getattr(opt, k), updates[k])
-    updates.update({k: saved["preprocess"][k] for k in INHERITED_DATA_KEYS if k not in given})
-    if "dataroot" not in given:
-        updates["dataroot"] = saved["data"]["dataroot"]
-    return check_data(dataclasses.replace(opt, **updates), given), ckpt, tag
-
-
-def reference_run(opt: TestOptions, given: set[str], ckpt: GeneratorCheckpoint) -> TestOptions:
-    """A reference implementation's generator file holds weights only: the architecture is the command line's
-    (with the reference's defaults) and, as in the reference's test.py, images are resized to --crop_size."""
-    flags = " ".join(f"--{k} {getattr(opt, k)}" for k in ("netG", "ngf", "norm", "input_nc", "output_nc"))
-    log.info(
-        "%s is a reference generator file (weights only); its architecture is the command line's: %s", ckpt.path, flags
-    )
-    if "dataroot" not in given:
-        fail(f"{ckpt.path} holds no options, so no --dataroot either: pass --dataroot")
-    if "load_size" not in given:
-        opt = dataclasses.replace(opt, load_size=opt.crop_size)
-    return check_data(opt, given)
-
-
-def check_data(opt: TestOptions, given: set[str]) -> TestOptions:
-    """The data folder and sizes the test will use, checked."""
-    if opt.dataroot is None or (opt.dataroot == DEMO_DIR and not os.path.isdir(DEMO_DIR)):
-        opt.dataroot = ensure_demo_dataset()
-    if opt.preprocess in ("resize_and_crop", "scale_width_and_crop") and opt.crop_size > opt.load_size:
-        fail(
-            f"--crop_size {opt.crop_size} is larger than --load_size {opt.load_size}: the crop must fit inside the "
-            "resized image"
+        flags = " ".join(f"--{k} {getattr(opt, k)}" for k in ("netG", "ngf", "norm", "input_nc", "output_nc"))
+        log.info(
+            "%s is a reference generator file (weights only); its architecture is the command line's: %s",
+            ckpt.path,
+            flags,
         )
-    if not os.path.isdir(opt.dataroot):
-        fail(f"--dataroot {opt.dataroot}{'' if 'dataroot' in given else ' (from the training run)'}: no such folder")
-    return opt
+    return opt, ckpt, tag
 
 
 @dataclass
@@ -163,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(opt.verbose)
     opt, ckpt, tag = load_run(opt, given)
     try:
-        dataset = create_dataset(opt, train=False)
+        c = opt.config
+        dataset = create_dataset(c("data"), c("preprocess"), c("generator"), None, opt.seed, train=False)
         dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,10 +16,10 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data import EpochSampler, create_dataloader, create_dataset
-from data.demo import ensure_demo_dataset
 from data.image_io import data_error
-from engine import checkpoint
-from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver, Start
+from engine import checkpoint, resume
+from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver
+from engine.resolve import resolve_training, training_device
 from engine.training import InterruptedTwice, StopFlag, TrainLoop
 from engine.validation import Validator, split_validation
 from models import WeightsMismatch, create_model
@@ -39,37 +38,11 @@ def fail(msg: str) -> None:
     sys.exit(2)
 
 
-def resolve(opt: TrainOptions, d: distributed.Dist) -> torch.device:
-    """Settle what the options leave open (seed, data set, compile under torchrun) before they are saved, and
-    set up the device."""
-    if opt.seed is None:
-        opt.seed = random.SystemRandom().randrange(2**31)
-    opt.seed = distributed.broadcast_int(d, opt.seed)  # every process must share the data order
-    if opt.dataroot is None:
-        if not d.is_main:
-            distributed.barrier(d)  # rank 0 builds the demo set first
-        opt.dataroot = ensure_demo_dataset()
-        if d.is_main:
-            distributed.barrier(d)
-    if d.enabled and opt.compile:
-        log.warning("--compile is not used under torchrun yet; running eagerly")
-        opt.compile = False
-    if d.enabled and opt.norm == "batch":
-        log.warning(
-            "--norm batch with %d processes: each process normalises with its own batch's statistics "
-            "(--norm syncbatch shares them, on CUDA)",
-            d.world_size,
-        )
-    if len(opt.gpu_ids_list) > 1:
-        log.warning("--gpu_ids %s: this trainer uses one device per process; using the first", opt.gpu_ids)
-    fixed_crops = opt.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop")
-    return distributed.training_device(d, opt.gpu_ids_list, fixed_crops)
-
-
 def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
     """(training set, validation set or None, sampler, loader); a data problem ends with exit status 2."""
     try:
-        dataset = create_dataset(opt, train=True)
+        c = opt.config
+        dataset = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, train=True)
         dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
         dataset.check_batchable(opt.batch_size)
         dataset.check_min_size(opt.min_side, opt.skip_bad_images, opt.max_bad_fraction)
@@ -96,30 +69,21 @@ def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
     return dataset, val_set, sampler, loader
 
 
-def build_model(opt: TrainOptions, start: Start, device: torch.device, d: distributed.Dist):
-    """The model, with the weights the run starts from, wrapped for torchrun."""
+def build_model(opt: TrainOptions, device: torch.device):
+    """The model, with --init_from's weights when given."""
     try:
-        model = create_model(opt.to_dict(), device)
+        model = create_model(opt.model_config(), device)
     except WeightsMissing as e:
         fail(str(e))
     if opt.verbose:
         log.debug("netG:\n%s\nnetD:\n%s", model.netG, model.netD)
     n_g, n_d = (sum(p.numel() for p in net.parameters()) / 1e6 for net in (model.netG, model.netD))
     log.info("netG %s: %.3f M parameters; netD %s: %.3f M parameters", opt.netG, n_g, opt.netD, n_d)
-    if start.netG_state is not None:
-        model.netG.load_state_dict(start.netG_state)
     if opt.init_from is not None:
         try:
-            checkpoint.init_from(model, opt.init_from)
+            resume.init_from(model, opt.init_from)
         except CheckpointError as e:
             fail(f"--init_from: {e}")
-    if start.state is not None:
-        try:
-            model.load_state_dict(start.state["model"])
-        except WeightsMismatch as e:
-            fail(f"--continue_train: {e}")
-    if d.enabled:
-        model.wrap_ddp()
     return model
 
 
@@ -146,30 +110,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str) -> int:
-    """Plan the start, settle and save the options, build, restore and run the loop; returns the exit status."""
+    """Resolve and save the options, build, restore and run the loop; returns the exit status."""
     try:
-        start = checkpoint.plan_start(opt, run_dir, given_flags(argv))
+        start = resolve_training(opt, d, run_dir, given_flags(argv))
     except CheckpointError as e:
         fail(str(e))
     if start.finished:
         return 0
+    opt = start.opt
     if start.state is not None and d.is_main:
         run_folder.trim_logs(run_dir, start.progress.epoch, start.progress.total_iters)
-    device = resolve(opt, d)
+    device = training_device(opt, d)
     if d.is_main:  # only now: every value above is the one this run uses
         log.info("\n%s", format_options(opt))
         save_options(opt, run_dir, "train", argv)
     torch.manual_seed(opt.seed)
     dataset, val_set, sampler, loader = build_data(opt, d, device)
-    model = build_model(opt, start, device, d)
+    model = build_model(opt, device)
     saver = Saver(run_dir, opt.to_dict(), opt.save_by_iter, opt.keep_last, enabled=d.is_main)
     validator = Validator(opt, val_set, device, saver) if val_set is not None and d.is_main else None
-    if validator is not None and start.state is not None:
-        validator.best = start.state["best"]
     vis = Visualizer.for_run(opt, run_dir) if d.is_main else NullVisualizer()
     vis.check_display()  # one warning now if the visdom display asked for is not there
-    if start.state is not None:
-        checkpoint.set_rng_state(start.state["rng"], device)  # last: nothing above may draw random numbers after this
+    try:
+        resume.restore(start, model, validator, device)  # last: nothing may draw random numbers after this
+    except WeightsMismatch as e:
+        fail(f"--continue_train: {e}")
+    if d.enabled:
+        model.wrap_ddp()
     stop = StopFlag()
     stop.install()
     loop = TrainLoop(opt, model, loader, sampler, vis, saver, stop, start.progress, len(dataset), d, validator)

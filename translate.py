@@ -15,9 +15,11 @@ from PIL import Image
 from data.image_folder import is_image_file, make_dataset
 from data.image_io import BadImageError, load_image, scan
 from engine.checkpoint import CheckpointError
-from engine.inference import ImageTranslator, open_checkpoint
+from engine.inference import ImageTranslator
+from engine.resolve import resolve_checkpoint
 from models import WeightsMismatch
-from options.options import TranslateOptions, parse
+from options.options import TranslateOptions, given_flags, parse
+from util.config import OptionError
 from util.progress import ProgressReport
 from util.util import WriteFailed, atomic_write, setup_logging, unique_names
 
@@ -86,14 +88,15 @@ def translate_batch(t: ImageTranslator, opt: TranslateOptions, batch: list[str],
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     opt = parse(TranslateOptions, argv)
     setup_logging(opt.verbose)
     try:
         paths = expand_inputs(opt.inputs)
-        ckpt, _ = open_checkpoint(opt)
+        opt, ckpt, _ = resolve_checkpoint(opt, given_flags(argv))
         device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
         t = ImageTranslator.from_checkpoint(ckpt, device, opt.amp, opt.channels_last, opt.eval)
-    except (FileNotFoundError, CheckpointError) as e:
+    except (FileNotFoundError, CheckpointError, OptionError) as e:
         fail(str(e))
     except WeightsMismatch as e:
         fail(f"{ckpt.path}: {e}")

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.aligned_dataset import AlignedDataset
+from data.config import AugmentConfig, DataConfig, PreprocessConfig
 from data.single_dataset import SingleDataset
 from data.transforms import Augment, Preprocess
 
@@ -58,41 +59,43 @@ def _worker_init(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def preprocess_from(opt: Any, train: bool) -> Preprocess:
-    return Preprocess(opt.preprocess, opt.load_size, opt.crop_size, flip=not opt.no_flip, random=train)
-
-
-def create_dataset(opt: Any, train: bool) -> Dataset:
-    """The dataset of a TrainOptions or TestOptions, named by --dataset_mode; test-time datasets use centre crops
-    and no flips."""
-    pre = preprocess_from(opt, train)
-    if opt.dataset_mode == "single":
+def create_dataset(
+    data: DataConfig,
+    preprocess: PreprocessConfig,
+    generator: Any,
+    augment: AugmentConfig | None,
+    seed: int,
+    train: bool,
+) -> Dataset:
+    """The dataset of --dataset_mode. generator: a models.config.GeneratorConfig (direction and channels);
+    augment None: no augmentation. Test-time datasets (train False) use centre crops and no flips."""
+    pre = Preprocess(preprocess.preprocess, preprocess.load_size, preprocess.crop_size, not data.no_flip, train)
+    if data.dataset_mode == "single":
         return SingleDataset(
-            opt.dataroot,
-            opt.phase,
-            input_nc=opt.input_nc,
+            data.dataroot,
+            data.phase,
+            input_nc=generator.input_nc,
             preprocess=pre,
-            filter_A=opt.filter_A,
-            max_dataset_size=opt.max_dataset_size,
+            filter_A=preprocess.filter_A,
+            max_dataset_size=data.max_dataset_size,
         )
+    aug = Augment()
+    if augment is not None and train:
+        nearest = "nearest" in (preprocess.filter_A, preprocess.filter_B)
+        aug = Augment(augment.aug_scale, augment.aug_rotate, augment.aug_color, augment.aug_color_on, nearest)
     return AlignedDataset(
-        opt.dataroot,
-        opt.phase,
-        direction=opt.direction,
-        input_nc=opt.input_nc,
-        output_nc=opt.output_nc,
+        data.dataroot,
+        data.phase,
+        direction=generator.direction,
+        input_nc=generator.input_nc,
+        output_nc=generator.output_nc,
         preprocess=pre,
-        filter_A=opt.filter_A,
-        filter_B=opt.filter_B,
-        seed=opt.seed if train else 0,
-        max_dataset_size=opt.max_dataset_size,
-        aug=augment_from(opt) if train else Augment(),
+        filter_A=preprocess.filter_A,
+        filter_B=preprocess.filter_B,
+        seed=seed if train else 0,
+        max_dataset_size=data.max_dataset_size,
+        aug=aug,
     )
-
-
-def augment_from(opt: Any) -> Augment:
-    nearest = "nearest" in (opt.filter_A, opt.filter_B)
-    return Augment(opt.aug_scale, opt.aug_rotate, opt.aug_color, opt.aug_color_on, nearest)
 
 
 def create_dataloader(

@@ -12,7 +12,7 @@ from PIL import Image
 from data.image_cache import ImageCache
 from data.image_folder import IMG_EXTENSIONS, make_dataset
 from data.image_io import BadImageError, load_image, scan
-from data.transforms import Augment, Preprocess, apply, augment, get_params, scaled_size, to_tensor
+from data.transforms import CROP_MODES, Augment, Preprocess, apply, augment, get_params, scaled_size, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def check_resized_memory(pre: Preprocess, sizes) -> None:
 def check_batchable(dataset, batch_size: int) -> None:
     """Batches need one image size: without a fixed crop (--preprocess none or scale_width) sizes must agree."""
     pre = dataset.preprocess
-    if batch_size == 1 or pre.preprocess not in ("none", "scale_width"):
+    if batch_size == 1 or pre.preprocess in CROP_MODES:
         return
     seen: dict[tuple[int, int], str] = {}
     for path, (w, h) in dataset.sizes.items():

@@ -14,6 +14,14 @@ FILTERS = {
     "lanczos": Image.Resampling.LANCZOS,
     "nearest": Image.Resampling.NEAREST,
 }
+RESIZE_FILTERS = tuple(FILTERS)  # --filter_A, --filter_B
+
+# --preprocess: each mode's rules, written once. CROP_MODES cut a crop_size square (every image of a batch then
+# has one size); of those, RESIZE_CROP_MODES first scale to load_size, so the crop must fit inside it.
+PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
+CROP_MODES = ("resize_and_crop", "crop", "scale_width_and_crop")
+RESIZE_CROP_MODES = ("resize_and_crop", "scale_width_and_crop")
+SCALE_WIDTH_MODES = ("scale_width", "scale_width_and_crop")
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,7 @@ class Params:
 def scaled_size(p: Preprocess, w: int, h: int) -> tuple[int, int]:
     if p.preprocess == "resize_and_crop":
         return p.load_size, p.load_size
-    if p.preprocess in ("scale_width", "scale_width_and_crop"):
+    if p.preprocess in SCALE_WIDTH_MODES:
         # Keep the aspect ratio; never let the height fall below the crop size.
         return p.load_size, max(round(p.load_size * h / w), p.crop_size)
     return w, h
@@ -47,7 +55,7 @@ def get_params(p: Preprocess, w: int, h: int, rng: np.random.Generator | None) -
     """Draw the crop position and flip for an image of size (w, h); rng=None gives centre and no flip."""
     sw, sh = scaled_size(p, w, h)
     crop = None
-    if p.preprocess in ("resize_and_crop", "crop", "scale_width_and_crop"):
+    if p.preprocess in CROP_MODES:
         if sw < p.crop_size or sh < p.crop_size:
             raise ValueError(
                 f"image of {w}x{h} is {sw}x{sh} after --preprocess {p.preprocess}, smaller than "

@@ -1,5 +1,6 @@
 """Checkpoints: what they hold (a format number, read back and migrated), atomic writes, weights_only loads, the
-resume checks, generator snapshots and their pruning, and load_generator for every caller that needs a trained G.
+generator snapshots and their pruning, and load_generator for every caller that needs a trained G. What a resumed
+run does with a checkpoint is engine.resume's.
 
 Files of a run (checkpoints_dir/name/):
 - latest.pth: kind "latest", the full training state (networks, optimisers, schedulers, scalers, EMA, epoch,
@@ -22,14 +23,16 @@ from typing import Any
 
 import torch
 
-from models.reference import adapt_reference, is_bare_state_dict
-from options.options import RESUME_KEYS, TrainOptions
+from models.config import GeneratorConfig
+from models.reference import is_bare_state_dict
+from options.options import TrainOptions
 from util.util import atomic_write, write_text  # noqa: F401  (write_text: re-exported for callers)
 
 log = logging.getLogger("train")
 
-# 1: options as one flat dict; snapshots carried no format number. 2: options by group, and a "kind".
-FORMAT = 2
+# 1: options as one flat dict; snapshots carried no format number. 2: options by group, and a "kind". 3: options by
+# consumer config (models.config, data.config, options.groups: skip_nonfinite moved from "run" to "optim").
+FORMAT = 3
 
 
 class CheckpointError(RuntimeError):
@@ -70,10 +73,10 @@ def read(path: str) -> Any:
 
 def load(path: str) -> dict:
     """A checkpoint of this project, migrated to FORMAT."""
-    return _project_checkpoint(read(path), path)
+    return project_checkpoint(read(path), path)
 
 
-def _project_checkpoint(state: Any, path: str) -> dict:
+def project_checkpoint(state: Any, path: str) -> dict:
     if not isinstance(state, dict) or "options" not in state:
         raise CheckpointError(f"cannot load checkpoint {path}: not a checkpoint of this project (no options)")
     return migrate(state, path)
@@ -89,12 +92,10 @@ def migrate(state: dict, path: str) -> dict:
             "update this code to read it"
         )
     state = dict(state)
-    if version == 1:
-        flat = state["options"]
-        state["options"] = {
-            g.key: {k: flat[k] for k in TrainOptions.group_fields(g) if k in flat} for g in TrainOptions.GROUPS
-        }
+    if version == 1:  # one flat dict
+        state["options"] = {"all": state["options"]}
         state["kind"] = "latest" if "model" in state else "generator"
+    # Formats 1 and 2 differ from 3 in how the fields are grouped only: regrouped by name into today's configs.
     state["options"] = TrainOptions.from_dict(state["options"]).to_dict()
     state["format"] = FORMAT
     return state
@@ -119,6 +120,11 @@ class GeneratorCheckpoint:
     path: str
     reference: bool = False  # a reference implementation's bare state dict; options are the caller's
 
+    @property
+    def generator(self) -> GeneratorConfig:
+        """The generator's frozen config, as the run saved it."""
+        return GeneratorConfig(**self.options["generator"])
+
 
 def load_generator(
     path: str, prefer_ema: bool, reference_options: Callable[[], dict[str, dict[str, Any]]] | None = None
@@ -134,7 +140,7 @@ def load_generator(
         if reference_options is None:
             raise CheckpointError(f"{path} is a bare state dict (a reference implementation's file) without options")
         return GeneratorCheckpoint(dict(raw), reference_options(), False, 0, path, reference=True)
-    state = _project_checkpoint(raw, path)
+    state = project_checkpoint(raw, path)
     weights = state["model"] if state["kind"] == "latest" else state
     ema = weights.get("netG_ema")
     if "netG_ema_avg" in weights:  # latest.pth: the AveragedModel's own state, its module's keys prefixed
@@ -269,7 +275,6 @@ class Saver:
             prune_snapshots(self.run_dir, self.keep_last)
 
 
-# ---- resuming ------------------------------------------------------------------------------------------------
 def prepare_run_dir(checkpoints_dir: str, name: str) -> str:
     """checkpoints_dir/name, created and proven writable (a real write: os.access says yes to root even on a
     read-only file system)."""
@@ -281,142 +286,6 @@ def prepare_run_dir(checkpoints_dir: str, name: str) -> str:
     except OSError as e:
         raise CheckpointError(f"--checkpoints_dir {checkpoints_dir}: cannot write in {run_dir}: {e}") from e
     return run_dir
-
-
-@dataclass
-class Start:
-    """Where a run starts: progress, and what to restore (latest.pth's full state, or a snapshot's generator)."""
-
-    progress: Progress
-    state: dict | None = None
-    netG_state: dict | None = None
-    finished: bool = False  # latest.pth says every epoch is done
-
-
-def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
-    """A new run, --continue_train (latest.pth) or --continue_train --epoch N (the generator of N_net_G.pth at
-    epoch N + 1). A resumed run keeps its checkpoint's seed and epoch_count (the data order and the lr schedule
-    depend on them): they are set on opt. Raises CheckpointError naming what does not fit."""
-    if not opt.continue_train:
-        return Start(Progress(opt.epoch_count, 0, 0))
-    if opt.epoch != "latest":
-        path = snapshot_path(run_dir, opt.epoch)
-        if not os.path.exists(path):
-            raise CheckpointError(f"--continue_train --epoch {opt.epoch}: no snapshot at {path}")
-        snap = _load_for_resume(path, load)
-        _check_same_networks(opt, snap["options"])
-        if "epoch_count" not in given:  # continue after the snapshot's epoch
-            opt.epoch_count = snap["epoch"] + 1
-        log.warning(
-            "starting from the generator of %s at epoch %d; the discriminator and optimisers start afresh "
-            "(--epoch latest resumes the full state)",
-            path,
-            opt.epoch_count,
-        )
-        return Start(Progress(opt.epoch_count, 0, snap.get("total_iters", 0)), netG_state=snap["netG"])
-    path = os.path.join(run_dir, "latest.pth")
-    if not os.path.exists(path):
-        raise CheckpointError(f"--continue_train: no checkpoint at {path} (train without --continue_train first)")
-    state = _load_for_resume(path, load_latest)
-    saved = state["options"]
-    _check_same_networks(opt, saved)
-    if state["epoch_iter"] > 0:  # mid-epoch: the rest of the epoch must be the same batches
-        diffs = mid_epoch_differences(opt, saved)
-        if diffs:
-            raise CheckpointError(
-                "--continue_train: the checkpoint was saved mid-epoch with other data options:\n  " + "\n  ".join(diffs)
-            )
-    if opt.seed is not None and opt.seed != saved["run"]["seed"]:
-        log.warning("--seed %s ignored: resuming with the checkpoint's seed %s", opt.seed, saved["run"]["seed"])
-    opt.seed, opt.epoch_count = saved["run"]["seed"], saved["optim"]["epoch_count"]
-    for k in ("lr", "lr_D", "beta1", "weight_decay"):  # the optimisers' saved state holds these
-        if k in given and getattr(opt, k) != saved["optim"][k]:
-            log.warning("--%s %s ignored: resuming with the checkpoint's %s", k, getattr(opt, k), saved["optim"][k])
-        setattr(opt, k, saved["optim"][k])
-    p = Progress(state["epoch"], state["epoch_iter"], state["total_iters"])
-    if state["epoch"] > opt.last_epoch:
-        log.info(
-            "training already finished after epoch %d; raise --n_epochs or --n_epochs_decay to train longer",
-            p.epoch - 1,
-        )
-        return Start(p, state=state, finished=True)
-    log.info(
-        "resuming latest.pth at epoch %d, iteration %d of the epoch (%d in all)", p.epoch, p.epoch_iter, p.total_iters
-    )
-    return Start(p, state=state)
-
-
-def _load_for_resume(path: str, loader) -> dict:
-    try:
-        return loader(path)
-    except CheckpointError as e:
-        raise CheckpointError(f"--continue_train: {e}") from e
-
-
-def _check_same_networks(opt: TrainOptions, saved: dict) -> None:
-    diffs = resume_differences(opt, saved)
-    if diffs:
-        raise CheckpointError(
-            "--continue_train: the checkpoint was trained with other networks:\n  " + "\n  ".join(diffs)
-        )
-
-
-def init_from(model, path: str) -> None:
-    """--init_from: every tensor of another run's netG and netD whose name and shape match; the rest is listed."""
-    raw = read(path)
-    if is_bare_state_dict(raw):  # the reference's <epoch>_net_G.pth, and its <epoch>_net_D.pth beside it
-        nets = {"netG": adapt_reference(model.netG, raw, zero_bias=False)}
-        d_path = path.removesuffix("_net_G.pth") + "_net_D.pth"
-        if d_path != path + "_net_D.pth" and os.path.exists(d_path):
-            nets["netD"] = adapt_reference(model.netD, read(d_path), zero_bias=False)
-    else:
-        source = _project_checkpoint(raw, path)
-        nets = source["model"] if source["kind"] == "latest" else source
-    if "netG" not in nets:
-        raise CheckpointError(f"{path} holds no generator (netG): not a latest.pth or *_net_G.pth of a run")
-    for name, net in (("netG", model.netG), ("netD", model.netD)):
-        if name not in nets:  # a generator snapshot: D starts afresh
-            log.info("--init_from: %s has no %s; it starts from scratch", path, name)
-            continue
-        loaded, skipped = load_matching(net, nets[name])
-        shown = ", ".join(skipped[:8]) + (" ..." if len(skipped) > 8 else "")
-        log.info(
-            "--init_from: %s: loaded %d tensors, kept %d of this network's own (%s)",
-            name,
-            len(loaded),
-            len(skipped),
-            shown,
-        )
-
-
-def resume_differences(opt: TrainOptions, saved: dict) -> list[str]:
-    """Every option that defines the networks and differs between the command line and saved options."""
-    flat = {k: v for group in saved.values() for k, v in group.items()}
-    return [
-        f"--{k}: checkpoint {flat[k]!r}, command line {getattr(opt, k)!r}"
-        for k in RESUME_KEYS
-        if flat[k] != getattr(opt, k)
-    ]
-
-
-def mid_epoch_differences(opt: TrainOptions, saved: dict) -> list[str]:
-    """The data options that must match to finish an epoch with the same batches."""
-    data = saved["data"]
-    return [
-        f"--{k}: checkpoint {data[k]!r}, command line {getattr(opt, k)!r}"
-        for k in ("batch_size", "serial_batches", "max_dataset_size")
-        if data[k] != getattr(opt, k)
-    ]
-
-
-def load_matching(net: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:
-    """Copy every tensor of `state` whose name and shape match `net`'s; returns (loaded, skipped) names,
-    skipped meaning the net's tensors left as they were (absent from state, or of another shape)."""
-    own = net.state_dict()
-    take = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    own.update(take)
-    net.load_state_dict(own)
-    return sorted(take), sorted(k for k in own if k not in take)
 
 
 def non_finite_tensors(state_dict: dict) -> list[str]:
@@ -435,9 +304,3 @@ def rng_state(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import importlib
 import io
 import json
@@ -279,16 +280,16 @@ def metadata(t: ImageTranslator, ckpt: GeneratorCheckpoint, module: Exported, ev
         "input_nc": t.input_nc,
         "output_nc": t.output_nc,
         "direction": t.direction,
-        "netG": g["netG"],
-        "residual": g["residual"],
-        "residual_included": g["residual"],  # fake_B = G(real_A) + real_A inside the graph
+        "netG": g.netG,
+        "residual": g.residual,
+        "residual_included": g.residual,  # fake_B = G(real_A) + real_A inside the graph
         "mode": "eval" if eval else "train",
         "batch_statistics": any(isinstance(m, BatchStatsNorm) for m in module.modules()),
         "dropout": has_active_dropout(module),
         "ema": ckpt.ema,
         "epoch": ckpt.epoch,
         "checkpoint": os.path.basename(ckpt.path),
-        "generator": g,
+        "generator": dataclasses.asdict(g),
         "torch": torch.__version__,
     }
 
@@ -380,7 +381,7 @@ def export_network(
     check_module(t, module, eval, (example, other))
     meta = metadata(t, ckpt, module, eval)
     if onnx:
-        unet = t.generator["netG"].startswith("unet")
+        unet = t.generator.netG.startswith("unet")
         data = to_onnx(module, example, t.pad_multiple, unet, opset, meta)
         check_file(onnx_runner(data), module, (example, other))
     else:

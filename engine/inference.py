@@ -13,19 +13,22 @@ from PIL import Image
 from data.transforms import to_tensor
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from models import build_translator
+from models.config import GeneratorConfig, SpeedConfig
 from models.tiling import translate_tiled
 from models.translator import Translator
-from options.groups import GeneratorOptions, SourceOptions, SpeedOptions
+from options.groups import SourceOptions
 from options.options import TrainOptions
 from util.util import tensor2im
 
 
 def reference_options(generator: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Options by group for a file that has none (a reference state dict): the defaults (the reference's:
-    unet_256, batch norm, dropout, ngf 64) with the given generator flags, validated as a command line's are.
-    Raises options.groups.OptionError naming a bad flag, TypeError for an unknown one."""
+    """Options by config for a file that has none (a reference state dict): the defaults (the reference's:
+    unet_256, batch norm, dropout, ngf 64) with the given generator flags, checked as a command line's are.
+    Raises util.config.OptionError naming a bad flag, TypeError for an unknown one."""
     opt = TrainOptions(**generator)
-    opt.validate()
+    opt.check_fields()
+    g = opt.config(GeneratorConfig)
+    g.check(opt)
     return opt.to_dict()
 
 
@@ -66,7 +69,7 @@ def open_checkpoint(opt: Any) -> tuple[GeneratorCheckpoint, str]:
             have = sorted(f for f in os.listdir(run_dir) if f.endswith(".pth")) if os.path.isdir(run_dir) else []
             found = "found: " + ", ".join(have) if have else "that run folder has none"
             raise CheckpointError(f"no checkpoint {path} (--name {opt.name}, --epoch {opt.epoch}); {found}")
-    generator = {k: getattr(opt, k) for k in TrainOptions.group_fields(GeneratorOptions)}
+    generator = opt.group(GeneratorConfig)
     return load_generator(path, not opt.no_ema, lambda: reference_options(generator)), tag
 
 
@@ -78,8 +81,8 @@ def load_translator(
     path: str,
     *,
     device: str | torch.device | None = None,
-    amp: str = SpeedOptions.amp,  # the defaults of the flags of the same names
-    channels_last: bool = SpeedOptions.channels_last,
+    amp: str = SpeedConfig.amp,  # the defaults of the flags of the same names
+    channels_last: bool = SpeedConfig.channels_last,
     eval: bool = SourceOptions.eval,
     prefer_ema: bool = True,
     **generator: Any,
@@ -123,7 +126,7 @@ class ImageTranslator:
         cls, ckpt: GeneratorCheckpoint, device: torch.device, amp: str, channels_last: bool, eval: bool
     ) -> ImageTranslator:
         """Raises models.WeightsMismatch when the weights do not fit the checkpoint's options."""
-        t = build_translator(ckpt.options, ckpt.netG, device, amp, channels_last, reference=ckpt.reference)
+        t = build_translator(ckpt.generator, ckpt.netG, device, amp, channels_last, reference=ckpt.reference)
         return cls(t, ckpt, eval)
 
     # ---- what it is --------------------------------------------------------------------------------------
@@ -133,8 +136,8 @@ class ImageTranslator:
         return self.checkpoint.options
 
     @property
-    def generator(self) -> dict[str, Any]:
-        return self.checkpoint.options["generator"]
+    def generator(self) -> GeneratorConfig:
+        return self.checkpoint.generator
 
     @property
     def net(self) -> torch.nn.Module:
@@ -146,15 +149,15 @@ class ImageTranslator:
 
     @property
     def direction(self) -> str:
-        return self.generator["direction"]
+        return self.generator.direction
 
     @property
     def input_nc(self) -> int:
-        return self.generator["input_nc"]
+        return self.generator.input_nc
 
     @property
     def output_nc(self) -> int:
-        return self.generator["output_nc"]
+        return self.generator.output_nc
 
     @property
     def pad_multiple(self) -> int:

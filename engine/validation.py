@@ -23,7 +23,8 @@ def split_validation(opt, dataset) -> object | None:
     """The validation set: dataroot/<val_phase>, or a seeded --val_split of the training pairs, which are then
     removed from `dataset`. Test-time preprocessing (centre crops, no flips). None without validation."""
     if opt.val_phase:
-        val = create_dataset(dataclasses.replace(opt, phase=opt.val_phase, max_dataset_size=opt.val_max), train=False)
+        data = dataclasses.replace(opt.config("data"), phase=opt.val_phase, max_dataset_size=opt.val_max)
+        val = create_dataset(data, opt.config("preprocess"), opt.config("generator"), None, opt.seed, train=False)
         val.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
         return val
     if opt.val_split <= 0:

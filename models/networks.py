@@ -6,14 +6,24 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+if TYPE_CHECKING:  # models.config imports this module's lists of valid values
+    from models.config import DiscriminatorConfig, GeneratorConfig
+
 NormFactory = Callable[[int], nn.Module]
+
+# The valid values of --norm, --init_type, --netD and --spectral_norm, beside the code that implements them.
+NORM_TYPES = ("batch", "instance", "none", "syncbatch")
+INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
+NETD_TYPES = ("basic", "n_layers", "pixel")
+SPECTRAL_NORM_TARGETS = ("none", "D", "G", "both")
+GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
 
 
 def get_norm_layer(norm: str) -> NormFactory:
@@ -24,7 +34,7 @@ def get_norm_layer(norm: str) -> NormFactory:
         return functools.partial(nn.InstanceNorm2d, affine=False, track_running_stats=False)
     if norm == "none":
         return lambda _channels: nn.Identity()
-    raise ValueError(f"norm must be batch, instance or none, not {norm!r}")
+    raise ValueError(f"norm must be one of {', '.join(NORM_TYPES)}, not {norm!r}")
 
 
 def _conv_bias(norm: str) -> bool:
@@ -47,7 +57,7 @@ def init_weights(net: nn.Module, init_type: str, init_gain: float) -> None:
             elif init_type == "orthogonal":
                 nn.init.orthogonal_(m.weight, gain=init_gain)
             else:
-                raise ValueError(f"init_type must be normal, xavier, kaiming or orthogonal, not {init_type!r}")
+                raise ValueError(f"init_type must be one of {', '.join(INIT_TYPES)}, not {init_type!r}")
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
         elif "BatchNorm2d" in name and m.weight is not None:
@@ -472,59 +482,57 @@ def size_multiple(netG: str, num_downs: int | None) -> int:
     return 2**depth if depth is not None else 4
 
 
-def define_G(g: Mapping[str, Any], init_type: str | None, init_gain: float, grad_checkpoint: bool) -> nn.Module:
-    """The generator of a generator option group (netG, ngf, norm, ...: a run's saved options or parsed flags).
+def define_G(g: GeneratorConfig, init_type: str | None, init_gain: float, grad_checkpoint: bool) -> nn.Module:
+    """The generator of a GeneratorConfig (netG, ngf, norm, ...: a run's saved options or parsed flags).
     init_type None leaves the weights as constructed (they are about to be loaded); grad_checkpoint recomputes
     U-Net activations in the backward pass instead of keeping them."""
-    dropout = 0.0 if g["no_dropout"] else g["dropout"]
-    name = g["netG"]
+    dropout = 0.0 if g.no_dropout else g.dropout
+    name = g.netG
     if name in UNET_DEPTH:
         net: nn.Module = UnetGenerator(
-            g["input_nc"],
-            g["output_nc"],
-            unet_depth(name, g["num_downs"]),
-            ngf=g["ngf"],
-            norm=g["norm"],
+            g.input_nc,
+            g.output_nc,
+            unet_depth(name, g.num_downs),
+            ngf=g.ngf,
+            norm=g.norm,
             dropout=dropout,
-            upsample=g["upsample"],
-            max_mult=g["max_mult"],
-            downsample=g["downsample"],
-            attention=g["attention"],
+            upsample=g.upsample,
+            max_mult=g.max_mult,
+            downsample=g.downsample,
+            attention=g.attention,
             grad_checkpoint=grad_checkpoint,
         )
     elif name in ("resnet_6blocks", "resnet_9blocks"):
         n_blocks = int(name[7])
-        net = ResnetGenerator(
-            g["input_nc"], g["output_nc"], ngf=g["ngf"], norm=g["norm"], dropout=dropout, n_blocks=n_blocks
-        )
+        net = ResnetGenerator(g.input_nc, g.output_nc, ngf=g.ngf, norm=g.norm, dropout=dropout, n_blocks=n_blocks)
     else:
         raise ValueError(f"netG must be one of {', '.join(NETG_CHOICES)}, not {name!r}")
     if init_type is not None:
         init_weights(net, init_type, init_gain)
-    return add_spectral_norm(net) if g["spectral_norm"] in ("G", "both") else net
+    return add_spectral_norm(net) if g.spectral_norm in ("G", "both") else net
 
 
 def define_D(
-    d: Mapping[str, Any], g: Mapping[str, Any], init_type: str, init_gain: float, grad_checkpoint: bool
+    d: DiscriminatorConfig, g: GeneratorConfig, init_type: str, init_gain: float, grad_checkpoint: bool
 ) -> nn.Module:
-    """The conditional discriminator of a discriminator option group (netD, ndf, n_layers_D, num_D): basic (70x70
+    """The conditional discriminator of a DiscriminatorConfig (netD, ndf, n_layers_D, num_D): basic (70x70
     PatchGAN), n_layers (PatchGAN of n_layers_D) or pixel, multi-scale with num_D > 1. It sees the generator's
-    input and output channels stacked and takes norm and spectral_norm from the generator group g."""
-    input_nc, norm = g["input_nc"] + g["output_nc"], g["norm"]
-    if d["netD"] in ("basic", "n_layers"):
-        layers = 3 if d["netD"] == "basic" else d["n_layers_D"]
+    input and output channels stacked and takes norm and spectral_norm from the generator's config g."""
+    input_nc, norm = g.input_nc + g.output_nc, g.norm
+    if d.netD in ("basic", "n_layers"):
+        layers = 3 if d.netD == "basic" else d.n_layers_D
 
         def patchgan() -> nn.Module:
-            return NLayerDiscriminator(input_nc, ndf=d["ndf"], n_layers=layers, norm=norm)
+            return NLayerDiscriminator(input_nc, ndf=d.ndf, n_layers=layers, norm=norm)
 
-        net: nn.Module = MultiscaleDiscriminator(patchgan, d["num_D"]) if d["num_D"] > 1 else patchgan()
+        net: nn.Module = MultiscaleDiscriminator(patchgan, d.num_D) if d.num_D > 1 else patchgan()
         net.grad_checkpoint = grad_checkpoint  # the 1x1 pixel discriminator has little to gain
-    elif d["netD"] == "pixel":
-        net = PixelDiscriminator(input_nc, ndf=d["ndf"], norm=norm)
+    elif d.netD == "pixel":
+        net = PixelDiscriminator(input_nc, ndf=d.ndf, norm=norm)
     else:
-        raise ValueError(f"netD must be basic, n_layers or pixel, not {d['netD']!r}")
+        raise ValueError(f"netD must be one of {', '.join(NETD_TYPES)}, not {d.netD!r}")
     init_weights(net, init_type, init_gain)
-    return add_spectral_norm(net) if g["spectral_norm"] in ("D", "both") else net
+    return add_spectral_norm(net) if g.spectral_norm in ("D", "both") else net
 
 
 def add_spectral_norm(net: nn.Module) -> nn.Module:
@@ -580,8 +588,8 @@ class GANLoss(nn.Module):
 
     def __init__(self, gan_mode: str) -> None:
         super().__init__()
-        if gan_mode not in ("vanilla", "lsgan", "wgangp", "hinge"):
-            raise ValueError(f"gan_mode must be vanilla, lsgan, wgangp or hinge, not {gan_mode!r}")
+        if gan_mode not in GAN_MODES:
+            raise ValueError(f"gan_mode must be one of {', '.join(GAN_MODES)}, not {gan_mode!r}")
         self.gan_mode = gan_mode
 
     def forward(self, prediction, target_is_real: bool, for_D: bool = True) -> torch.Tensor:

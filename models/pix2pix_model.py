@@ -15,6 +15,8 @@ from models.networks import frozen_batchnorm, load_weights
 from models.runner import Runner
 from models.translator import Translator
 
+LR_POLICIES = ("linear", "step", "cosine")  # --lr_policy, implemented by lr_factor
+
 
 def lr_factor(epoch: int, policy: str, n_epochs: int, n_epochs_decay: int, lr_decay_iters: int) -> float:
     """Multiplier of the initial lr during epoch `epoch` (1-based).
@@ -30,7 +32,7 @@ def lr_factor(epoch: int, policy: str, n_epochs: int, n_epochs_decay: int, lr_de
     if policy == "cosine":
         total = n_epochs + n_epochs_decay
         return 0.5 * (1 + math.cos(math.pi * (epoch - 1) / total))
-    raise ValueError(f"lr_policy must be linear, step or cosine, not {policy!r}")
+    raise ValueError(f"lr_policy must be one of {', '.join(LR_POLICIES)}, not {policy!r}")
 
 
 def set_requires_grad(net: nn.Module, flag: bool) -> None:

@@ -54,21 +54,21 @@ def adapt_reference(net: nn.Module, state: Mapping[str, torch.Tensor], zero_bias
     return out
 
 
-def load_reference_weights(net: nn.Module, state: Mapping[str, torch.Tensor], g: Mapping[str, Any]) -> None:
-    """Load a reference generator file into net (built from the generator options g); WeightsMismatch names
+def load_reference_weights(net: nn.Module, state: Mapping[str, torch.Tensor], g: Any) -> None:
+    """Load a reference generator file into net (built from the models.config.GeneratorConfig g); WeightsMismatch names
     what did not fit and the flags the file's shapes suggest."""
     try:
-        load_weights(net, adapt_reference(net, state, zero_bias=g["norm"] == "none"), "generator")
+        load_weights(net, adapt_reference(net, state, zero_bias=g.norm == "none"), "generator")
     except WeightsMismatch as e:
         raise WeightsMismatch(f"{e}. {flag_hint(state, g)}") from None
 
 
-def flag_hint(state: Mapping[str, torch.Tensor], g: Mapping[str, Any]) -> str:
+def flag_hint(state: Mapping[str, torch.Tensor], g: Any) -> str:
     """'The file looks like --netG unet_128 ...: try those flags', or what to check when its shapes say nothing."""
     guess = guess_generator(state)
     if not guess:
         return "The file's parameter names are not those of a pix2pix U-Net or ResNet generator"
-    differ = {k: v for k, v in guess.items() if g.get(k) != v}
+    differ = {k: v for k, v in guess.items() if getattr(g, k, None) != v}
     flags = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in differ.items())
     if not differ:
         return "Its shapes fit these flags, so check --upsample, --downsample, --attention and --max_mult"

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_MODES = tuple(AMP_DTYPES)  # --amp
 log = logging.getLogger(__name__)
 
 

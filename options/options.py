@@ -4,6 +4,7 @@ validated once, saved with each run."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -15,59 +16,73 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
+from data.config import AugmentConfig, PreprocessConfig, TestDataConfig, TrainDataConfig
+from models.config import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    InitConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    SpeedConfig,
+    TrainSpeedConfig,
+)
 from options.groups import (
-    AugmentOptions,
     BasicOptions,
     CheckpointFileOptions,
     CheckpointOptions,
-    DiscriminatorOptions,
     DisplayOptions,
     ExportGroup,
-    GeneratorOptions,
-    Group,
-    InitOptions,
-    LossOptions,
-    OptimOptions,
-    OptionError,
-    PreprocessOptions,
     RunOptions,
     SourceOptions,
-    SpeedOptions,
-    TestDataOptions,
     TestingOptions,
     TestMetricOptions,
-    TrainDataOptions,
-    TrainSpeedOptions,
     TranslateGroup,
     ValidationOptions,
-    check_bounds,
     gpu_id_list,
 )
+from util.config import Config, OptionError, check_bounds
 from util.util import write_text
 
 log = logging.getLogger(__name__)
 
 
 class Options:
-    """What train.py's and test.py's options have in common: the groups they are made of and their use."""
+    """What the scripts' options have in common: the configs they are made of, and their use. Frozen: a changed
+    value is a new object (dataclasses.replace), made in the one resolve step of each script."""
 
-    GROUPS: ClassVar[tuple[type[Group], ...]]
+    GROUPS: ClassVar[tuple[type[Config], ...]]
     script: ClassVar[str]
+    # test.py, translate.py, export.py: the cross-field rules are checked once the checkpoint's configs are known
+    # (engine.resolve), since they depend on the generator the run was trained with.
+    CHECK_AFTER_CHECKPOINT: ClassVar[bool] = False
 
     @classmethod
-    def group_fields(cls, group: type[Group]) -> list[str]:
-        """The field names of the group this script uses under that group's key (e.g. TrainSpeedOptions for
-        SpeedOptions)."""
-        own = next(g for g in cls.GROUPS if g.key == group.key)
-        return [f.name for f in fields(own)]
+    def config_class(cls, group: type[Config] | str) -> type[Config]:
+        """This script's class for a config key or a config class (e.g. TrainSpeedConfig for SpeedConfig)."""
+        key = group if isinstance(group, str) else group.key
+        return next(g for g in cls.GROUPS if g.key == key)
 
-    def group(self, group: type[Group]) -> dict[str, Any]:
-        """One group's values as a plain dict (for the network builders and the checkpoint)."""
+    @classmethod
+    def group_fields(cls, group: type[Config] | str) -> list[str]:
+        return [f.name for f in fields(cls.config_class(group))]
+
+    def config(self, group: type[Config] | str) -> Any:
+        """One consumer's frozen config (a models.config.GeneratorConfig for "generator", ...)."""
+        c = self.config_class(group)
+        return c(**{k: getattr(self, k) for k in self.group_fields(c)})
+
+    def group(self, group: type[Config] | str) -> dict[str, Any]:
+        """One config's values as a plain dict (JSON-able, as checkpoints store them)."""
         return {k: getattr(self, k) for k in self.group_fields(group)}
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
-        """All options by group: {"generator": {"netG": ..., ...}, "data": {...}, ...}, JSON-able."""
+        """All options by consumer config: {"generator": {"netG": ..., ...}, "data": {...}, ...}, JSON-able."""
         return {g.key: self.group(g) for g in self.GROUPS}
+
+    def model_config(self) -> ModelConfig:
+        """What models.create_model takes (train.py's options only)."""
+        return ModelConfig(*(self.config(k) for k in ("generator", "discriminator", "init", "loss", "optim", "speed")))
 
     def flat(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
@@ -80,12 +95,19 @@ class Options:
         values = {k: v for group in saved.values() for k, v in group.items() if k in known}
         return cls(**values)
 
-    def validate(self) -> None:
-        """Every value checked once: the bounds of each field, then each group's cross-field rules."""
+    def check_fields(self) -> None:
+        """Each field on its own: choices and bounds."""
         for g in self.GROUPS:
             check_bounds(g, self)
+
+    def validate(self, before_checkpoint: bool = False) -> None:
+        """Every value checked once: the bounds of each field, then each config's cross-field rules.
+        before_checkpoint: all but the rules of configs a script takes from the run (engine.resolve checks the
+        whole again with the run's values)."""
+        self.check_fields()
         for g in self.GROUPS:
-            g.check(self, self)
+            if not (before_checkpoint and g.from_run):
+                g.check(self.config(g), self)
 
     @property
     def gpu_ids_list(self) -> list[int]:
@@ -94,73 +116,76 @@ class Options:
 
 TRAIN_GROUPS = (
     BasicOptions,
-    GeneratorOptions,
-    DiscriminatorOptions,
-    InitOptions,
-    TrainSpeedOptions,
-    TrainDataOptions,
-    PreprocessOptions,
+    GeneratorConfig,
+    DiscriminatorConfig,
+    InitConfig,
+    TrainSpeedConfig,
+    TrainDataConfig,
+    PreprocessConfig,
     ValidationOptions,
-    AugmentOptions,
-    LossOptions,
-    OptimOptions,
+    AugmentConfig,
+    LossConfig,
+    OptimConfig,
     RunOptions,
     CheckpointOptions,
     DisplayOptions,
 )
 TEST_GROUPS = (
     BasicOptions,
-    GeneratorOptions,
-    DiscriminatorOptions,
-    InitOptions,
-    SpeedOptions,
-    TestDataOptions,
-    PreprocessOptions,
+    GeneratorConfig,
+    DiscriminatorConfig,
+    InitConfig,
+    SpeedConfig,
+    TestDataConfig,
+    PreprocessConfig,
     TestMetricOptions,
     SourceOptions,
     TestingOptions,
 )
-# translate.py and export.py: a generator from a run (or a file), and what to do with it. GeneratorOptions only
-# describe a reference implementation's file, which carries no options.
-TRANSLATE_GROUPS = (BasicOptions, GeneratorOptions, SpeedOptions, SourceOptions, CheckpointFileOptions, TranslateGroup)
-EXPORT_GROUPS = (BasicOptions, GeneratorOptions, SourceOptions, CheckpointFileOptions, ExportGroup)
+# translate.py and export.py: a generator from a run (or a file), and what to do with it. The generator flags
+# describe a reference implementation's file, which carries no options, and must agree with a run's.
+TRANSLATE_GROUPS = (BasicOptions, GeneratorConfig, SpeedConfig, SourceOptions, CheckpointFileOptions, TranslateGroup)
+EXPORT_GROUPS = (BasicOptions, GeneratorConfig, SourceOptions, CheckpointFileOptions, ExportGroup)
 
 
 # The flat classes: every field of every group is an attribute (opt.ngf, opt.batch_size); opt.group(G) and
 # opt.to_dict() give them back by group. Fields of a later base come first, so the bases are listed reversed.
-@dataclass
+@dataclass(frozen=True)
 class TrainOptions(*reversed(TRAIN_GROUPS), Options):  # type: ignore[misc]
-    GROUPS: ClassVar[tuple[type[Group], ...]] = TRAIN_GROUPS
+    GROUPS: ClassVar[tuple[type[Config], ...]] = TRAIN_GROUPS
     script: ClassVar[str] = "train"
     description: ClassVar[str] = "Train a pix2pix model on aligned image pairs."
 
 
-@dataclass
+@dataclass(frozen=True)
 class TestOptions(*reversed(TEST_GROUPS), Options):  # type: ignore[misc]
-    GROUPS: ClassVar[tuple[type[Group], ...]] = TEST_GROUPS
+    GROUPS: ClassVar[tuple[type[Config], ...]] = TEST_GROUPS
     script: ClassVar[str] = "test"
+    CHECK_AFTER_CHECKPOINT: ClassVar[bool] = True
     description: ClassVar[str] = "Translate images with a trained pix2pix generator and write an HTML page."
 
 
-@dataclass
+@dataclass(frozen=True)
 class TranslateOptions(*reversed(TRANSLATE_GROUPS), Options):  # type: ignore[misc]
-    GROUPS: ClassVar[tuple[type[Group], ...]] = TRANSLATE_GROUPS
+    GROUPS: ClassVar[tuple[type[Config], ...]] = TRANSLATE_GROUPS
     script: ClassVar[str] = "translate"
+    CHECK_AFTER_CHECKPOINT: ClassVar[bool] = True
     description: ClassVar[str] = "Translate image files with a trained generator; each result at its input's size."
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportOptions(*reversed(EXPORT_GROUPS), Options):  # type: ignore[misc]
-    GROUPS: ClassVar[tuple[type[Group], ...]] = EXPORT_GROUPS
+    GROUPS: ClassVar[tuple[type[Config], ...]] = EXPORT_GROUPS
     script: ClassVar[str] = "export"
+    CHECK_AFTER_CHECKPOINT: ClassVar[bool] = True
     description: ClassVar[str] = "Export a trained generator to ONNX, TorchScript or safetensors."
 
 
 # Derived from the groups, never listed by hand: what defines the generator (test.py takes it from the
 # checkpoint), what must match to resume, and the data options test.py inherits from the training run.
-ARCHITECTURE_KEYS = tuple(f.name for f in fields(GeneratorOptions))
-RESUME_KEYS = ARCHITECTURE_KEYS + tuple(f.name for f in fields(DiscriminatorOptions))
-INHERITED_DATA_KEYS = tuple(f.name for f in fields(PreprocessOptions))
+ARCHITECTURE_KEYS = tuple(f.name for f in fields(GeneratorConfig))
+RESUME_KEYS = ARCHITECTURE_KEYS + tuple(f.name for f in fields(DiscriminatorConfig))
+INHERITED_DATA_KEYS = tuple(f.name for f in fields(PreprocessConfig))
 
 
 def options_class(which: bool | type[Options]) -> type[Options]:
@@ -210,13 +235,21 @@ def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any
     exits with status 2 and a message naming the flag on a bad value."""
     argv = list(sys.argv[1:] if argv is None else argv)
     p = build_parser(which)
-    opt = options_class(which)(**vars(p.parse_args(argv)))
+    opt = settle(options_class(which)(**vars(p.parse_args(argv))))
     try:
-        opt.validate()
+        opt.validate(before_checkpoint=opt.CHECK_AFTER_CHECKPOINT)
     except OptionError as e:
         p.error(str(e))
     if isinstance(opt, TrainOptions) and opt.lambda_vgg == 0 and opt.vgg_weights is not None:
         log.warning("--vgg_weights is not used: the perceptual loss is off (--lambda_vgg 0)")
+    return opt
+
+
+def settle(opt: Options) -> Options:
+    """Flags that are another flag's alias, folded into it once: the reference's --use_wandb is --logger wandb
+    (a --logger other than none or wandb beside it is refused by DisplayOptions.check)."""
+    if getattr(opt, "use_wandb", False) and opt.logger == "none":  # type: ignore[attr-defined]
+        return dataclasses.replace(opt, logger="wandb")
     return opt
 
 

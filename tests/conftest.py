@@ -23,13 +23,11 @@ TINY_NET = ["--ngf", "4", "--ndf", "4", "--display_id", "0", "--num_threads", "0
 TINY = [*TINY_NET, "--netG", "unet_256", "--num_downs", "5", "--load_size", "36", "--crop_size", "32"]
 
 
-def gen_opts(**kw) -> dict:
-    """A generator option group: the defaults of GeneratorOptions with kw."""
-    import dataclasses
+def gen_opts(**kw):
+    """A GeneratorConfig: its defaults with kw."""
+    from models.config import GeneratorConfig
 
-    from options.groups import GeneratorOptions
-
-    return dataclasses.asdict(GeneratorOptions(**kw))
+    return GeneratorConfig(**kw)
 
 
 def make_G(init: bool = True, **kw) -> torch.nn.Module:
@@ -50,14 +48,12 @@ def randomized(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return net
 
 
-def make_D(init_type: str = "normal", g: dict | None = None, **kw) -> torch.nn.Module:
-    """define_D with the option defaults and kw (netD, ndf, ...); g: the generator group (channels, norm)."""
-    import dataclasses
-
+def make_D(init_type: str = "normal", g=None, **kw) -> torch.nn.Module:
+    """define_D with the config defaults and kw (netD, ndf, ...); g: a GeneratorConfig (channels, norm)."""
+    from models.config import DiscriminatorConfig
     from models.networks import define_D
-    from options.groups import DiscriminatorOptions
 
-    return define_D(dataclasses.asdict(DiscriminatorOptions(**kw)), g or gen_opts(), init_type, 0.02, False)
+    return define_D(DiscriminatorConfig(**kw), g or gen_opts(), init_type, 0.02, False)
 
 
 def visualizer(run_dir: str, retry_seconds: float = 60.0, **display):

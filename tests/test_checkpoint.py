@@ -24,7 +24,7 @@ def write_format1_run(run_dir: str, dataroot: str) -> None:
     flat.update(name=os.path.basename(run_dir), n_epochs=2, save_epoch_freq=1)
     opt = parse(True, [*TINY, "--ngf", "2", "--ndf", "2", "--ema_decay", "0.9", "--n_epochs", "2"])
     torch.manual_seed(0)
-    model = create_model(opt.to_dict(), torch.device("cpu"))
+    model = create_model(opt.model_config(), torch.device("cpu"))
     os.makedirs(run_dir)
     latest = {
         "format": 1,
@@ -56,12 +56,17 @@ def test_format1_files_migrate_resume_and_test(tiny_data, tmp_path):
     assert opts["generator"]["ngf"] == 2 and opts["run"]["seed"] == 3 and opts["optim"]["ema_decay"] == 0.9
     snap = checkpoint.load(os.path.join(run_dir, "1_net_G.pth"))
     assert snap["kind"] == "generator" and snap["options"]["generator"]["num_downs"] == 5
-    # Resumed as a new-format run: epoch 2 trains, and the files written are format 2.
+    # Resumed as a new-format run: epoch 2 trains, and the files written are today's format.
     args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "old", *TINY]
     args += ["--ngf", "2", "--ndf", "2", "--n_epochs", "2", "--n_epochs_decay", "0", "--no_html", "--continue_train"]
     assert train.main(args) == 0
     raw = torch.load(os.path.join(run_dir, "latest.pth"), weights_only=True)
-    assert raw["format"] == 2 and raw["epoch"] == 3 and raw["total_iters"] == 8 and "generator" in raw["options"]
+    assert (
+        raw["format"] == checkpoint.FORMAT
+        and raw["epoch"] == 3
+        and raw["total_iters"] == 8
+        and "generator" in raw["options"]
+    )
     for epoch in ("1", "latest"):
         r = run_script(
             "test.py", "--checkpoints_dir", str(tmp_path / "ck"), "--name", "old", "--epoch", epoch,
@@ -71,10 +76,32 @@ def test_format1_files_migrate_resume_and_test(tiny_data, tmp_path):
         assert os.path.exists(tmp_path / "res" / "old" / f"test_{epoch}" / "images" / "img000_fake_B.png")
 
 
+def test_format2_files_migrate_and_resume_exactly(tiny_data, tmp_path):
+    # Format 2 grouped the options otherwise (skip_nonfinite under "run"; format 3 groups by consumer config, and
+    # it is the optimiser's): a format-2 latest.pth, resumed, ends where an uninterrupted run does.
+    ck = str(tmp_path / "ck")
+    base = ["--dataroot", tiny_data, "--checkpoints_dir", ck, *TINY, "--no_html", "--n_epochs", "2"]
+    base += ["--n_epochs_decay", "0", "--skip_nonfinite"]
+    assert train.main([*base, "--name", "whole"]) == 0
+    assert train.main([*base, "--name", "old", "--stop_after_iters", "3"]) == 0
+    path = os.path.join(ck, "old", "latest.pth")
+    state = torch.load(path, weights_only=True)
+    assert state["format"] == 3 and state["options"]["optim"]["skip_nonfinite"] is True
+    state["format"] = 2
+    state["options"]["run"]["skip_nonfinite"] = state["options"]["optim"].pop("skip_nonfinite")
+    torch.save(state, path)
+    migrated = checkpoint.load(path)
+    assert migrated["format"] == 3 and migrated["options"]["optim"]["skip_nonfinite"] is True
+    assert "skip_nonfinite" not in migrated["options"]["run"]
+    assert train.main([*base, "--name", "old", "--continue_train"]) == 0
+    a, b = (checkpoint.load(os.path.join(ck, n, "latest.pth"))["model"]["netG"] for n in ("whole", "old"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_newer_format_and_wrong_kind_are_clear_errors(tmp_path):
     path = str(tmp_path / "latest.pth")
     torch.save({"format": checkpoint.FORMAT + 1, "options": {}}, path)
-    with pytest.raises(checkpoint.CheckpointError, match=r"has format 3, newer than this code reads \(2\)"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"has format 4, newer than this code reads \(3\)"):
         checkpoint.load(path)
     torch.save({"format": 2, "kind": "generator", "netG": {}, "options": {}, "epoch": 1}, path)
     with pytest.raises(checkpoint.CheckpointError, match="a generator snapshot, not a full training state"):
@@ -101,7 +128,7 @@ def test_best_is_chosen_by_scoring_the_generator_it_serves(tmp_path):
     make_pairs(str(tmp_path / "data" / "val"), 2, seed=4)
     opt = parse(True, ["--dataroot", str(tmp_path / "data"), *TINY, "--ema_decay", "0.9", "--val_phase", "val"])
     torch.manual_seed(0)
-    model = create_model(opt.to_dict(), torch.device("cpu"))
+    model = create_model(opt.model_config(), torch.device("cpu"))
     with torch.no_grad():  # the raw G far from its average: constant zero output
         for p in model.netG.parameters():
             p.zero_()

@@ -27,12 +27,13 @@ def write_run(root, name: str, seed: int, **generator) -> str:
     generator says otherwise."""
     if generator.get("netG", "unet").startswith("unet"):
         generator.setdefault("num_downs", 5)
-    o = TrainOptions(ngf=4, **generator).to_dict()
-    nets = [randomized(define_G(o["generator"], "normal", 0.02, False), seed + k) for k in (0, 100)]
+    o = TrainOptions(ngf=4, **generator)
+    nets = [randomized(define_G(o.config("generator"), "normal", 0.02, False), seed + k) for k in (0, 100)]
     model = {"netG": nets[0].state_dict(), "netG_ema": nets[1].state_dict()}
     path = root / name / "latest.pth"
     path.parent.mkdir(parents=True)
-    torch.save({"format": checkpoint.FORMAT, "kind": "latest", "model": model, "options": o, "epoch": 3}, path)
+    state = {"format": checkpoint.FORMAT, "kind": "latest", "model": model, "options": o.to_dict(), "epoch": 3}
+    torch.save(state, path)
     return str(path)
 
 
@@ -212,7 +213,7 @@ def test_onnx_train_mode_keeps_dropout():
 
 # ---- the export copy of the network ---------------------------------------------------------------------------
 def test_export_copy_computes_train_mode_without_touching_the_network():
-    o = TrainOptions(ngf=4, num_downs=5, no_dropout=True, spectral_norm="G").to_dict()["generator"]
+    o = TrainOptions(ngf=4, num_downs=5, no_dropout=True, spectral_norm="G").config("generator")
     net = randomized(define_G(o, "normal", 0.02, False), 7)
     before = copy.deepcopy(net.state_dict())
     module = export.export_module(net, residual=False, eval=False, sampled_dropout=True)

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from conftest import ROOT, make_dataroot, randomized, run_script
-from engine import checkpoint, load_translator
+from engine import checkpoint, load_translator, resume
 from models import WeightsMismatch, build_translator
 from models.networks import define_G
 from models.reference import guess_generator
@@ -98,12 +98,13 @@ class RefResnet(nn.Module):
         return self.model(x)
 
 
-def options(**generator) -> dict:
-    return TrainOptions(ngf=4, **generator).to_dict()
+def options(**generator):
+    """The GeneratorConfig of TrainOptions with ngf 4 and the given flags."""
+    return TrainOptions(ngf=4, **generator).config("generator")
 
 
-def ours(o: dict, state: dict, reference: bool = True):
-    return build_translator(o, state, torch.device("cpu"), "none", False, reference=reference)
+def ours(g, state: dict, reference: bool = True):
+    return build_translator(g, state, torch.device("cpu"), "none", False, reference=reference)
 
 
 def same_outputs(ref: nn.Module, translate, x: torch.Tensor) -> None:
@@ -161,7 +162,7 @@ def test_files_from_before_pytorch_0_4_load_as_the_reference_loads_them():
 )
 def test_a_file_that_does_not_fit_the_flags_names_the_flags_to_try(flags, hint):
     state = randomized(RefUnet(3, 3, 8, 4, "batch")).state_dict()
-    o = TrainOptions(**{"ngf": 4, **flags}).to_dict()
+    o = TrainOptions(**{"ngf": 4, **flags}).config("generator")
     with pytest.raises(WeightsMismatch) as e:
         ours(o, state)
     msg = str(e.value)
@@ -195,7 +196,7 @@ def test_test_py_gives_the_same_images_from_a_reference_file_and_from_a_run_of_t
     own_dir.mkdir()
     torch.save(ref.state_dict(), ref_dir / "latest_net_G.pth")
     # The same weights in a generator snapshot of this project, options and all.
-    own = define_G(options(crop_size=32)["generator"], None, 0.02, False)
+    own = define_G(options(), None, 0.02, False)
     own.load_state_dict(ref.state_dict())
     snap = {"format": checkpoint.FORMAT, "kind": "generator", "netG": own.state_dict(), "epoch": 3, "total_iters": 9}
     snap["options"] = TrainOptions(ngf=4, load_size=32, crop_size=32, dataroot=data).to_dict()
@@ -222,12 +223,12 @@ def test_init_from_a_reference_generator_and_its_discriminator(tmp_path):
     from models import create_model
 
     opt = TrainOptions(ngf=4, ndf=4, crop_size=32, load_size=32, num_downs=5)
-    model = create_model(opt.to_dict(), torch.device("cpu"))
+    model = create_model(opt.model_config(), torch.device("cpu"))
     G_state = randomized(RefUnet(3, 3, 5, 4, "batch"), seed=1).state_dict()
     D = randomized(type(model.netD)(6, ndf=4, n_layers=3, norm="batch"), seed=2)
     torch.save(G_state, tmp_path / "7_net_G.pth")
     torch.save(D.state_dict(), tmp_path / "7_net_D.pth")
-    checkpoint.init_from(model, str(tmp_path / "7_net_G.pth"))
+    resume.init_from(model, str(tmp_path / "7_net_G.pth"))
     for k, v in G_state.items():
         assert torch.equal(model.netG.state_dict()[k], v), k
     for k, v in D.state_dict().items():
@@ -238,11 +239,12 @@ def test_init_from_a_reference_generator_and_its_discriminator(tmp_path):
 @pytest.fixture
 def run_file(tmp_path):
     """A generator snapshot of this project: unet with 5 levels, ngf 4, residual, BtoA."""
-    o = TrainOptions(ngf=4, num_downs=5, residual=True, direction="BtoA").to_dict()
-    net = randomized(define_G(o["generator"], "normal", 0.02, False))
+    o = TrainOptions(ngf=4, num_downs=5, residual=True, direction="BtoA")
+    net = randomized(define_G(o.config("generator"), "normal", 0.02, False))
     path = tmp_path / "run" / "latest_net_G.pth"
     path.parent.mkdir()
-    snap = {"format": checkpoint.FORMAT, "kind": "generator", "netG": net.state_dict(), "options": o, "epoch": 2}
+    snap = {"format": checkpoint.FORMAT, "kind": "generator", "netG": net.state_dict(), "options": o.to_dict()}
+    snap["epoch"] = 2
     torch.save(snap, path)
     return str(path), net
 

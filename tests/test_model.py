@@ -30,7 +30,7 @@ def tiny_model(*extra: str, size: int = 32):
         ],
     )
     torch.manual_seed(0)
-    return create_model(opt.to_dict(), torch.device("cpu"))
+    return create_model(opt.model_config(), torch.device("cpu"))
 
 
 def batch(n=2, size=32, nc_in=3, nc_out=3):

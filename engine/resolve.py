@@ -1,0 +1,118 @@
+"""The one resolve step of each script, after which no option changes. train.py: resume, seed, demo data and
+compile settled into new frozen options. test.py, translate.py and export.py: the generator's checkpoint is read
+first, its configs complete the command line's, and only then is everything validated, against the run's own
+generator."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import random
+from typing import Any
+
+import torch
+
+from data.demo import DEMO_DIR, ensure_demo_dataset
+from engine import resume
+from engine.checkpoint import CheckpointError, GeneratorCheckpoint
+from engine.inference import open_checkpoint
+from engine.resume import Start
+from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, Options, TrainOptions
+from util import distributed
+from util.config import OptionError
+
+log = logging.getLogger("train")
+
+
+def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given: set[str]) -> Start:
+    """The one resolve step: where the run starts (resume reads the checkpoint's seed, epoch_count and optimiser
+    settings), then the seed, the data set and compile under torchrun, settled into new frozen options
+    (Start.opt) before they are saved. Nothing changes them after this. Raises CheckpointError."""
+    start = resume.plan_start(opt, run_dir, given)
+    opt = start.opt
+    seed = opt.seed if opt.seed is not None else random.SystemRandom().randrange(2**31)
+    settled = {"seed": distributed.broadcast_int(d, seed)}  # every process must share the data order
+    if opt.dataroot is None:
+        if not d.is_main:
+            distributed.barrier(d)  # rank 0 builds the demo set first
+        settled["dataroot"] = ensure_demo_dataset()
+        if d.is_main:
+            distributed.barrier(d)
+    if d.enabled and opt.compile:
+        log.warning("--compile is not used under torchrun yet; running eagerly")
+        settled["compile"] = False
+    return dataclasses.replace(start, opt=dataclasses.replace(opt, **settled))
+
+
+def training_device(opt: TrainOptions, d: distributed.Dist) -> torch.device:
+    if d.enabled and opt.norm == "batch":
+        log.warning(
+            "--norm batch with %d processes: each process normalises with its own batch's statistics "
+            "(--norm syncbatch shares them, on CUDA)",
+            d.world_size,
+        )
+    if len(opt.gpu_ids_list) > 1:
+        log.warning("--gpu_ids %s: this trainer uses one device per process; using the first", opt.gpu_ids)
+    return distributed.training_device(d, opt.gpu_ids_list, opt.config("preprocess").crops)
+
+
+def contradictions(opt: Options, ckpt: GeneratorCheckpoint, given: set[str]) -> list[str]:
+    """One line for each generator flag written on the command line whose value is not the run's: '--netG
+    unet_128 ignored: the checkpoint was trained with unet_256'. The run's own values are accepted silently."""
+    saved = ckpt.options["generator"]
+    return [
+        f"--{k} {getattr(opt, k)} ignored: the checkpoint was trained with {saved[k]}"
+        for k in ARCHITECTURE_KEYS
+        if k in given and getattr(opt, k) != saved[k]
+    ]
+
+
+def inherited(opt: Options, ckpt: GeneratorCheckpoint, given: set[str]) -> dict[str, Any]:
+    """What the run's configs fill in: its generator, and for a script that reads data, the preprocessing and
+    the data folder the command line leaves out."""
+    saved = ckpt.options
+    values = dict(saved["generator"])
+    names = {f.name for f in dataclasses.fields(opt)}  # type: ignore[arg-type]
+    values.update({k: saved["preprocess"][k] for k in INHERITED_DATA_KEYS if k in names and k not in given})
+    if "dataroot" in names and "dataroot" not in given:
+        values["dataroot"] = saved["data"]["dataroot"]
+    return values
+
+
+def resolve_checkpoint(opt: Options, given: set[str]) -> tuple[Options, GeneratorCheckpoint, str]:
+    """(the options this script runs with, the generator's checkpoint, its tag). A run's file: its configs
+    complete the command line, whose generator flags must agree with them. A reference implementation's file
+    (weights only): the command line describes it, and, as the reference's test.py does, images are resized to
+    --crop_size unless --load_size is given. The result is validated once, as a whole, against the run's
+    generator. Raises CheckpointError for a file that cannot be used and OptionError for flags that do not fit."""
+    ckpt, tag = open_checkpoint(opt)
+    if ckpt.reference:
+        if "load_size" in {f.name for f in dataclasses.fields(opt)} and "load_size" not in given:  # type: ignore[arg-type]
+            opt = dataclasses.replace(opt, load_size=opt.crop_size)  # type: ignore[attr-defined]
+    else:
+        for line in contradictions(opt, ckpt, given):  # the weights define the generator; the flag cannot
+            log.warning("%s", line)
+        opt = dataclasses.replace(opt, **inherited(opt, ckpt, given))
+    if hasattr(opt, "dataroot"):
+        opt = settle_dataroot(opt, ckpt, given)
+    opt.validate()
+    if ckpt.ema:
+        log.info("using the generator's exponential moving average (--no_ema for the trained weights)")
+    return opt, ckpt, tag
+
+
+def settle_dataroot(opt: Any, ckpt: GeneratorCheckpoint, given: set[str]) -> Any:
+    """The data folder test.py reads: the command line's, else the run's; the demo set (built on first use) when
+    the run trained on it or names none. Raises OptionError when there is no such folder."""
+    if ckpt.reference and "dataroot" not in given:
+        raise OptionError(f"{ckpt.path} holds no options, so no --dataroot either: pass --dataroot")
+    if opt.dataroot is None or (opt.dataroot == DEMO_DIR and not os.path.isdir(DEMO_DIR)):
+        return dataclasses.replace(opt, dataroot=ensure_demo_dataset())
+    if not os.path.isdir(opt.dataroot):
+        where = "" if "dataroot" in given else " (from the training run)"
+        raise OptionError(f"--dataroot {opt.dataroot}{where}: no such folder")
+    return opt
+
+
+__all__ = ["CheckpointError", "resolve_checkpoint"]
