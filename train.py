@@ -20,7 +20,7 @@ from data.image_io import data_error
 from engine import checkpoint, resume
 from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver
 from engine.resolve import resolve_training, training_device
-from engine.training import InterruptedTwice, StopFlag, TrainLoop
+from engine.training import InterruptedTwice, LoopConfig, StopFlag, TrainLoop
 from engine.validation import Validator, split_validation
 from models import WeightsMismatch, create_model
 from models.perceptual import WeightsMissing
@@ -128,7 +128,9 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     dataset, val_set, sampler, loader = build_data(opt, d, device)
     model = build_model(opt, device)
     saver = Saver(run_dir, opt.to_dict(), opt.save_by_iter, opt.keep_last, enabled=d.is_main)
-    validator = Validator(opt, val_set, device, saver) if val_set is not None and d.is_main else None
+    validator = None
+    if val_set is not None and d.is_main:
+        validator = Validator(opt.config("metrics"), opt.seed, val_set, device, saver)
     vis = Visualizer.for_run(opt, run_dir) if d.is_main else NullVisualizer()
     vis.check_display()  # one warning now if the visdom display asked for is not there
     try:
@@ -139,7 +141,19 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
         model.wrap_ddp()
     stop = StopFlag()
     stop.install()
-    loop = TrainLoop(opt, model, loader, sampler, vis, saver, stop, start.progress, len(dataset), d, validator)
+    loop = TrainLoop(
+        LoopConfig.from_options(opt),
+        model,
+        loader,
+        sampler,
+        vis,
+        saver,
+        stop,
+        start.progress,
+        len(dataset),
+        d,
+        validator,
+    )
     try:
         with logging_redirect_tqdm():
             return loop.run()
@@ -154,6 +168,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
         return 1
     finally:
         stop.uninstall()
+        vis.close()  # every sink: the text logs, the page, visdom, TensorBoard, W&B
 
 
 if __name__ == "__main__":

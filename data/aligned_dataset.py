@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.image_cache import ImageCache
+from data.image_cache import ImageCache, available_memory, human
 from data.image_folder import IMG_EXTENSIONS, make_dataset
 from data.image_io import BadImageError, load_image, scan
 from data.transforms import CROP_MODES, Augment, Preprocess, apply, augment, get_params, scaled_size, to_tensor
@@ -164,7 +164,6 @@ def check_min_size(dataset, min_side: int, skip_bad: bool, max_bad_fraction: flo
 def check_resized_memory(pre: Preprocess, sizes) -> None:
     """A --load_size so large that one resized image would not fit in memory stops here, before any work: the
     largest image after scaling, as an 8-bit RGB image and as the float tensor, against the available memory."""
-    from data.image_cache import available_memory, human
 
     w, h = max((scaled_size(pre, *s) for s in sizes), key=lambda s: s[0] * s[1], default=(0, 0))
     need = w * h * 3 * (1 + 4) * 2  # uint8 image and float32 tensor, for A and B

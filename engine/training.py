@@ -7,7 +7,8 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 from engine import checkpoint
 from engine.checkpoint import Progress, Saver
@@ -54,11 +55,34 @@ def batched(iterable: Iterable, k: int) -> Iterator[list]:
         yield chunk
 
 
+@dataclass(frozen=True)
+class LoopConfig:
+    """What the loop reads of a run's options: the schedule of epochs, steps, logging, display and saving."""
+
+    last_epoch: int
+    batch_size: int
+    accum_steps: int
+    stop_after_iters: int
+    progress_every: float
+    print_freq: int
+    display_freq: int
+    update_html_freq: int
+    save_latest_freq: int
+    save_epoch_freq: int
+    val_freq: int
+    no_html: bool
+
+    @classmethod
+    def from_options(cls, opt: Any) -> LoopConfig:
+        """From train.py's options (the fields of the same names; last_epoch is n_epochs + n_epochs_decay)."""
+        return cls(**{f.name: getattr(opt, f.name) for f in fields(cls)})
+
+
 @dataclass
 class TrainLoop:
-    """Runs the epochs from `progress` on. opt: the run's TrainOptions; dist: util.distributed.Dist."""
+    """Runs the epochs from `progress` on. opt: a LoopConfig; dist: util.distributed.Dist."""
 
-    opt: object
+    opt: LoopConfig
     model: object
     loader: object
     sampler: object

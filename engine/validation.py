@@ -14,6 +14,7 @@ import torch
 from data import EpochSampler, create_dataloader, create_dataset
 from engine.checkpoint import Saver
 from models.networks import frozen_batchnorm
+from options.groups import ValidationOptions
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,14 @@ class Validator:
     """Translates the validation set with the generator test.py will serve (the EMA when the run keeps one),
     scores it, logs it to val_log.jsonl and keeps best_net_G.pth by --best_metric."""
 
-    def __init__(self, opt, val_set, device: torch.device, saver: Saver) -> None:
-        self.opt, self.device, self.saver = opt, device, saver
-        self.metric = opt.best_metric_name
+    def __init__(self, metrics: ValidationOptions, seed: int, val_set, device: torch.device, saver: Saver) -> None:
+        self.seed, self.device, self.saver = seed, device, saver
+        self.metric = metrics.best_metric_name
         self.higher = HIGHER_IS_BETTER[self.metric]
         sampler = EpochSampler(len(val_set), seed=0, shuffle=False)
         self.loader = create_dataloader(val_set, 1, 0, sampler)  # batch 1: sizes may differ; no workers kept
         self.n = len(val_set)
-        self.suite = MetricSuite(opt.metric_list, device, opt.fid_weights, opt.lpips_weights, seed=opt.seed)
+        self.suite = MetricSuite(metrics.metric_list, device, metrics.fid_weights, metrics.lpips_weights, seed=seed)
         self.best: dict | None = None  # {"metric", "value", "epoch"}, saved in latest.pth
 
     def is_better(self, value: float) -> bool:
@@ -83,7 +84,7 @@ class Validator:
         self.suite.reset()
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad(), frozen_batchnorm(translate.net):
-            torch.manual_seed(self.opt.seed)
+            torch.manual_seed(self.seed)
             for batch in self.loader:
                 real_B = translate.to_device(batch["B"])
                 self.suite.update(translate(translate.to_device(batch["A"]), sync=False), real_B)

@@ -14,6 +14,7 @@ from models.loss import Pix2PixLoss
 from models.networks import frozen_batchnorm, load_weights
 from models.runner import Runner
 from models.translator import Translator
+from util.distributed import mean_over_ranks
 
 LR_POLICIES = ("linear", "step", "cosine")  # --lr_policy, implemented by lr_factor
 
@@ -213,8 +214,6 @@ class Pix2PixModel:
         torchrun (dist given) every process's means are averaged: all processes must call this together."""
         mean = self._loss_sum / max(self._loss_steps, 1)
         if dist is not None:
-            from util.distributed import mean_over_ranks
-
             mean = mean_over_ranks(dist, mean)
         values = mean.tolist()
         self._loss_sum.zero_()

@@ -133,7 +133,8 @@ def test_best_is_chosen_by_scoring_the_generator_it_serves(tmp_path):
         for p in model.netG.parameters():
             p.zero_()
     saver = checkpoint.Saver(str(tmp_path), opt.to_dict(), save_by_iter=False, keep_last=0)
-    validator = Validator(opt, split_validation(opt, None), torch.device("cpu"), saver)
+    val = split_validation(opt, None)
+    validator = Validator(opt.config("metrics"), opt.seed, val, torch.device("cpu"), saver)
     scores = validator(model, 1, 1)
     served = checkpoint.load_generator(str(tmp_path / "best_net_G.pth"), prefer_ema=True)
     assert served.ema

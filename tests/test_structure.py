@@ -1,4 +1,4 @@
-"""The code's own rules: one source for every option default, thin scripts, models/ independent of options/."""
+"""The code's own rules: one source for every option default, thin scripts, packages in layers."""
 
 import ast
 import dataclasses
@@ -45,7 +45,7 @@ def defaults_read_from_fields(fn) -> set[str]:
     return {a.arg for a, d in pairs if isinstance(d, ast.Attribute) and d.attr == a.arg}
 
 
-@pytest.mark.parametrize("package", ["models", "data", "util"])
+@pytest.mark.parametrize("package", ["models", "data", "util", "engine"])
 def test_no_option_default_is_written_twice(package):
     # A parameter named like an option takes no default: the option's dataclass field holds the only one.
     found = []
@@ -57,16 +57,44 @@ def test_no_option_default_is_written_twice(package):
     assert not found, "defaults that belong to the options: " + ", ".join(found)
 
 
-def test_models_import_nothing_from_options():
-    for name in os.listdir(os.path.join(ROOT, "models")):
-        if not name.endswith(".py"):
+# The layers, lowest first: a package imports only from lower layers (or itself); data/ and models/ are siblings.
+LAYERS = {"util": 0, "data": 1, "models": 1, "options": 2, "engine": 3}
+
+
+def imports_of(path: str):
+    """(module imported, whether at module level) for every first-party import of a file; an import under
+    `if TYPE_CHECKING:` counts as module level (it runs for type checkers only)."""
+    tree = ast.parse(open(path).read())
+    top = set()
+    for node in tree.body:
+        top.add(id(node))
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            top.update(id(n) for n in node.body)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
             continue
-        tree = ast.parse(open(os.path.join(ROOT, "models", name)).read())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                assert not (node.module or "").startswith("options"), f"models/{name} imports {node.module}"
-            elif isinstance(node, ast.Import):
-                assert not any(a.name.startswith("options") for a in node.names), f"models/{name}"
+        for name in names:
+            if name.split(".")[0] in LAYERS:
+                yield name, id(node) in top
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_packages_form_layers_without_cycles_or_hidden_imports(package):
+    wrong, hidden = [], []
+    for path in python_files(package):
+        where = os.path.relpath(path, ROOT)
+        for name, module_level in imports_of(path):
+            other = name.split(".")[0]
+            if other != package and LAYERS[other] >= LAYERS[package]:
+                wrong.append(f"{where} imports {name}")
+            if not module_level:
+                hidden.append(f"{where} imports {name} inside a function")
+    assert not wrong, "imports against the layers (util < data, models < options < engine): " + ", ".join(wrong)
+    assert not hidden, "first-party imports belong at the top of the module: " + ", ".join(hidden)
 
 
 def python_files(*paths):

@@ -1,4 +1,5 @@
-"""Training against a real visdom server: the plotted losses equal loss_log.txt; without a server, one warning."""
+"""Training against a real visdom server: the plotted losses equal losses.jsonl's and loss_log.txt's; without a
+server, one warning."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PIL import Image
 
 from browser_check import free_port, stop, wait_for_port
 from conftest import run_script
+from util import run_log
 
 TINY = [
     *("--ngf", "4", "--ndf", "4", "--netG", "unet_256", "--num_downs", "5"),
@@ -100,8 +102,11 @@ def test_losses_and_images_reach_a_live_visdom(visdom_server, tiny_data, tmp_pat
     assert list(traces) == LOSSES
     logged = logged_losses(os.path.join(ck, "run", "loss_log.txt"))
     assert len(logged["G_GAN"]) == 4  # 8 iterations, print_freq 2
+    records = run_log.read(os.path.join(ck, "run", run_log.LOSSES_FILE), run_log.LOSS)
+    assert [r["total_iters"] for r in records] == [2, 4, 6, 8]
     for name in LOSSES:
         assert [f"{y:.3f}" for y in traces[name]["y"]] == logged[name], name
+        assert traces[name]["y"] == pytest.approx([r["losses"][name] for r in records], rel=1e-9), name
         assert traces[name]["x"] == [0.5, 1.0, 1.5, 2.0], name  # epochs as a float
 
     images = windows["2"]

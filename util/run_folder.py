@@ -9,12 +9,13 @@ import logging
 import os
 import re
 
+from util import run_log
 from util.util import atomic_write
 
 log = logging.getLogger("train")
 LOCK_FILE = ".lock"
-# The temp files util/checkpoint.py's atomic writes leave when killed: <file>.<random>.tmp beside the file.
-_TEMP = re.compile(r".+\.(pth|txt|json)\.[A-Za-z0-9_]+\.tmp")
+# The temp files that atomic writes (checkpoints, options, trim_logs) leave when killed: <file>.<random>.tmp.
+_TEMP = re.compile(r".+\.(pth|txt|jsonl?)\.[A-Za-z0-9_]+\.tmp")
 _LOSS_LINE = re.compile(r"total_iters: (\d+),")
 
 
@@ -65,9 +66,16 @@ def remove_stale_temp_files(run_dir: str) -> None:
 
 def trim_logs(run_dir: str, epoch: int, total_iters: int) -> None:
     """A resumed run continues its logs without repeating lines: loss lines past total_iters and validation
-    records of epoch `epoch` or later (they will be written again) are dropped."""
+    records of epoch `epoch` or later (they will be written again) are dropped, from loss_log.txt, val_log.jsonl
+    and losses.jsonl (its records parsed as JSON: util/run_log.is_past; a line that is not a record goes too)."""
     _rewrite(os.path.join(run_dir, "loss_log.txt"), lambda ln: _loss_iters(ln) <= total_iters)
     _rewrite(os.path.join(run_dir, "val_log.jsonl"), lambda ln: _val_epoch(ln) < epoch)
+    _rewrite(os.path.join(run_dir, run_log.LOSSES_FILE), lambda ln: _record_kept(ln, epoch, total_iters))
+
+
+def _record_kept(line: str, epoch: int, total_iters: int) -> bool:
+    record = run_log.parse(line)
+    return record is not None and not run_log.is_past(record, epoch, total_iters)
 
 
 def _loss_iters(line: str) -> int:
