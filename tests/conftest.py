@@ -31,10 +31,12 @@ def gen_opts(**kw):
 
 
 def make_G(init: bool = True, **kw) -> torch.nn.Module:
-    """define_G with the option defaults and kw (netG, ngf, norm, ...)."""
-    from models.networks import define_G
+    """The generator of GeneratorConfig's defaults with kw (netG, ngf, norm, ...), initialised as InitConfig's
+    defaults say (init=False: as constructed)."""
+    from models import build_generator
+    from models.config import InitConfig
 
-    return define_G(gen_opts(**kw), "normal" if init else None, 0.02, False)
+    return build_generator(gen_opts(**kw), InitConfig() if init else None, grad_checkpoint=False)
 
 
 def randomized(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -48,12 +50,14 @@ def randomized(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return net
 
 
-def make_D(init_type: str = "normal", g=None, **kw) -> torch.nn.Module:
-    """define_D with the config defaults and kw (netD, ndf, ...); g: a GeneratorConfig (channels, norm)."""
-    from models.config import DiscriminatorConfig
+def make_D(init_type: str | None = None, g=None, **kw) -> torch.nn.Module:
+    """define_D with the config defaults and kw (netD, ndf, ...); g: a GeneratorConfig (channels, norm);
+    init_type: InitConfig's unless given."""
+    from models.config import DiscriminatorConfig, InitConfig
     from models.networks import define_D
 
-    return define_D(DiscriminatorConfig(**kw), g or gen_opts(), init_type, 0.02, False)
+    init = InitConfig() if init_type is None else InitConfig(init_type=init_type)
+    return define_D(DiscriminatorConfig(**kw), g or gen_opts(), init.init_type, init.init_gain, False)
 
 
 def visualizer(run_dir: str, retry_seconds: float = 60.0, **display):

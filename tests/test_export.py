@@ -4,6 +4,7 @@ dynamic sizes), their metadata, safetensors, the default output path and the err
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 
@@ -11,10 +12,9 @@ import pytest
 import torch
 
 import export as xport
-from conftest import randomized
+from conftest import make_G, randomized
 from engine import checkpoint, export
 from engine.inference import load_translator
-from models.networks import define_G
 from options.options import TrainOptions
 
 # torch.jit.trace/save/load warn that TorchScript is deprecated; export.py says so in one log line.
@@ -28,7 +28,7 @@ def write_run(root, name: str, seed: int, **generator) -> str:
     if generator.get("netG", "unet").startswith("unet"):
         generator.setdefault("num_downs", 5)
     o = TrainOptions(ngf=4, **generator)
-    nets = [randomized(define_G(o.config("generator"), "normal", 0.02, False), seed + k) for k in (0, 100)]
+    nets = [randomized(make_G(**dataclasses.asdict(o.config("generator"))), seed + k) for k in (0, 100)]
     model = {"netG": nets[0].state_dict(), "netG_ema": nets[1].state_dict()}
     path = root / name / "latest.pth"
     path.parent.mkdir(parents=True)
@@ -214,7 +214,7 @@ def test_onnx_train_mode_keeps_dropout():
 # ---- the export copy of the network ---------------------------------------------------------------------------
 def test_export_copy_computes_train_mode_without_touching_the_network():
     o = TrainOptions(ngf=4, num_downs=5, no_dropout=True, spectral_norm="G").config("generator")
-    net = randomized(define_G(o, "normal", 0.02, False), 7)
+    net = randomized(make_G(**dataclasses.asdict(o)), 7)
     before = copy.deepcopy(net.state_dict())
     module = export.export_module(net, residual=False, eval=False, sampled_dropout=True)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())

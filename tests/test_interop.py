@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -13,10 +14,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import ROOT, make_dataroot, randomized, run_script
+from conftest import ROOT, make_dataroot, make_G, randomized, run_script
 from engine import checkpoint, load_translator, resume
 from models import WeightsMismatch, build_translator
-from models.networks import define_G
 from models.reference import guess_generator
 from models.tiling import tile_starts, translate_tiled
 from options.options import TrainOptions
@@ -196,7 +196,7 @@ def test_test_py_gives_the_same_images_from_a_reference_file_and_from_a_run_of_t
     own_dir.mkdir()
     torch.save(ref.state_dict(), ref_dir / "latest_net_G.pth")
     # The same weights in a generator snapshot of this project, options and all.
-    own = define_G(options(), None, 0.02, False)
+    own = make_G(init=False, ngf=4)
     own.load_state_dict(ref.state_dict())
     snap = {"format": checkpoint.FORMAT, "kind": "generator", "netG": own.state_dict(), "epoch": 3, "total_iters": 9}
     snap["options"] = TrainOptions(ngf=4, load_size=32, crop_size=32, dataroot=data).to_dict()
@@ -240,7 +240,7 @@ def test_init_from_a_reference_generator_and_its_discriminator(tmp_path):
 def run_file(tmp_path):
     """A generator snapshot of this project: unet with 5 levels, ngf 4, residual, BtoA."""
     o = TrainOptions(ngf=4, num_downs=5, residual=True, direction="BtoA")
-    net = randomized(define_G(o.config("generator"), "normal", 0.02, False))
+    net = randomized(make_G(**dataclasses.asdict(o.config("generator"))))
     path = tmp_path / "run" / "latest_net_G.pth"
     path.parent.mkdir()
     snap = {"format": checkpoint.FORMAT, "kind": "generator", "netG": net.state_dict(), "options": o.to_dict()}
