@@ -46,6 +46,7 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
 
 
 def training_device(opt: TrainOptions, d: distributed.Dist) -> torch.device:
+    """This process's device, with a warning for settings that do not do what they might seem to."""
     if d.enabled and opt.norm == "batch":
         log.warning(
             "--norm batch with %d processes: each process normalises with its own batch's statistics "
@@ -92,13 +93,15 @@ def resolve_checkpoint(opt: Options, given: set[str]) -> tuple[Options, Generato
             opt = dataclasses.replace(opt, load_size=opt.crop_size)  # type: ignore[attr-defined]
     else:
         for line in contradictions(opt, ckpt, given):  # the weights define the generator; the flag cannot
-            log.warning("%s", line)
+            logging.getLogger(opt.script).warning("%s", line)
         opt = dataclasses.replace(opt, **inherited(opt, ckpt, given))
     if hasattr(opt, "dataroot"):
         opt = settle_dataroot(opt, ckpt, given)
     opt.validate()
     if ckpt.ema:
-        log.info("using the generator's exponential moving average (--no_ema for the trained weights)")
+        logging.getLogger(opt.script).info(
+            "using the generator's exponential moving average (--no_ema for the trained weights)"
+        )
     return opt, ckpt, tag
 
 
