@@ -81,7 +81,7 @@ def build(args: argparse.Namespace, cfg: dict, device: torch.device):
     flags += ["--grad_checkpoint"] if cfg["grad_checkpoint"] else []
     opt = parse(True, flags)
     torch.manual_seed(0)
-    model = create_model(opt.to_dict(), device)
+    model = create_model(opt.model_config(), device)
     n, s = cfg["batch_size"], args.crop_size
     batch = {"A": torch.rand(n, 3, s, s) * 2 - 1, "B": torch.rand(n, 3, s, s) * 2 - 1, "A_paths": ["x"] * n}
     model.set_input(batch)
@@ -335,7 +335,7 @@ def run(args: argparse.Namespace, name: str, device: torch.device) -> dict:
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
+def arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--netG", default="unet_256")
     p.add_argument("--crop_size", type=int, default=256)
@@ -367,22 +367,33 @@ def main(argv: list[str] | None = None) -> int:
         "in GB of CUDA memory",
     )
     p.add_argument("--max_batch_limit", type=int, default=256, help="stop the --max_batch search here")
-    args = p.parse_args(argv)
-    device = torch.device(args.device)
+    return p
+
+
+def open_device(name: str) -> torch.device:
+    """The device, with cuDNN autotuning and TF32 on CUDA."""
+    device = torch.device(name)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    if args.max_batch is not None:
-        if device.type != "cuda":
-            p.error("--max_batch measures CUDA memory: it needs --device cuda")
-        if any("compile" in c.split(",") for c in args.configs):
-            p.error("--max_batch: leave compile out (a failed allocation would look like a failed compile)")
-        rows = max_batch(args, [BASELINE, *args.configs], device)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"netG": args.netG, "crop_size": args.crop_size, "max_batch": rows}, f, indent=2)
-        return 0
+    return device
 
+
+def max_batch_main(p: argparse.ArgumentParser, args: argparse.Namespace, device: torch.device) -> int:
+    """--max_batch: the largest batch per config (no timing), printed and written to --json."""
+    if device.type != "cuda":
+        p.error("--max_batch measures CUDA memory: it needs --device cuda")
+    if any("compile" in c.split(",") for c in args.configs):
+        p.error("--max_batch: leave compile out (a failed allocation would look like a failed compile)")
+    rows = max_batch(args, [BASELINE, *args.configs], device)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"netG": args.netG, "crop_size": args.crop_size, "max_batch": rows}, f, indent=2)
+    return 0
+
+
+def timed_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """The baseline, each config, the baseline again; each row's speed as a ratio to the two baselines' mean."""
     rows = [run(args, BASELINE, device)]
     for name in args.configs:
         rows.append(run(args, name, device))
@@ -390,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     base = statistics.mean([rows[0]["train_img_s"], rows[-1]["train_img_s"]])
     for r in rows:
         r["train_vs_baseline"] = r["train_img_s"] / base
+    return rows
 
+
+def print_rows(args: argparse.Namespace, device: torch.device, rows: list[dict]) -> None:
     head = f"{'config':<18}{'train img/s':>12}{'x base':>8}{'infer img/s':>12}{'TFLOP/s':>9}{'GFLOP/img':>10}"
     head += f"{'peak MB':>9}{'data %':>8}" + (f"{'% peak':>8}" if args.peak_tflops else "")
     print(f"{args.netG} at {args.crop_size}px on {device} (torch {torch.__version__})")
@@ -403,31 +417,57 @@ def main(argv: list[str] | None = None) -> int:
         if args.peak_tflops:
             line += f"{100 * r['share_of_peak']:>8.2f}"
         print(line)
+
+
+def print_roofline(layers: list[dict]) -> None:
+    if not layers:
+        return
+    print(f"\n{'generator layer (fp32, batch 1, forward)':<52}{'GFLOP':>8}{'MB moved':>10}{'FLOP/B':>8}")
+    for r in layers:
+        print(f"{r['layer']:<52}{r['gflop']:>8.3f}{r['mbytes']:>10.1f}{r['flop_per_byte']:>8.1f}")
+
+
+def print_activation_memory(act: dict[str, float]) -> None:
+    if not act:
+        return
+    step = act["G"] + 2 * act["D_pass"]
+    step_gc = act["G_grad_checkpoint"] + 2 * act["D_pass_grad_checkpoint"]
+    print(
+        f"\nactivations kept for backward, MB per image (plain -> --grad_checkpoint): "
+        f"G {act['G']:.0f} -> {act['G_grad_checkpoint']:.0f}, one D pass {act['D_pass']:.0f} -> "
+        f"{act['D_pass_grad_checkpoint']:.0f}; a step holds about G + 2 D: {step:.0f} -> {step_gc:.0f} "
+        f"({step / step_gc:.2f}x)"
+    )
+
+
+def write_json(
+    args: argparse.Namespace, device: torch.device, rows: list[dict], layers: list[dict], act: dict[str, float]
+) -> None:
+    record = {
+        "activation_mb": act,
+        "netG": args.netG,
+        "crop_size": args.crop_size,
+        "device": str(device),
+        "torch": torch.__version__,
+    }
+    with open(args.json, "w") as f:
+        json.dump({**record, "rows": rows, "roofline": layers}, f, indent=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = arg_parser()
+    args = p.parse_args(argv)
+    device = open_device(args.device)
+    if args.max_batch is not None:
+        return max_batch_main(p, args, device)
+    rows = timed_rows(args, device)
+    print_rows(args, device, rows)
     layers = roofline(args, device) if args.roofline else []
-    if layers:
-        print(f"\n{'generator layer (fp32, batch 1, forward)':<52}{'GFLOP':>8}{'MB moved':>10}{'FLOP/B':>8}")
-        for r in layers:
-            print(f"{r['layer']:<52}{r['gflop']:>8.3f}{r['mbytes']:>10.1f}{r['flop_per_byte']:>8.1f}")
+    print_roofline(layers)
     act = activation_memory(args, device) if args.activation_memory else {}
-    if act:
-        step = act["G"] + 2 * act["D_pass"]
-        step_gc = act["G_grad_checkpoint"] + 2 * act["D_pass_grad_checkpoint"]
-        print(
-            f"\nactivations kept for backward, MB per image (plain -> --grad_checkpoint): "
-            f"G {act['G']:.0f} -> {act['G_grad_checkpoint']:.0f}, one D pass {act['D_pass']:.0f} -> "
-            f"{act['D_pass_grad_checkpoint']:.0f}; a step holds about G + 2 D: {step:.0f} -> {step_gc:.0f} "
-            f"({step / step_gc:.2f}x)"
-        )
+    print_activation_memory(act)
     if args.json:
-        record = {
-            "activation_mb": act,
-            "netG": args.netG,
-            "crop_size": args.crop_size,
-            "device": str(device),
-            "torch": torch.__version__,
-        }
-        with open(args.json, "w") as f:
-            json.dump({**record, "rows": rows, "roofline": layers}, f, indent=2)
+        write_json(args, device, rows, layers, act)
     return 0
 
 

@@ -4,7 +4,8 @@ import logging
 import math
 import os
 import socket
-import time
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -226,14 +227,29 @@ def test_weights_found_in_hub_cache(offline, tmp_path):
 
 
 def test_reachable_gives_up_fast(monkeypatch):
-    def hang(*args, **kwargs):
-        time.sleep(5)
+    # A name lookup that hangs (it ignores socket timeouts): the probe waits on an event only the test sets.
+    release, calls, joins = threading.Event(), [], []
+
+    def hang(address, timeout=None):
+        calls.append(timeout)
+        release.wait(60)  # a bound for the test only: should _reachable wait for the probe, it fails, not hangs
         raise OSError("late")
 
+    class Probe(threading.Thread):
+        def join(self, timeout=None):
+            joins.append((self.daemon, timeout))
+            assert timeout is not None, "an unbounded join waits as long as the lookup hangs"
+            super().join(timeout)
+
     monkeypatch.setattr(socket, "create_connection", hang)
-    t0 = time.perf_counter()
-    assert not metrics._reachable("https://example.invalid/w.pth", timeout=0.2)
-    assert time.perf_counter() - t0 < 2
+    monkeypatch.setattr(metrics, "threading", SimpleNamespace(Thread=Probe))
+    try:
+        assert not metrics._reachable("https://example.invalid/w.pth", timeout=0.2)
+        assert calls == [0.2]  # the connection itself is bounded too
+        [(daemon, waited)] = joins  # the lookup ran in a thread, waited for about the timeout, then left behind
+        assert daemon and 0.2 <= waited <= 1.0
+    finally:
+        release.set()
 
 
 class _Payload:

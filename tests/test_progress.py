@@ -11,7 +11,6 @@ import struct
 import subprocess
 import sys
 import termios
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -74,7 +73,7 @@ def test_a_terminal_gets_one_bar_over_the_whole_loop(clock):
     r.close()
 
 
-def test_the_loss_logs_time_per_image_counts_the_steps_it_timed(monkeypatch):
+def test_the_loss_logs_time_per_image_counts_the_steps_it_timed(clock):
     # An epoch of 3 steps with --print_freq 4: the line at iteration 4 timed one step of the new epoch.
     seen = {}
     opt = SimpleNamespace(batch_size=2, accum_steps=1, print_freq=4)
@@ -93,9 +92,10 @@ def test_the_loss_logs_time_per_image_counts_the_steps_it_timed(monkeypatch):
     )
     loop.report = SimpleNamespace(set_postfix=lambda v: None)
     loop.dist = SimpleNamespace(enabled=False)
-    loop.t_window, loop.window_steps = time.perf_counter() - 3.0, 1
+    loop.t_window, loop.window_steps = clock.t - 3.0, 1
     assert loop.print_losses()
-    assert seen["per_image"] == pytest.approx(1.5, rel=0.05)  # 3 s for one step of 2 images, not 3 / 8
+    assert seen["per_image"] == pytest.approx(1.5)  # 3 s for one step of 2 images, not 3 / 8
+    assert (loop.t_window, loop.window_steps) == (clock.t, 0)  # the next window starts now
 
 
 def test_redirected_training_logs_the_run_ahead_and_progress_lines(tmp_path):

@@ -62,8 +62,9 @@ def test_resume_from_every_step_is_bit_exact(data3, tmp_path):
 
 def test_kill_at_the_epoch_end_is_redone_on_resume(data3, tmp_path):
     args = [*run_args(data3, tmp_path, "k"), "--save_latest_freq", "3"]  # latest at each epoch's last step too
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", PIX2PIX_TEST_SAVE_PAUSE="1.5")
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT, env=env,
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    hooked = [os.path.join(ROOT, "tests", "hooked.py"), "--save_pause", "1.5", "--"]  # a pause before each rename
+    proc = subprocess.Popen([sys.executable, *hooked, *args], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     run = tmp_path / "k"
     try:

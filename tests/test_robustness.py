@@ -155,7 +155,7 @@ def test_non_finite_weights_are_never_saved(tiny_data, tmp_path):
     assert train.main(args) == 0
     before = open(tmp_path / "r" / "latest.pth", "rb").read()
     opt = train.parse(True, args)
-    model = train.create_model(opt.to_dict(), torch.device("cpu"))
+    model = train.create_model(opt.model_config(), torch.device("cpu"))
     with torch.no_grad():
         next(model.netG.parameters()).fill_(float("nan"))
     saver = checkpoint.Saver(str(tmp_path / "r"), opt.to_dict(), save_by_iter=False, keep_last=0)
@@ -167,10 +167,12 @@ def test_non_finite_weights_are_never_saved(tiny_data, tmp_path):
 # ---- interruptions -----------------------------------------------------------------------------------------
 
 
-def start_training(args, env_extra=None):
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
+def start_training(args, hooks=()):
+    """train.py in a subprocess; with hooks (tests/hooked.py's options, e.g. --save_pause 60) through hooked.py."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    script = [os.path.join(ROOT, "tests", "hooked.py"), *hooks, "--"] if hooks else [os.path.join(ROOT, "train.py")]
     return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "train.py"), *args],
+        [sys.executable, *script, *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -207,8 +209,8 @@ def test_sigkill_during_save_leaves_previous_latest_loadable(tiny_data, tmp_path
     assert train.main(args + ["--stop_after_iters", "2"]) == 0
     latest = tmp_path / "r" / "latest.pth"
     before = open(latest, "rb").read()
-    # The test hook pauses between the complete temporary file and the rename.
-    proc = start_training(args + ["--continue_train", "--save_latest_freq", "1"], {"PIX2PIX_TEST_SAVE_PAUSE": "60"})
+    # The hook pauses between the complete temporary file and the rename.
+    proc = start_training(args + ["--continue_train", "--save_latest_freq", "1"], ["--save_pause", "60"])
     try:
         assert wait_for(lambda: glob.glob(str(tmp_path / "r" / "latest.pth.*.tmp")))
     finally:

@@ -1,8 +1,10 @@
 """The 256-to-512 switches: each builds, trains a step with tiny sizes, keeps the output shape, and is
 saved with the run so test.py rebuilds the same network."""
 
+import dataclasses
 import json
 import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from torch import nn
 
 import train
 from conftest import TINY, make_D, make_G, run_script
+from data import EpochSampler, create_dataloader, create_dataset
 from models import build_translator, create_model
 from models.networks import AttentionGate, Blur, BlurConv2d, GANLoss, UnetGenerator
 from options.options import parse
@@ -17,45 +20,120 @@ from options.options import parse
 UNET = {"norm": "batch", "dropout": 0.5, "upsample": "transpose", "max_mult": 8, "downsample": "conv"}
 UNET.update(attention=False, grad_checkpoint=False)
 
+
+def has(net: nn.Module, kind: type) -> bool:
+    return any(isinstance(m, kind) for m in net.modules())
+
+
+def upsampling(net: nn.Module, mode: str) -> bool:
+    """Every 2x upsampling of a U-Net is resize (mode) + conv, none a transposed conv."""
+    modes = {m.mode for m in net.modules() if isinstance(m, nn.Upsample)}
+    return modes == {mode} and not has(net, nn.ConvTranspose2d)
+
+
+def widest(net: nn.Module) -> int:
+    return max(m.out_channels for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d))
+
+
+def checkpointed(s) -> bool:
+    """--grad_checkpoint on G's levels and on D."""
+    levels = [m.grad_checkpoint for m in s.model.netG.modules() if hasattr(m, "grad_checkpoint")]
+    return bool(levels) and all(levels) and s.model.netD.grad_checkpoint
+
+
+def multiscale(s, num_D: int, n_layers: int) -> bool:
+    """num_D PatchGANs of n_layers strided convs each (plus the first and the last conv)."""
+    D = s.model.netD
+    convs = [sum(isinstance(m, nn.Conv2d) for m in d.modules()) for d in getattr(D, "scales", [D])]
+    return convs == [n_layers + 2] * num_D
+
+
+def decays(s, rate: float) -> bool:
+    return all(g["weight_decay"] == rate for o in (s.model.optimizer_G, s.model.optimizer_D) for g in o.param_groups)
+
+
+def parametrized(net: nn.Module) -> bool:
+    return any("parametrizations.weight" in k for k in net.state_dict())
+
+
+# Each switch, and what shows that it reached the model or its data (s: the trained model, its step's losses, and
+# whether the batch train.py's data pipeline gave differs from the one without the switch). Defaults for
+# comparison, at TINY sizes: transposed-conv upsampling, max_mult 8 (G's widest conv 4 x 8 = 32 channels), vanilla
+# GAN loss, one basic PatchGAN (3 strided convs), D's lr = G's, no weight decay, no augmentation.
+SIXTY_FOUR = ("--num_downs", "6", "--crop_size", "64", "--load_size", "72")  # the depth with a dropout block
 SWITCHES = [
-    ("--upsample", "bilinear"),
-    ("--upsample", "nearest"),
-    ("--upsample", "pixelshuffle"),
-    ("--max_mult", "4"),
-    ("--residual",),
-    ("--gan_mode", "hinge"),
-    ("--lr_D", "0.0001"),
-    ("--spectral_norm", "both"),
-    ("--lambda_feat", "10"),
-    ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--lambda_feat", "10"),
-    ("--aug_scale", "0.2", "--aug_rotate", "15", "--aug_color", "0.3"),
-    ("--dropout", "0.2", "--weight_decay", "0.0001"),
-    ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--gan_mode", "wgangp", "--grad_checkpoint"),
-    ("--attention",),
-    ("--downsample", "blur"),
-    ("--attention", "--downsample", "blur", "--grad_checkpoint"),
+    (("--upsample", "bilinear"), lambda s: upsampling(s.model.netG, "bilinear")),
+    (("--upsample", "nearest"), lambda s: upsampling(s.model.netG, "nearest")),
+    (
+        ("--upsample", "pixelshuffle"),
+        lambda s: has(s.model.netG, nn.PixelShuffle) and not has(s.model.netG, nn.ConvTranspose2d),
+    ),
+    (("--max_mult", "4"), lambda s: widest(s.model.netG) == 4 * 4),
+    (("--residual",), lambda s: s.model.translate.residual),
+    (("--gan_mode", "hinge"), lambda s: s.model.loss.gan.gan_mode == "hinge"),
+    (
+        ("--lr_D", "0.0001"),
+        lambda s: (
+            [g["lr"] for o in (s.model.optimizer_G, s.model.optimizer_D) for g in o.param_groups] == [0.0002, 0.0001]
+        ),
+    ),
+    (("--spectral_norm", "both"), lambda s: parametrized(s.model.netG) and parametrized(s.model.netD)),
+    (("--lambda_feat", "10"), lambda s: s.losses.get("G_feat", 0) > 0),
+    (
+        ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--lambda_feat", "10"),
+        lambda s: multiscale(s, 2, 2) and s.losses.get("G_feat", 0) > 0,
+    ),
+    (("--aug_scale", "0.2", "--aug_rotate", "15", "--aug_color", "0.3"), lambda s: s.data_differs),
+    (
+        (*SIXTY_FOUR, "--dropout", "0.2", "--weight_decay", "0.0001"),
+        lambda s: [m.p for m in s.model.netG.modules() if isinstance(m, nn.Dropout)] == [0.2] and decays(s, 0.0001),
+    ),
+    (
+        ("--netD", "n_layers", "--n_layers_D", "2", "--num_D", "2", "--gan_mode", "wgangp", "--grad_checkpoint"),
+        lambda s: multiscale(s, 2, 2) and s.model.loss.gan.gan_mode == "wgangp" and checkpointed(s),
+    ),
+    (("--attention",), lambda s: has(s.model.netG, AttentionGate)),
+    (("--downsample", "blur"), lambda s: has(s.model.netG, BlurConv2d)),
+    (
+        ("--attention", "--downsample", "blur", "--grad_checkpoint"),
+        lambda s: has(s.model.netG, AttentionGate) and has(s.model.netG, BlurConv2d) and checkpointed(s),
+    ),
 ]
 
 
-@pytest.mark.parametrize("flags", SWITCHES, ids=lambda f: "".join(f))
-def test_switch_builds_and_trains_a_step(flags):
-    opt = parse(True, [*TINY, *flags])
+def first_batch(opt) -> dict:
+    """The first training batch train.py's data pipeline gives for these options."""
+    c = opt.config
+    dataset = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, train=True)
+    sampler = EpochSampler(len(dataset), opt.seed, not opt.serial_batches)
+    return next(iter(create_dataloader(dataset, opt.batch_size, 0, sampler)))
+
+
+def test_the_defaults_show_none_of_the_switches(tiny_data):
+    """The checks below are false without their switch: each can fail."""
+    opt = parse(True, ["--dataroot", tiny_data, *TINY, "--batch_size", "2"])
     torch.manual_seed(0)
-    model = create_model(opt.to_dict(), torch.device("cpu"))
-    g = torch.Generator().manual_seed(1)
-    batch = {
-        "A": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
-        "B": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1,
-        "A_paths": ["a", "b"],
-    }
+    model = create_model(opt.model_config(), torch.device("cpu"))
+    model.train_step([first_batch(opt)])
+    s = SimpleNamespace(model=model, losses=model.pop_losses()[0], data_differs=False)
+    assert [check(s) for _, check in SWITCHES] == [False] * len(SWITCHES)
+
+
+@pytest.mark.parametrize("flags, reached", SWITCHES, ids=[" ".join(f) for f, _ in SWITCHES])
+def test_switch_builds_and_trains_a_step(flags, reached, tiny_data):
+    common = ["--dataroot", tiny_data, *TINY, "--batch_size", "2"]
+    opt = parse(True, [*common, *flags])
+    torch.manual_seed(0)
+    model = create_model(opt.model_config(), torch.device("cpu"))
+    batch, plain = first_batch(opt), first_batch(parse(True, common))
     g0 = [p.detach().clone() for p in model.netG.parameters()]
-    # The switch reaches the network (not only the options).
-    kinds = {type(m) for m in model.netG.modules()}
-    assert ("--attention" not in flags or AttentionGate in kinds) and ("blur" not in flags or BlurConv2d in kinds)
     model.train_step([batch])
-    assert model.fake_B.shape == (2, 3, 32, 32)
-    assert model.pop_losses()[1]
+    assert model.fake_B.shape == (2, 3, opt.crop_size, opt.crop_size)
+    losses, finite = model.pop_losses()
+    assert finite
     assert any(not torch.equal(a, b) for a, b in zip(g0, model.netG.parameters(), strict=True))
+    data_differs = batch["A"].shape != plain["A"].shape or not torch.equal(batch["A"], plain["A"])
+    assert reached(SimpleNamespace(model=model, losses=losses, data_differs=data_differs))
 
 
 def test_upsample_layers_and_channel_cap():
@@ -68,9 +146,9 @@ def test_upsample_layers_and_channel_cap():
 
 
 def test_residual_output_is_input_plus_prediction():
-    o = parse(True, [*TINY, "--norm", "instance", "--no_dropout", "--residual"]).to_dict()
-    net = make_G(**{**o["generator"], "residual": False})
-    translate = build_translator(o, net.state_dict(), torch.device("cpu"), "none", False)
+    g = parse(True, [*TINY, "--norm", "instance", "--no_dropout", "--residual"]).config("generator")
+    net = make_G(**{**dataclasses.asdict(g), "residual": False})
+    translate = build_translator(g, net.state_dict(), torch.device("cpu"), "none", False)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(translate(x), x + net(x), atol=1e-6)
@@ -111,7 +189,7 @@ def test_residual_needs_matching_channels(capsys):
 @pytest.mark.parametrize("which", ["D", "G", "both"])
 def test_spectral_norm(which, tiny_data, tmp_path):
     opt = parse(True, [*TINY, "--spectral_norm", which])
-    model = create_model(opt.to_dict(), torch.device("cpu"))
+    model = create_model(opt.model_config(), torch.device("cpu"))
     for net, name in ((model.netG, "G"), (model.netD, "D")):
         has = any("parametrizations.weight" in k for k in net.state_dict())
         assert has == (which in (name, "both"))
@@ -121,7 +199,7 @@ def test_spectral_norm(which, tiny_data, tmp_path):
 
 
 def test_init_from_a_shallower_unet(tiny_data, tmp_path, caplog):
-    from engine import checkpoint
+    from engine import checkpoint, resume
 
     small = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY, "--no_html"]
     assert train.main([*small, "--name", "u5", "--stop_after_iters", "1"]) == 0
@@ -146,8 +224,8 @@ def test_init_from_a_shallower_unet(tiny_data, tmp_path, caplog):
         "0",
     ]
     opt = parse(True, deeper)
-    model = create_model(opt.to_dict(), torch.device("cpu"))
-    loaded, skipped = checkpoint.load_matching(model.netG, src)
+    model = create_model(opt.model_config(), torch.device("cpu"))
+    loaded, skipped = resume.load_matching(model.netG, src)
     assert loaded and skipped
     outer = "model.model.0.weight"
     assert outer in loaded and torch.equal(model.netG.state_dict()[outer], src[outer])
@@ -204,7 +282,7 @@ def test_multiscale_discriminator_and_feature_matching():
     feats = d.features(torch.randn(1, 6, 64, 64))
     assert len(feats) == 3 and all(len(f) == 4 for f in feats)  # 3 segments + logits per scale
     opt = parse(True, [*TINY, "--lambda_feat", "10", "--accum_steps", "2"])
-    model = create_model(opt.to_dict(), torch.device("cpu"))
+    model = create_model(opt.model_config(), torch.device("cpu"))
     g = torch.Generator().manual_seed(1)
     micro = [
         {"A": torch.rand(1, 3, 32, 32, generator=g), "B": torch.rand(1, 3, 32, 32, generator=g), "A_paths": ["a"]}
@@ -256,7 +334,7 @@ def test_augmentation_keeps_pairs_aligned_and_is_deterministic(tmp_path, color_o
 def test_dropout_rate_and_weight_decay_reach_the_model():
     flags = [*TINY, "--num_downs", "6", "--crop_size", "64", "--load_size", "72"]
     opt = parse(True, [*flags, "--dropout", "0.2", "--weight_decay", "0.01"])
-    model = create_model(opt.to_dict(), torch.device("cpu"))
+    model = create_model(opt.model_config(), torch.device("cpu"))
     rates = [m.p for m in model.netG.modules() if isinstance(m, nn.Dropout)]
     assert rates == [0.2]  # num_downs 6 has one dropout block
     assert model.optimizer_G.param_groups[0]["weight_decay"] == 0.01
@@ -319,7 +397,7 @@ def vgg_file(tmp_path_factory):
 
 def test_vgg_loss_trains_g_only_and_is_not_saved(vgg_file):
     opt = parse(True, [*TINY, "--lambda_vgg", "10", "--vgg_weights", vgg_file])
-    model = create_model(opt.to_dict(), torch.device("cpu"))
+    model = create_model(opt.model_config(), torch.device("cpu"))
     assert model.loss_names[-1] == "G_VGG"
     vgg = model.loss.vgg.net
     vgg0 = [p.detach().clone() for p in vgg.parameters()]
@@ -366,6 +444,6 @@ def test_vgg_run_checkpoint_holds_no_vgg_and_same_rng(vgg_file, tiny_data, tmp_p
     draws = []
     for flags in ([], ["--lambda_vgg", "1", "--vgg_weights", vgg_file]):
         torch.manual_seed(0)
-        create_model(parse(True, [*TINY, *flags]).to_dict(), torch.device("cpu"))
+        create_model(parse(True, [*TINY, *flags]).model_config(), torch.device("cpu"))
         draws.append(torch.rand(3))
     assert torch.equal(draws[0], draws[1])
