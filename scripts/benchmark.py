@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from data import EpochSampler, create_dataloader, create_dataset  # noqa: E402
 from models import create_model  # noqa: E402
 from options.options import parse  # noqa: E402
 
@@ -133,8 +134,6 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
     """Share of the step time spent waiting for the data loader (real images from --dataroot)."""
     if not args.dataroot:
         return None
-    from data import EpochSampler, create_dataloader, create_dataset
-
     opt = parse(
         True,
         [
@@ -157,7 +156,8 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
             *(["--num_downs", str(args.num_downs)] if args.num_downs else []),
         ],
     )
-    ds = create_dataset(opt, train=True)
+    c = opt.config
+    ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, train=True)
     if args.cache_images:
         ds.check(False, opt.max_bad_fraction, workers=2)
         ds.cache_images(workers=2)

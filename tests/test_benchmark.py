@@ -70,3 +70,12 @@ def test_max_batch_needs_cuda(capsys):
     with pytest.raises(SystemExit) as e:
         benchmark.main(["--device", "cpu", "--max_batch", "24"])
     assert e.value.code == 2 and "--max_batch measures CUDA memory" in capsys.readouterr().err
+
+
+def test_data_share_reads_real_images_through_the_training_pipeline(tiny_data, capsys):
+    argv = ["--dataroot", tiny_data, "--netG", "unet_256", "--num_downs", "5", "--crop_size", "32", "--ngf", "4"]
+    argv += ["--ndf", "4", "--configs", "bs1", "--steps", "2", "--repeats", "1", "--warmup", "1", "--device", "cpu"]
+    assert benchmark.main([*argv, "--num_threads", "0"]) == 0
+    row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("bs1")][0]
+    share = float(row.split()[-1])  # the "data %" column: measured, so present and a percentage
+    assert 0 <= share <= 100
