@@ -26,6 +26,7 @@ from models import WeightsMismatch, create_model
 from models.perceptual import WeightsMissing
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
 from util import distributed, run_folder
+from util.config import OptionError
 from util.util import WriteFailed, setup_logging
 from util.visualizer import NullVisualizer, Visualizer
 
@@ -81,7 +82,7 @@ def build_model(opt: TrainOptions, device: torch.device):
     log.info("netG %s: %.3f M parameters; netD %s: %.3f M parameters", opt.netG, n_g, opt.netD, n_d)
     if opt.init_from is not None:
         try:
-            resume.init_from(model, opt.init_from)
+            resume.init_from(model, opt.init_from, opt.config("generator"))
         except CheckpointError as e:
             fail(f"--init_from: {e}")
     return model
@@ -99,12 +100,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         lock = run_folder.claim(run_dir) if d.is_main else None  # under torchrun, rank 0 holds it
     except (CheckpointError, run_folder.RunFolderBusy) as e:
         fail(str(e))
+    returned = False
     try:
-        return train(opt, argv, d, run_dir)
+        status = train(opt, argv, d, run_dir)
+        returned = True  # every process stops at the same step, so all of them get here
+        return status
     except WriteFailed as e:  # at start (options): nothing trained yet
         fail(str(e))
     finally:
-        distributed.cleanup(d)
+        distributed.cleanup(d, together=returned)
         if lock is not None:
             lock.release()
 
@@ -113,7 +117,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     """Resolve and save the options, build, restore and run the loop; returns the exit status."""
     try:
         start = resolve_training(opt, d, run_dir, given_flags(argv))
-    except CheckpointError as e:
+    except (CheckpointError, OptionError) as e:
         fail(str(e))
     if start.finished:
         return 0
@@ -123,7 +127,8 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     device = training_device(opt, d)
     if d.is_main:  # only now: every value above is the one this run uses
         log.info("\n%s", format_options(opt))
-        save_options(opt, run_dir, "train", argv)
+        changes = {k: {"checkpoint": a, "now": b} for k, (a, b) in (start.data_changes or {}).items()}
+        save_options(opt, run_dir, "train", argv, {"data_changes": changes} if changes else None)
     torch.manual_seed(opt.seed)
     dataset, val_set, sampler, loader = build_data(opt, d, device)
     model = build_model(opt, device)

@@ -28,7 +28,8 @@ log = logging.getLogger("train")
 def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given: set[str]) -> Start:
     """The one resolve step: where the run starts (resume reads the checkpoint's seed, epoch_count and optimiser
     settings), then the seed, the data set and compile under torchrun, settled into new frozen options
-    (Start.opt) before they are saved. Nothing changes them after this. Raises CheckpointError."""
+    (Start.opt) before they are saved. Nothing changes them after this. Raises CheckpointError, and OptionError
+    when the checkpoint's data options and the command line's do not fit together."""
     start = resume.plan_start(opt, run_dir, given)
     opt = start.opt
     seed = opt.seed if opt.seed is not None else random.SystemRandom().randrange(2**31)
@@ -42,7 +43,9 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
     if d.enabled and opt.compile:
         log.warning("--compile is not used under torchrun yet; running eagerly")
         settled["compile"] = False
-    return dataclasses.replace(start, opt=dataclasses.replace(opt, **settled))
+    opt = dataclasses.replace(opt, **settled)
+    opt.validate()  # the checkpoint's data options beside the command line's must fit together too
+    return dataclasses.replace(start, opt=opt)
 
 
 def training_device(opt: TrainOptions, d: distributed.Dist) -> torch.device:

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from engine.checkpoint import CheckpointError, Progress, load, load_latest, project_checkpoint, read, snapshot_path
+from models.config import GeneratorConfig
 from models.reference import adapt_reference, is_bare_state_dict
 from options.options import RESUME_KEYS, TrainOptions
 
@@ -29,6 +30,7 @@ class Start:
     state: dict | None = None
     netG_state: dict | None = None
     finished: bool = False  # latest.pth says every epoch is done
+    data_changes: dict | None = None  # {flag: (checkpoint's, this run's)} with --new_data, recorded in train_opt.json
 
 
 def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
@@ -45,14 +47,12 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     state = _load_for_resume(path, load_latest)
     saved = state["options"]
     _check_same_networks(opt, saved)
-    if state["epoch_iter"] > 0:  # mid-epoch: the rest of the epoch must be the same batches
-        diffs = mid_epoch_differences(opt, saved)
-        if diffs:
-            raise CheckpointError(
-                "--continue_train: the checkpoint was saved mid-epoch with other data options:\n  " + "\n  ".join(diffs)
-            )
+    opt, changes = _resumed_data(opt, saved, given, mid_epoch=state["epoch_iter"] > 0)
     opt = _checkpoint_settings(opt, saved, given)
     p = Progress(state["epoch"], state["epoch_iter"], state["total_iters"])
+    if changes and p.epoch_iter > 0:  # the epoch's first steps saw the old data: it is trained again, whole
+        log.warning("epoch %d restarts from its first iteration on the new data", p.epoch)
+        p = Progress(p.epoch, 0, p.total_iters)
     if state["epoch"] > opt.last_epoch:
         log.info(
             "training already finished after epoch %d; raise --n_epochs or --n_epochs_decay to train longer",
@@ -62,7 +62,45 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     log.info(
         "resuming latest.pth at epoch %d, iteration %d of the epoch (%d in all)", p.epoch, p.epoch_iter, p.total_iters
     )
-    return Start(opt, p, state=state)
+    return Start(opt, p, state=state, data_changes=changes)
+
+
+# What a run trains on: another value on --continue_train is refused unless --new_data (a typo in a path must not
+# silently switch the training set, nor count the epoch as done on other images).
+DATA_SOURCE_KEYS = ("dataroot", "phase", "dataset_mode", "max_dataset_size", "val_phase", "val_split")
+# How it is sampled and preprocessed: another value is accepted at an epoch boundary (one warning each), refused
+# mid-epoch, where the rest of the epoch must be the same batches.
+DATA_SAMPLING_KEYS = ("batch_size", "serial_batches", "no_flip", "preprocess", "load_size", "crop_size")
+DATA_SAMPLING_KEYS += ("filter_A", "filter_B", "aug_scale", "aug_rotate", "aug_color", "aug_color_on")
+
+
+def _resumed_data(opt: TrainOptions, saved: dict, given: set[str], mid_epoch: bool) -> tuple[TrainOptions, dict]:
+    """opt with the checkpoint's data options where the command line leaves them out, and {flag: (checkpoint's,
+    command line's)} for those given with another value. Raises CheckpointError for a change that is not allowed
+    (see DATA_SOURCE_KEYS and DATA_SAMPLING_KEYS)."""
+    flat = {k: v for group in saved.values() for k, v in group.items()}
+    keys = [k for k in DATA_SOURCE_KEYS + DATA_SAMPLING_KEYS if k in flat]
+    changes = {k: (flat[k], getattr(opt, k)) for k in keys if k in given and not _same(k, flat[k], getattr(opt, k))}
+    shown = [f"--{k}: checkpoint {a!r}, command line {b!r}" for k, (a, b) in changes.items()]
+    source = [line for line, k in zip(shown, changes, strict=True) if k in DATA_SOURCE_KEYS]
+    if source and not opt.new_data:
+        raise CheckpointError(
+            "--continue_train: the checkpoint was trained on other data:\n  " + "\n  ".join(source) + "\n"
+            "leave these flags out to continue on the checkpoint's data, or pass --new_data to continue on this data"
+        )
+    if mid_epoch and not opt.new_data and changes:
+        raise CheckpointError(
+            "--continue_train: the checkpoint was saved mid-epoch with other data options:\n  " + "\n  ".join(shown)
+        )
+    for line in shown:
+        log.warning("--continue_train with other data: %s", line)
+    return dataclasses.replace(opt, **{k: flat[k] for k in keys if k not in given}), changes
+
+
+def _same(key: str, a, b) -> bool:
+    if key == "dataroot" and a is not None and b is not None:
+        return os.path.realpath(a) == os.path.realpath(b)
+    return a == b
 
 
 def _checkpoint_settings(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
@@ -126,9 +164,18 @@ def _check_same_networks(opt: TrainOptions, saved: dict) -> None:
         )
 
 
-def init_from(model, path: str) -> None:
-    """--init_from: every tensor of another run's netG and netD whose name and shape match; the rest is listed."""
+# --init_from: the least share of the generator's tensors that must match by name and shape. Below it the file is
+# another architecture (a ResNet, another --ngf, other channels) and "initialising" from it would train from
+# scratch while saying otherwise. Going one level deeper (unet_256 -> unet_512) keeps about 80%.
+INIT_FROM_MIN_SHARE = 0.5
+
+
+def init_from(model, path: str, generator: GeneratorConfig) -> None:
+    """--init_from: every tensor of another run's netG and netD whose name and shape match; the rest is listed.
+    A generator of which less than INIT_FROM_MIN_SHARE of the tensors match is refused (CheckpointError naming
+    what differs); a discriminator that mostly does not match (another --num_D, say) starts from scratch."""
     raw = read(path)
+    saved_generator = None
     if is_bare_state_dict(raw):  # the reference's <epoch>_net_G.pth, and its <epoch>_net_D.pth beside it
         nets = {"netG": adapt_reference(model.netG, raw, zero_bias=False)}
         d_path = path.removesuffix("_net_G.pth") + "_net_D.pth"
@@ -137,21 +184,56 @@ def init_from(model, path: str) -> None:
     else:
         source = project_checkpoint(raw, path)
         nets = source["model"] if source["kind"] == "latest" else source
+        saved_generator = source["options"]["generator"]
     if "netG" not in nets:
         raise CheckpointError(f"{path} holds no generator (netG): not a latest.pth or *_net_G.pth of a run")
+    check_generator_share(model.netG, nets["netG"], path, saved_generator, generator)
     for name, net in (("netG", model.netG), ("netD", model.netD)):
         if name not in nets:  # a generator snapshot: D starts afresh
             log.info("--init_from: %s has no %s; it starts from scratch", path, name)
             continue
         loaded, skipped = load_matching(net, nets[name])
         shown = ", ".join(skipped[:8]) + (" ..." if len(skipped) > 8 else "")
-        log.info(
-            "--init_from: %s: loaded %d tensors, kept %d of this network's own (%s)",
+        share = len(loaded) / max(1, len(loaded) + len(skipped))
+        level = logging.INFO if share >= INIT_FROM_MIN_SHARE else logging.WARNING
+        log.log(
+            level,
+            "--init_from: %s: loaded %d tensors (%.0f%%), kept %d of this network's own (%s)",
             name,
             len(loaded),
+            100 * share,
             len(skipped),
             shown,
         )
+
+
+def check_generator_share(
+    net: torch.nn.Module, state: dict, path: str, saved: dict | None, generator: GeneratorConfig
+) -> None:
+    """CheckpointError when less than INIT_FROM_MIN_SHARE of net's tensors have a tensor of the same name and
+    shape in state: the message gives the share, a few tensors that differ, and the generator flags of the file
+    (when it has options) that differ from this run's."""
+    own = net.state_dict()
+    same = [k for k, v in own.items() if k in state and state[k].shape == v.shape]
+    if len(same) >= INIT_FROM_MIN_SHARE * len(own):
+        return
+    differ = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" if k in state else f"{k} (not in the file)"
+        for k, v in own.items()
+        if k not in same
+    ]
+    flags = ""
+    if saved is not None:
+        diffs = [f"--{k} {saved[k]}" for k, v in dataclasses.asdict(generator).items() if saved.get(k, v) != v]
+        ours = [
+            f"--{k} {getattr(generator, k)}" for k, v in dataclasses.asdict(generator).items() if saved.get(k, v) != v
+        ]
+        flags = f"; the file's generator has {' '.join(diffs)}, this run {' '.join(ours)}" if diffs else ""
+    raise CheckpointError(
+        f"{path}: only {len(same)} of the generator's {len(own)} tensors match by name and shape (at least "
+        f"{INIT_FROM_MIN_SHARE:.0%} must: it is another architecture){flags}. First differences: "
+        + ", ".join(differ[:4])
+    )
 
 
 def resume_differences(opt: TrainOptions, saved: dict) -> list[str]:
@@ -161,16 +243,6 @@ def resume_differences(opt: TrainOptions, saved: dict) -> list[str]:
         f"--{k}: checkpoint {flat[k]!r}, command line {getattr(opt, k)!r}"
         for k in RESUME_KEYS
         if flat[k] != getattr(opt, k)
-    ]
-
-
-def mid_epoch_differences(opt: TrainOptions, saved: dict) -> list[str]:
-    """The data options that must match to finish an epoch with the same batches."""
-    data = saved["data"]
-    return [
-        f"--{k}: checkpoint {data[k]!r}, command line {getattr(opt, k)!r}"
-        for k in ("batch_size", "serial_batches", "max_dataset_size")
-        if data[k] != getattr(opt, k)
     ]
 
 

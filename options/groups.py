@@ -183,7 +183,16 @@ class CheckpointOptions(Group):
     key: ClassVar[str] = "checkpoints"
     title: ClassVar[str] = "checkpoints and resume"
 
-    continue_train: bool = arg(False, "resume from checkpoints_dir/name/latest.pth")
+    continue_train: bool = arg(
+        False,
+        "resume from checkpoints_dir/name/latest.pth; the data options left out are the checkpoint's",
+    )
+    new_data: bool = arg(
+        False,
+        "with --continue_train: continue on other data (another --dataroot, --phase, --max_dataset_size ...) than "
+        "the checkpoint's; each change is warned about and recorded in train_opt.json, and an epoch the checkpoint "
+        "was in the middle of restarts on the new data",
+    )
     init_from: str | None = arg(
         None,
         "start from another run's weights (a latest.pth or *_net_G.pth), loading every tensor whose name and shape "
@@ -204,6 +213,7 @@ class CheckpointOptions(Group):
         if self.init_from is not None:
             need(os.path.isfile(self.init_from), f"--init_from {self.init_from}: no such file")
             need(not self.continue_train, "--init_from starts a new run; it cannot be used with --continue_train")
+        need(not self.new_data or self.continue_train, "--new_data applies to --continue_train only")
 
 
 @dataclass(frozen=True)

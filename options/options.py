@@ -296,9 +296,11 @@ def package_versions() -> dict[str, str]:
     }
 
 
-def save_options(opt: Options, folder: str, prefix: str, argv: Sequence[str]) -> None:
+def save_options(
+    opt: Options, folder: str, prefix: str, argv: Sequence[str], extra: Mapping[str, Any] | None = None
+) -> None:
     """Write <prefix>_opt.txt (readable) and <prefix>_opt.json (the options, flat for reading and for tools such as
-    jq, the command, commit, versions and seed). Checkpoints keep them by group."""
+    jq, the command, commit, versions, seed, and the entries of extra). Checkpoints keep them by group."""
 
     write_text(os.path.join(folder, f"{prefix}_opt.txt"), format_options(opt) + "\n")
     record = {
@@ -307,5 +309,6 @@ def save_options(opt: Options, folder: str, prefix: str, argv: Sequence[str]) ->
         "git_commit": git_commit(),
         "versions": package_versions(),
         "seed": opt.seed,  # type: ignore[attr-defined]
+        **(extra or {}),
     }
     write_text(os.path.join(folder, f"{prefix}_opt.json"), json.dumps(record, indent=2))

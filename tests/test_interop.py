@@ -228,7 +228,7 @@ def test_init_from_a_reference_generator_and_its_discriminator(tmp_path):
     D = randomized(type(model.netD)(6, ndf=4, n_layers=3, norm="batch"), seed=2)
     torch.save(G_state, tmp_path / "7_net_G.pth")
     torch.save(D.state_dict(), tmp_path / "7_net_D.pth")
-    resume.init_from(model, str(tmp_path / "7_net_G.pth"))
+    resume.init_from(model, str(tmp_path / "7_net_G.pth"), opt.config("generator"))
     for k, v in G_state.items():
         assert torch.equal(model.netG.state_dict()[k], v), k
     for k, v in D.state_dict().items():

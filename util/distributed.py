@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -84,6 +85,15 @@ def broadcast_int(d: Dist, value: int) -> int:
     return int(box[0])
 
 
-def cleanup(d: Dist) -> None:
-    if d.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup(d: Dist, together: bool) -> None:
+    """Leave the process group. together: every process got here (a run that ended normally): they first wait for
+    each other, so none tears its connections down while rank 0 still saves, and the DDP wrapper and what else
+    refers to the group are collected before it goes, not during the interpreter's shutdown, where a thread of
+    theirs still running aborts the process ("terminate called without an active exception"). After an error,
+    no waiting: a peer may be gone."""
+    if not (d.enabled and dist.is_initialized()):
+        return
+    gc.collect()
+    if together:
+        dist.barrier()
+    dist.destroy_process_group()
