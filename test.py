@@ -177,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def make_scoring(opt: TestOptions, given: set[str], device: torch.device) -> Scoring | None:
-    if opt.dataset_mode != "aligned" or not opt.metric_list:
+    if not opt.metric_list:  # --metrics "": nothing to score
+        return None
+    if opt.dataset_mode != "aligned":
         if "metrics" in given:
             log.warning("--metrics ignored: --dataset_mode single has no real_B to compare with")
         return None

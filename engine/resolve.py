@@ -18,7 +18,7 @@ from engine import resume
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint
 from engine.inference import open_checkpoint
 from engine.resume import Start
-from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, Options, TrainOptions
+from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, Options, TrainOptions, foreign_flags
 from util import distributed
 from util.config import OptionError
 
@@ -90,6 +90,10 @@ def resolve_checkpoint(opt: Options, given: set[str]) -> tuple[Options, Generato
     (weights only): the command line describes it, and, as the reference's test.py does, images are resized to
     --crop_size unless --load_size is given. The result is validated once, as a whole, against the run's
     generator. Raises CheckpointError for a file that cannot be used and OptionError for flags that do not fit."""
+    foreign = foreign_flags(opt, given)
+    if foreign:
+        shown = " ".join(f"--{k}" for k in foreign)
+        logging.getLogger(opt.script).warning("%s: train.py's flags, ignored by %s.py", shown, opt.script)
     ckpt, tag = open_checkpoint(opt)
     if ckpt.reference:
         if "load_size" in {f.name for f in dataclasses.fields(opt)} and "load_size" not in given:  # type: ignore[arg-type]

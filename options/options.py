@@ -203,26 +203,40 @@ def _flag_type(annotation: Any) -> type:
 
 def build_parser(which: bool | type[Options]) -> argparse.ArgumentParser:
     """The parser of train.py (True), test.py (False) or an Options class: one flag per field, grouped as the
-    dataclasses are."""
+    dataclasses are. The other scripts also take train.py's flags they do not have, unlisted in --help, so that
+    a training command can be repeated (engine.resolve names them in one warning: they change nothing there)."""
     cls = options_class(which)
     # allow_abbrev=False: test.py must know exactly which flags were given
-    p = argparse.ArgumentParser(prog=f"{cls.script}.py", description=cls.description, allow_abbrev=False)
+    epilog = None if cls is TrainOptions else "train.py's other flags are accepted and ignored (with a warning)."
+    p = argparse.ArgumentParser(prog=f"{cls.script}.py", description=cls.description, epilog=epilog, allow_abbrev=False)
     for group in cls.GROUPS:
         g = p.add_argument_group(group.title)
-        hints = typing.get_type_hints(group)
         for f in fields(group):
-            m, help_text = f.metadata, f.metadata["help"]
-            kind = _flag_type(hints[f.name])
-            if m["positional"]:
-                g.add_argument(f.name, nargs="+", metavar=f.name.upper().rstrip("S"), help=help_text)
-                continue
-            if kind is bool:
-                g.add_argument(f"--{f.name}", action="store_true", help=help_text)
-                continue
-            if "(default" not in help_text and f.default is not None:
-                help_text += f" (default: {f.default})"
-            g.add_argument(f"--{f.name}", type=kind, default=f.default, choices=m["choices"], help=help_text)
+            _add_flag(g, f, typing.get_type_hints(group)[f.name], hidden=False)
+    if cls is not TrainOptions:
+        own = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        g = p.add_argument_group("train.py's other flags (accepted, and ignored)")
+        for group in TrainOptions.GROUPS:
+            for f in fields(group):
+                if f.name not in own:
+                    _add_flag(g, f, typing.get_type_hints(group)[f.name], hidden=True)
     return p
+
+
+def _add_flag(g: Any, f: Any, annotation: Any, hidden: bool) -> None:
+    """The flag of field f; hidden: not in --help, and absent from the parsed values unless given."""
+    m, help_text = f.metadata, f.metadata["help"]
+    kind = _flag_type(annotation)
+    extra = {"help": argparse.SUPPRESS, "default": argparse.SUPPRESS} if hidden else {}
+    if m["positional"]:
+        g.add_argument(f.name, nargs="+", metavar=f.name.upper().rstrip("S"), help=help_text)
+    elif kind is bool:
+        g.add_argument(f"--{f.name}", action="store_true", **{"help": help_text, **extra})
+    else:
+        if "(default" not in help_text and f.default is not None:
+            help_text += f" (default: {f.default})"
+        extra = {"help": help_text, "default": f.default, **extra}
+        g.add_argument(f"--{f.name}", type=kind, choices=m["choices"], **extra)
 
 
 def given_flags(argv: Sequence[str]) -> set[str]:
@@ -230,12 +244,20 @@ def given_flags(argv: Sequence[str]) -> set[str]:
     return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
 
 
+def foreign_flags(opt: Options, given: set[str]) -> list[str]:
+    """train.py's flags given to another script, which has no use for them."""
+    own = {f.name for f in fields(opt)}  # type: ignore[arg-type]
+    return sorted(k for k in given if k not in own)
+
+
 def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any:
     """Parse and validate the command line into train.py's (True), test.py's (False) or the given Options class;
     exits with status 2 and a message naming the flag on a bad value."""
     argv = list(sys.argv[1:] if argv is None else argv)
     p = build_parser(which)
-    opt = settle(options_class(which)(**vars(p.parse_args(argv))))
+    cls = options_class(which)
+    own = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    opt = settle(cls(**{k: v for k, v in vars(p.parse_args(argv)).items() if k in own}))
     try:
         opt.validate(before_checkpoint=opt.CHECK_AFTER_CHECKPOINT)
     except OptionError as e:

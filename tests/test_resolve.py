@@ -60,7 +60,13 @@ def run_test(run, name: str, *flags: str) -> bytes:
 
 
 def test_test_py_takes_the_run_s_flags_or_none_and_gives_the_same_images(run, caplog):
-    plain = run_test(run, "plain")  # train-only flags: none repeated
+    plain = run_test(run, "plain")  # none of the training command's flags repeated
+    caplog.clear()
+    # The training command's flags that only train.py has: accepted, named in one warning, and without effect.
+    train_only = ["--lr", "0.001", "--n_epochs", "3", "--ema_decay", "0.999", "--no_html", "--lambda_L1", "10"]
+    assert run_test(run, "train_only", *run["own"], *train_only) == plain
+    warned = [r.getMessage() for r in caplog.records if "train.py's flags" in r.getMessage()]
+    assert warned == ["--ema_decay --lambda_L1 --lr --n_epochs --no_html: train.py's flags, ignored by test.py"]
     caplog.clear()
     # The run's own flags, as the reference requires: all of them, the generator's alone (the README's
     # `test.py --netG unet_512`), or the sizes alone (the run's crop checked against the run's depth).

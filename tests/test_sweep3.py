@@ -104,3 +104,17 @@ def test_train_leaves_the_group_together_only_after_a_normal_end(ends, tmp_path,
         with pytest.raises(SystemExit):
             train.main(["--checkpoints_dir", str(tmp_path), "--name", "x", "--display_id", "0"])
     assert seen == [ends == "normally"]
+
+
+def test_empty_metrics_scores_nothing_without_a_wrong_warning(tiny_data, tmp_path, caplog):
+    import test as test_script
+
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "m", *TINY, "--no_html"]
+    assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--stop_after_iters", "1"]) == 0
+    res = tmp_path / "res"
+    caplog.clear()
+    test_args = ["--checkpoints_dir", str(tmp_path / "ck"), "--name", "m", "--results_dir", str(res)]
+    assert test_script.main([*test_args, "--metrics", "", "--num_threads", "0"]) == 0
+    assert "dataset_mode" not in caplog.text
+    assert not (res / "m" / "test_latest" / "metrics.json").exists()
+    assert (res / "m" / "test_latest" / "index.html").exists()
