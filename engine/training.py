@@ -112,7 +112,8 @@ class TrainLoop:
                 status = self.epoch()
                 if status is not None:
                     return status
-                self.end_epoch(epoch)
+                if not self.end_epoch(epoch):
+                    return self.stopped_in_validation(epoch)
         finally:
             self.report.close()
         log.info("training done: %s (%s)", self.saver.run_dir, hms(time.perf_counter() - self.report.t_start))
@@ -216,21 +217,26 @@ class TrainLoop:
         self.vis.plot_current_losses(done, losses)
         return True
 
-    def end_epoch(self, epoch: int) -> None:
-        """The lr step, validation, the page, the epoch's snapshot, then latest.pth pointing at the next epoch.
+    def end_epoch(self, epoch: int) -> bool:
+        """Validation, the lr step, the page, the epoch's snapshot, then latest.pth pointing at the next epoch;
+        False when a signal stopped the validation (in a single process: under torchrun every process must reach
+        the next step together), with nothing of the epoch's end done.
 
         latest.pth is written last: until it is, it still says "this epoch, its last step", so a run killed
         anywhere in here redoes all of it on resume (the lr step is not saved before, the snapshot is rewritten
         with the same weights, the validation line is logged once: see util/run_folder.trim_logs)."""
         opt, p = self.opt, self.progress
+        if self.validator is not None and epoch % opt.val_freq == 0:
+            stop = None if self.dist.enabled else (lambda: self.stop.signum is not None)
+            with Timed(log, "validation"):
+                scores = self.validator(self.model, epoch, p.total_iters, stop)
+            if scores is None:
+                return False
+            self.vis.plot_validation(epoch, scores, p.total_iters)
         lr = self.model.update_learning_rate()
         # A run resumed from the epoch's last step ran no batch here: no images of this epoch to show.
         ran = self.model.real_A.numel() > 0
         visuals = {k: v.detach().clone() for k, v in self.model.current_visuals().items()} if ran else {}
-        if self.validator is not None and epoch % opt.val_freq == 0:
-            with Timed(log, "validation"):
-                scores = self.validator(self.model, epoch, p.total_iters)
-            self.vis.plot_validation(epoch, scores, p.total_iters)
         if not opt.no_html and visuals:
             self.vis.display_current_results(visuals, epoch, p.total_iters, save_result=True)
         with Timed(log, f"saving epoch {epoch}'s checkpoints"):
@@ -245,3 +251,17 @@ class TrainLoop:
             lr,
             self.saver.latest_path,
         )
+        return True
+
+    def stopped_in_validation(self, epoch: int) -> int:
+        """A signal during the validation: save the state of the epoch's last step, so that a resumed run does
+        the epoch's end (validation included) again, and exit 130 without waiting for the rest of the pass."""
+        self.report.close()
+        self.save_latest(self.progress)
+        log.warning(
+            "interrupted during epoch %d's validation: saved the state of its last step to %s; --continue_train "
+            "validates it again",
+            epoch,
+            self.saver.latest_path,
+        )
+        return 130

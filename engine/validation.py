@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -63,8 +64,11 @@ class Validator:
             return True
         return value > self.best["value"] if self.higher else value < self.best["value"]
 
-    def __call__(self, model, epoch: int, total_iters: int) -> dict[str, float]:
-        scores = self.score(model)
+    def __call__(self, model, epoch: int, total_iters: int, stop: Callable[[], bool] | None = None) -> dict | None:
+        """Score, log and keep the best; None, with nothing logged or kept, when stop() said so during the pass."""
+        scores = self.score(model, stop)
+        if scores is None:
+            return None
         with open(os.path.join(self.saver.run_dir, "val_log.jsonl"), "a") as f:
             f.write(json.dumps({"epoch": epoch, "total_iters": total_iters, "metrics": scores}) + "\n")
         summary = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if not k.startswith("swd_"))
@@ -76,7 +80,7 @@ class Validator:
             log.info("new best %s %.4g: saved best_net_G.pth", self.metric, value)
         return scores
 
-    def score(self, model) -> dict[str, float]:
+    def score(self, model, stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
         """The metrics of the served generator on the validation set. Like test.py: train-mode normalisation and
         dropout with a fixed seed, but the running statistics must not move (frozen_batchnorm) and training's
         RNG stream must not change (fork_rng). Only rank 0 validates under torchrun, so no DDP."""
@@ -86,6 +90,8 @@ class Validator:
         with torch.random.fork_rng(devices=devices), torch.no_grad(), frozen_batchnorm(translate.net):
             torch.manual_seed(self.seed)
             for batch in self.loader:
+                if stop is not None and stop():  # Ctrl-C: no waiting for the rest of the pass
+                    return None
                 real_B = translate.to_device(batch["B"])
                 self.suite.update(translate(translate.to_device(batch["A"]), sync=False), real_B)
         return self.suite.compute()

@@ -342,7 +342,7 @@ def test_signal_during_the_last_epoch_end_exits_130(tiny_data, tmp_path, monkeyp
 
     def interrupted(self, epoch):
         self.stop.signum = signal.SIGTERM  # as the handler sets it, after the last step
-        original(self, epoch)
+        return original(self, epoch)
 
     monkeypatch.setattr(TrainLoop, "end_epoch", interrupted)
     args = [*train_args(tiny_data, tmp_path), "--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]

@@ -118,3 +118,33 @@ def test_empty_metrics_scores_nothing_without_a_wrong_warning(tiny_data, tmp_pat
     assert "dataset_mode" not in caplog.text
     assert not (res / "m" / "test_latest" / "metrics.json").exists()
     assert (res / "m" / "test_latest" / "index.html").exists()
+
+
+def test_ctrl_c_during_validation_stops_at_once_and_resume_validates_again(tmp_path, monkeypatch):
+    import signal
+
+    from util.metrics import MetricSuite
+
+    data = make_dataroot(tmp_path / "d", train=3, val=6)
+    args = train_args(data, tmp_path, "v") + ["--n_epochs", "1", "--n_epochs_decay", "0", "--val_phase", "val"]
+    scored = []
+    original = MetricSuite.update
+
+    def interrupting(self, *a, **kw):
+        scored.append(1)
+        if len(scored) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the StopFlag of train.py takes it
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(MetricSuite, "update", interrupting)
+    assert train.main(args) == 130
+    assert len(scored) == 1  # not the whole pass of 6 images
+    state = checkpoint.load(str(tmp_path / "ck" / "v" / "latest.pth"))
+    assert (state["epoch"], state["epoch_iter"], state["total_iters"]) == (1, 3, 3)  # the epoch's last step
+    assert not (tmp_path / "ck" / "v" / "val_log.jsonl").exists()
+    monkeypatch.setattr(MetricSuite, "update", original)
+    assert train.main([*args, "--continue_train"]) == 0
+    records = [json.loads(ln) for ln in open(tmp_path / "ck" / "v" / "val_log.jsonl")]
+    assert [r["epoch"] for r in records] == [1]
+    state = checkpoint.load(str(tmp_path / "ck" / "v" / "latest.pth"))
+    assert (state["epoch"], state["total_iters"]) == (2, 3)
