@@ -20,6 +20,7 @@ from data.image_io import data_error
 from engine import checkpoint, resume
 from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver
 from engine.resolve import resolve_training, training_device
+from engine.resume import Start
 from engine.training import InterruptedTwice, LoopConfig, StopFlag, TrainLoop
 from engine.validation import Validator, split_validation
 from models import WeightsMismatch, create_model
@@ -113,6 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             lock.release()
 
 
+def record_options(start: Start, run_dir: str, argv: list[str]) -> None:
+    """The options in force to the log and train_opt.*, with the data changes a --new_data resume made."""
+    log.info("\n%s", format_options(start.opt))
+    changes = {k: {"checkpoint": a, "now": b} for k, (a, b) in (start.data_changes or {}).items()}
+    save_options(start.opt, run_dir, "train", argv, {"data_changes": changes} if changes else None)
+
+
 def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str) -> int:
     """Resolve and save the options, build, restore and run the loop; returns the exit status."""
     try:
@@ -126,9 +134,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
         run_folder.trim_logs(run_dir, start.progress.epoch, start.progress.total_iters)
     device = training_device(opt, d)
     if d.is_main:  # only now: every value above is the one this run uses
-        log.info("\n%s", format_options(opt))
-        changes = {k: {"checkpoint": a, "now": b} for k, (a, b) in (start.data_changes or {}).items()}
-        save_options(opt, run_dir, "train", argv, {"data_changes": changes} if changes else None)
+        record_options(start, run_dir, argv)
     torch.manual_seed(opt.seed)
     dataset, val_set, sampler, loader = build_data(opt, d, device)
     model = build_model(opt, device)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,36 +21,120 @@ class BadImageError(RuntimeError):
     """An image file that cannot be decoded; the message starts with 'cannot read image <path>'."""
 
 
-def load_image(path: str, nc: int) -> Image.Image:
-    """Open an image as 8-bit L (nc=1) or RGB (nc=3), upright per its EXIF orientation.
+# The pixel modes the loader reads. Not read: 32-bit float (F), which has no known value range (0..1, 0..255 and
+# 0..65535 are all common), premultiplied alpha (La, which Pillow does not convert), and any other mode.
+READ_MODES = frozenset(
+    {"1", "L", "P", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "I"}
+    | {"I;16", "I;16L", "I;16B", "I;16N"}
+)
+# translate.py --tile raises Pillow's decompression-bomb limit to this (2**30 pixels, e.g. 32768 x 32768: 3 GB as
+# 8-bit RGB, 12 GB as the float tensor the generator reads).
+TILE_MAX_PIXELS = 2**30
+_OPEN_LOCK = threading.Lock()  # Pillow's limit is a module global: set for one open at a time
+
+
+def check_mode(im: Image.Image) -> None:
+    """Refuse (ValueError) a pixel mode the loader does not read; the header says it, nothing is decoded."""
+    if im.mode == "F":
+        raise ValueError("32-bit float pixels (mode F) are not read; save the image with 8 or 16 bits")
+    if im.mode not in READ_MODES:
+        raise ValueError(f"pixels of mode {im.mode} are not read; save the image as 8-bit RGB or L")
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """The loader's rules, up to the channels: upright per EXIF orientation, then an 8-bit mode that Pillow
+    converts to both L and RGB. Raises ValueError for what it does not read (check_mode, 32-bit values above
+    65535)."""
+    check_mode(im)
+    if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # no copy for the usual upright image
+        im = ImageOps.exif_transpose(im)
+    top = im.getextrema()[1] if im.mode == "I" else None
+    if top is not None and top > 65535:
+        raise ValueError("32-bit integer pixels above 65535 (mode I) are not read; save with 8 or 16 bits")
+    if top is not None and top <= 255:  # 8-bit values in a 32-bit container: as they are (negative ones 0)
+        return Image.fromarray(np.clip(np.asarray(im), 0, 255).astype(np.uint8), mode="L")
+    if im.mode.startswith("I"):  # 16-bit values (negative ones 0)
+        arr = np.asarray(im, dtype=np.float64)
+        return Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8), mode="L")
+    if im.mode in ("RGBA", "RGBa", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        return im.convert("RGBA").convert("RGB")  # drop alpha
+    return im.convert("RGB") if im.mode == "LAB" else im  # Pillow converts LAB to RGB only
+
+
+def convert(im: Image.Image, nc: int) -> Image.Image:
+    """An opened image (a file's, or one given to the Python API) as the loader reads it: 8-bit L (nc=1) or RGB
+    (nc=3), upright per its EXIF orientation.
 
     Conversion rules: 16-bit images are scaled to 8 bits over the full range (value / 257, not clipped);
-    alpha (RGBA, LA, palette transparency) is dropped, not composited; CMYK, palette and grayscale are
-    converted by Pillow to RGB, and colour to L with the ITU-R 601-2 luma transform.
+    alpha (RGBA, LA, palette transparency) is dropped, not composited; CMYK, LAB, palette and grayscale are
+    converted by Pillow to RGB, and colour to L with the ITU-R 601-2 luma transform. Modes outside READ_MODES
+    (32-bit float) and 32-bit integers above 65535 raise ValueError.
     """
+    im = to_8bit(im)
+    mode = "L" if nc == 1 else "RGB"
+    return im if im.mode == mode else im.convert(mode)
+
+
+@contextlib.contextmanager
+def open_image(path: str, max_pixels: int | None = None) -> Iterator[Image.Image]:
+    """Image.open(path) under a decompression-bomb limit: Pillow's (2 * Image.MAX_IMAGE_PIXELS) by default, or
+    max_pixels (for translate.py --tile, TILE_MAX_PIXELS). Raises BadImageError for a larger image, naming the
+    limit and how to raise it."""
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode == "F":  # no known value range: 0..1, 0..255 and 0..65535 are all common
-                raise ValueError("32-bit float pixels (mode F) are not read; save the image with 8 or 16 bits")
-            top = im.getextrema()[1] if im.mode == "I" else None
-            if top is not None and top > 65535:
-                raise ValueError("32-bit integer pixels above 65535 (mode I) are not read; save with 8 or 16 bits")
-            if top is not None and top <= 255:  # 8-bit values in a 32-bit container: as they are
-                im = Image.fromarray(np.asarray(im).astype(np.uint8), mode="L")
-            elif im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray(np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8), mode="L")
-            elif im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or (im.mode == "P" and "transparency" in im.info):
-                im = im.convert("RGBA").convert("RGB")  # drop alpha
-            return im.convert("L" if nc == 1 else "RGB")
+        with _OPEN_LOCK:  # Pillow's check off while it opens (max_pixels is checked below), for this open only
+            saved = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = saved if max_pixels is None else None
+            try:
+                im = Image.open(path)  # the header only: the lock is held briefly
+            finally:
+                Image.MAX_IMAGE_PIXELS = saved
+    except Image.DecompressionBombError as e:
+        raise BadImageError(f"cannot read image {path}: {str(e).rstrip('.')}; {_raise_limit_hint(max_pixels)}") from e
+    with im:
+        w, h = im.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise BadImageError(
+                f"cannot read image {path}: {w}x{h} is {w * h} pixels, over the limit of {max_pixels}; "
+                + _raise_limit_hint(max_pixels)
+            )
+        yield im
+
+
+def _raise_limit_hint(max_pixels: int | None) -> str:
+    if max_pixels is not None and max_pixels >= TILE_MAX_PIXELS:
+        return "crop or downscale the image first"
+    return f"translate.py --tile reads images of up to {TILE_MAX_PIXELS} pixels (for training, downscale it)"
+
+
+def load_image(path: str, nc: int, max_pixels: int | None = None) -> Image.Image:
+    """Open an image as 8-bit L (nc=1) or RGB (nc=3), upright per its EXIF orientation (see convert for the
+    rules). max_pixels: the decompression-bomb limit (open_image)."""
+    try:
+        with open_image(path, max_pixels) as im:
+            out = convert(im, nc)
+            return out.copy() if out is im else out  # a closed file's image is unusable
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise BadImageError(f"cannot read image {path}: {e}") from e
 
 
-def inspect_image(path: str, decode: bool) -> tuple[int, int]:
-    """(width, height) as the image will be used (EXIF rotation applied); decode=True also decodes the
-    pixels, which catches truncated files; decode=False reads the header only."""
+def upright_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image once turned upright, from its header: what convert() gives. EXIF
+    orientations 5-8 swap the sides, unless the format's reader has already: recent Pillow reports a TIFF's size
+    upright and turns its pixels on load itself, so its size then differs from the TIFF's ImageWidth and
+    ImageLength (swapping again gave the size of the unturned image, and a mismatch with the decoded one)."""
+    w, h = im.size
+    tags = getattr(im, "tag_v2", None)  # a TIFF's tags
+    turned_by_reader = tags is not None and (tags.get(256), tags.get(257)) != (w, h)
+    if im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) and not turned_by_reader:
+        w, h = h, w
+    return w, h
+
+
+def inspect_image(path: str, decode: bool, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) as the image will be used (upright_size); decode=False reads the header only (and refuses
+    a mode the loader does not read); decode=True also decodes the pixels and applies the loader's rules
+    (to_8bit), so whatever load_image would refuse (a truncated file, 32-bit values above 65535) is found here,
+    and the size is the decoded one."""
     try:
         empty = os.path.getsize(path) == 0
     except OSError as e:  # a dangling link, a file removed since the scan
@@ -58,25 +144,26 @@ def inspect_image(path: str, decode: bool) -> tuple[int, int]:
     if empty:
         raise BadImageError(f"cannot read image {path}: the file is empty")
     try:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
-                w, h = h, w
-            if decode:
-                im.load()
-            return w, h
+        with open_image(path, max_pixels) as im:
+            check_mode(im)
+            if not decode:
+                return upright_size(im)
+            im.load()  # to_8bit leaves an upright RGB or L image undecoded
+            return to_8bit(im).size
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise BadImageError(f"cannot read image {path}: {e}") from e
 
 
-def scan(paths: Sequence[str], decode: bool, workers: int = 4) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
+def scan(
+    paths: Sequence[str], decode: bool, workers: int = 4, max_pixels: int | None = None
+) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
     """Inspect every file (threads: Pillow decodes without the GIL). Returns (sizes, errors) by path."""
     sizes: dict[str, tuple[int, int]] = {}
     errors: dict[str, str] = {}
 
     def one(p: str) -> None:
         try:
-            sizes[p] = inspect_image(p, decode)
+            sizes[p] = inspect_image(p, decode, max_pixels)
         except BadImageError as e:
             errors[p] = str(e)
 

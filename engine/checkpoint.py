@@ -10,6 +10,7 @@ Files of a run (checkpoints_dir/name/):
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
@@ -23,10 +24,12 @@ from typing import Any
 
 import torch
 
+from models import build_generator
 from models.config import GeneratorConfig
 from models.reference import is_bare_state_dict
 from options.options import TrainOptions
-from util.util import atomic_write, write_text  # noqa: F401  (write_text: re-exported for callers)
+from util.config import OptionError
+from util.util import atomic_write
 
 log = logging.getLogger("train")
 
@@ -169,6 +172,9 @@ def save_safetensors(ckpt: GeneratorCheckpoint, path: str) -> None:
 
 
 def load_safetensors(path: str) -> GeneratorCheckpoint:
+    """An exported generator, its metadata validated as a checkpoint's are (format number, options parsed and
+    checked) and its tensors' shapes checked against the generator its options describe before anything is built:
+    CheckpointError with the reason, never a traceback from crafted metadata or a huge allocation."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -182,8 +188,75 @@ def load_safetensors(path: str) -> GeneratorCheckpoint:
             f"cannot load {path}: a safetensors file without this project's metadata (kind {SAFETENSORS_KIND!r} "
             "and options); write it with export.py --format safetensors"
         )
-    options = TrainOptions.from_dict(json.loads(metadata["options"])).to_dict()
-    return GeneratorCheckpoint(tensors, options, json.loads(metadata["ema"]), int(metadata["epoch"]), path)
+    missing = [k for k in ("format", "ema", "epoch") if k not in metadata]
+    if missing:
+        raise CheckpointError(f"cannot load {path}: its metadata lacks {', '.join(missing)}")
+    version = metadata["format"]
+    if not re.fullmatch(r"[1-9][0-9]{0,5}", version) or int(version) > FORMAT:
+        raise CheckpointError(
+            f"cannot load {path}: it has format {version!r}, not one this code reads (1 to {FORMAT}); "
+            "update this code to read it"
+        )
+    try:
+        ema, epoch = json.loads(metadata["ema"]), int(metadata["epoch"])
+    except ValueError as e:
+        raise CheckpointError(f"cannot load {path}: bad ema or epoch metadata ({e})") from e
+    if not isinstance(ema, bool):
+        raise CheckpointError(f"cannot load {path}: bad ema metadata {metadata['ema']!r} (true or false)")
+    options = safetensors_options(metadata["options"], path)
+    check_generator_shapes(GeneratorConfig(**options["generator"]), tensors, path)
+    return GeneratorCheckpoint(tensors, options, ema, epoch, path)
+
+
+def safetensors_options(text: str, path: str) -> dict[str, dict[str, Any]]:
+    """The options JSON of an exported file, migrated as migrate() does and checked as a command line's are (each
+    field's choices and bounds, the generator fields' types, the generator's cross-field rules)."""
+    try:
+        saved = json.loads(text)
+        if not isinstance(saved, dict) or not all(isinstance(g, dict) for g in saved.values()):
+            raise ValueError("not an object of option groups")
+        opt = TrainOptions.from_dict(saved)
+        for f in dataclasses.fields(GeneratorConfig):
+            value, default = getattr(opt, f.name), f.default
+            kinds = (int,) if default is None else (int, float) if isinstance(default, float) else (type(default),)
+            if value is not None or default is not None:
+                if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kinds):
+                    raise OptionError(f"--{f.name} {value!r}: not a {kinds[0].__name__}")
+        opt.check_fields()
+        opt.config(GeneratorConfig).check(opt)
+    except (ValueError, TypeError) as e:  # OptionError is a ValueError; json.JSONDecodeError too
+        raise CheckpointError(f"cannot load {path}: bad options in its metadata: {e}") from e
+    return opt.to_dict()
+
+
+def check_generator_shapes(g: GeneratorConfig, tensors: dict[str, torch.Tensor], path: str) -> None:
+    """The file's weights have the names and shapes of those of the generator of g, checked on the meta device
+    (shapes only, no memory), so options that do not fit the weights (ngf 100000) never allocate anything.
+    Spectral norm's weights are compared as the plain weights they normalise (its u and v vectors, and a
+    parametrization the file lacks, are left to models.networks.load_weights, which allocates nothing large)."""
+    depth = g.depth or 0
+    if depth > len(tensors):  # each U-Net level has tensors of its own: not worth building to see
+        raise CheckpointError(f"cannot load {path}: its options' U-Net depth {depth} is more than its tensors")
+    try:
+        with torch.device("meta"):  # without spectral norm, whose power iteration is slow on meta tensors
+            net = build_generator(dataclasses.replace(g, spectral_norm="none"), init=None, grad_checkpoint=False)
+        own = net.state_dict()
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"cannot load {path}: its options do not describe a generator ({e})") from e
+    plain = {
+        re.sub(r"\.parametrizations\.weight\.original$", ".weight", k): v
+        for k, v in tensors.items()
+        if not re.search(r"\.parametrizations\.weight\.0\._[uv]$", k)
+    }
+    wrong = sorted(set(own) ^ set(plain)) + [k for k in own if k in plain and own[k].shape != plain[k].shape]
+    if wrong:
+        k = wrong[0]
+        have = tuple(plain[k].shape) if k in plain else "none"
+        want = tuple(own[k].shape) if k in own else "none"
+        raise CheckpointError(
+            f"cannot load {path}: its tensors are not those of the generator its options describe "
+            f"({g.describe()}, ngf {g.ngf}): {len(wrong)} differ, e.g. {k}: file {have}, options {want}"
+        )
 
 
 # ---- writing -------------------------------------------------------------------------------------------------

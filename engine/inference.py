@@ -10,12 +10,13 @@ from typing import Any
 import torch
 from PIL import Image
 
+from data.image_io import convert
 from data.transforms import to_tensor
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from models import build_translator
 from models.config import GeneratorConfig, SpeedConfig
 from models.tiling import translate_tiled
-from models.translator import Translator
+from models.translator import Translator, frozen_state
 from options.groups import SourceOptions
 from options.options import TrainOptions
 from util.util import tensor2im
@@ -113,8 +114,11 @@ class ImageTranslator:
     """A trained generator with what it takes to use it: direction, channels, normalisation to [-1, 1], padding
     to the network's size multiple (inputs of any size), --residual, precision and device.
 
-    t(pil_image) -> PIL image; t(tensor) -> tensor, for (C, H, W) or (N, C, H, W) in [-1, 1], returned in fp32 on
-    the input's device. tile=T, overlap=O translate in overlapping tiles (images too large for memory)."""
+    t(pil_image) -> PIL image, any mode read as the data loader reads files (data.image_io.convert: 16-bit
+    scaled, alpha dropped, EXIF orientation applied; mode F refused); t(tensor) -> tensor, for (C, H, W) or
+    (N, C, H, W) floating point in [-1, 1] (float16/float64 computed in fp32; integer tensors are refused),
+    returned in fp32 on the input's device. tile=T, overlap=O translate in overlapping tiles (images too large
+    for memory). Translating never changes the generator's state_dict, in train or eval mode (frozen_state)."""
 
     def __init__(self, translator: Translator, checkpoint: GeneratorCheckpoint, eval: bool) -> None:
         self.translator = translator
@@ -180,10 +184,12 @@ class ImageTranslator:
 
     # ---- translating -------------------------------------------------------------------------------------
     def translate(self, real_A: torch.Tensor, tile: int | None = None, overlap: int = 0) -> torch.Tensor:
-        """real_A (N, input_nc, H, W) in [-1, 1] on any device -> fake_B (N, output_nc, H, W), fp32, on
-        self.device. tile: translate in tile x tile pieces overlapping by `overlap` pixels."""
-        x = self.translator.to_device(real_A)
-        with torch.no_grad():
+        """real_A (N, input_nc, H, W) in [-1, 1], any floating dtype (computed in fp32), on any device -> fake_B
+        (N, output_nc, H, W), fp32, on self.device. tile: translate in tile x tile pieces overlapping by `overlap`
+        pixels. The generator's buffers (batch-norm running statistics, spectral-norm vectors) are left as they
+        were. Raises TypeError for an integer, bool or complex tensor."""
+        x = self.translator.to_device(as_float32(real_A))
+        with torch.no_grad(), frozen_state(self.net):
             if tile is None or (x.shape[-2] <= tile and x.shape[-1] <= tile):
                 return self.translator(x)
             return translate_tiled(self.translator, x, self.output_nc, tile, overlap)
@@ -200,8 +206,9 @@ class ImageTranslator:
         return out if x.dim() == 4 else out[0]
 
     def to_tensor(self, img: Image.Image) -> torch.Tensor:
-        """A PIL image -> (1, input_nc, H, W) in [-1, 1] (converted to L or RGB as the generator takes)."""
-        return to_tensor(img.convert("L" if self.input_nc == 1 else "RGB"))[None]
+        """A PIL image -> (1, input_nc, H, W) in [-1, 1], converted to L or RGB as the generator takes it, by the
+        data loader's rules (data.image_io.convert); raises ValueError for a mode the loader refuses (F)."""
+        return to_tensor(convert(img, self.input_nc))[None]
 
     def to_image(self, t: torch.Tensor) -> Image.Image:
         """The first image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> PIL (L for one channel)."""
@@ -213,6 +220,17 @@ class ImageTranslator:
         w, h = img.size
         a, b = img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w // 2 * 2, h))
         return (a, b) if self.direction == "AtoB" else (b, a)
+
+
+def as_float32(x: torch.Tensor) -> torch.Tensor:
+    """A floating-point tensor in fp32 (the weights' dtype; --amp autocasts inside); TypeError for other dtypes,
+    whose value range the API cannot guess (uint8 images: x.float() / 127.5 - 1)."""
+    if x.dtype == torch.float32:
+        return x
+    if not x.is_floating_point():
+        hint = " (an 8-bit image: x.float() / 127.5 - 1)" if x.dtype == torch.uint8 else ""
+        raise TypeError(f"expected a floating-point tensor in [-1, 1], not {x.dtype}{hint}")
+    return x.float()
 
 
 __all__ = [

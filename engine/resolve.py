@@ -95,6 +95,9 @@ def resolve_checkpoint(opt: Options, given: set[str]) -> tuple[Options, Generato
         shown = " ".join(f"--{k}" for k in foreign)
         logging.getLogger(opt.script).warning("%s: train.py's flags, ignored by %s.py", shown, opt.script)
     ckpt, tag = open_checkpoint(opt)
+    if opt.seed is None:  # type: ignore[attr-defined]
+        run_seed = None if ckpt.reference else TrainOptions.from_dict(ckpt.options).seed
+        opt = dataclasses.replace(opt, seed=run_seed or 0)
     if ckpt.reference:
         if "load_size" in {f.name for f in dataclasses.fields(opt)} and "load_size" not in given:  # type: ignore[arg-type]
             opt = dataclasses.replace(opt, load_size=opt.crop_size)  # type: ignore[attr-defined]

@@ -46,7 +46,8 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
         raise CheckpointError(f"--continue_train: no checkpoint at {path} (train without --continue_train first)")
     state = _load_for_resume(path, load_latest)
     saved = state["options"]
-    _check_same_networks(opt, saved)
+    opt = _inherit(opt, saved, given)
+    opt = _same_networks(opt, saved, given)
     opt, changes = _resumed_data(opt, saved, given, mid_epoch=state["epoch_iter"] > 0)
     opt = _checkpoint_settings(opt, saved, given)
     p = Progress(state["epoch"], state["epoch_iter"], state["total_iters"])
@@ -75,9 +76,8 @@ DATA_SAMPLING_KEYS += ("filter_A", "filter_B", "aug_scale", "aug_rotate", "aug_c
 
 
 def _resumed_data(opt: TrainOptions, saved: dict, given: set[str], mid_epoch: bool) -> tuple[TrainOptions, dict]:
-    """opt with the checkpoint's data options where the command line leaves them out, and {flag: (checkpoint's,
-    command line's)} for those given with another value. Raises CheckpointError for a change that is not allowed
-    (see DATA_SOURCE_KEYS and DATA_SAMPLING_KEYS)."""
+    """opt, and {flag: (checkpoint's, command line's)} for the data options given with another value. Raises
+    CheckpointError for a change that is not allowed (see DATA_SOURCE_KEYS and DATA_SAMPLING_KEYS)."""
     flat = {k: v for group in saved.values() for k, v in group.items()}
     keys = [k for k in DATA_SOURCE_KEYS + DATA_SAMPLING_KEYS if k in flat]
     changes = {k: (flat[k], getattr(opt, k)) for k in keys if k in given and not _same(k, flat[k], getattr(opt, k))}
@@ -94,7 +94,7 @@ def _resumed_data(opt: TrainOptions, saved: dict, given: set[str], mid_epoch: bo
         )
     for line in shown:
         log.warning("--continue_train with other data: %s", line)
-    return dataclasses.replace(opt, **{k: flat[k] for k in keys if k not in given}), changes
+    return opt, changes
 
 
 def _same(key: str, a, b) -> bool:
@@ -122,7 +122,8 @@ def _from_snapshot(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     if not os.path.exists(path):
         raise CheckpointError(f"--continue_train --epoch {opt.epoch}: no snapshot at {path}")
     snap = _load_for_resume(path, load)
-    _check_same_networks(opt, snap["options"])
+    opt = _inherit(opt, snap["options"], given)
+    opt = _same_networks(opt, snap["options"], given)
     if "epoch_count" not in given:  # continue after the snapshot's epoch
         opt = dataclasses.replace(opt, epoch_count=snap["epoch"] + 1)
     log.warning(
@@ -156,12 +157,26 @@ def _load_for_resume(path: str, loader) -> dict:
         raise CheckpointError(f"--continue_train: {e}") from e
 
 
-def _check_same_networks(opt: TrainOptions, saved: dict) -> None:
+# Options of this process only, never taken from the checkpoint: how to resume and where to run.
+NOT_INHERITED = ("continue_train", "epoch", "new_data", "init_from", "stop_after_iters", "gpu_ids", "num_threads")
+NOT_INHERITED += ("verbose", "progress_every", "name", "checkpoints_dir")
+
+
+def _inherit(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
+    """opt with the checkpoint's value for every option the command line leaves out (but NOT_INHERITED): a run
+    resumes with --continue_train alone, with its networks, data, schedule and logging."""
+    flat = TrainOptions.from_dict(saved).flat()
+    return dataclasses.replace(opt, **{k: v for k, v in flat.items() if k not in given and k not in NOT_INHERITED})
+
+
+def _same_networks(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
+    """opt, or CheckpointError listing the network options given with another value than the checkpoint's."""
     diffs = resume_differences(opt, saved)
     if diffs:
         raise CheckpointError(
             "--continue_train: the checkpoint was trained with other networks:\n  " + "\n  ".join(diffs)
         )
+    return opt
 
 
 # --init_from: the least share of the generator's tensors that must match by name and shape. Below it the file is

@@ -14,7 +14,7 @@ import torch
 
 from data import EpochSampler, create_dataloader, create_dataset
 from engine.checkpoint import Saver
-from models.networks import frozen_batchnorm
+from models.translator import frozen_state
 from options.groups import ValidationOptions
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 
@@ -82,12 +82,13 @@ class Validator:
 
     def score(self, model, stop: Callable[[], bool] | None = None) -> dict[str, float] | None:
         """The metrics of the served generator on the validation set. Like test.py: train-mode normalisation and
-        dropout with a fixed seed, but the running statistics must not move (frozen_batchnorm) and training's
-        RNG stream must not change (fork_rng). Only rank 0 validates under torchrun, so no DDP."""
+        dropout with a fixed seed, but nothing of the model's state may move (frozen_state: batch norm's running
+        statistics, spectral norm's vectors) and training's RNG stream must not change (fork_rng). Only rank 0
+        validates under torchrun, so no DDP."""
         translate = model.served_translator()
         self.suite.reset()
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), torch.no_grad(), frozen_batchnorm(translate.net):
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), frozen_state(translate.net):
             torch.manual_seed(self.seed)
             for batch in self.loader:
                 if stop is not None and stop():  # Ctrl-C: no waiting for the rest of the pass

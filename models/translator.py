@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-import torch
+import contextlib
+from collections.abc import Iterator
 
-from models.networks import pad_to_multiple
+import torch
+from torch.nn.utils.parametrizations import _SpectralNorm
+
+from models.networks import frozen_batchnorm, pad_to_multiple
 from models.runner import Runner
+
+
+@contextlib.contextmanager
+def frozen_state(net: torch.nn.Module) -> Iterator[None]:
+    """Inference that leaves net's state (its state_dict) exactly as it was, in train or eval mode: batch norm
+    still normalises with batch statistics in train mode but its running statistics and batch count stay
+    (frozen_batchnorm), and spectral norm uses the trained u and v vectors without a power iteration (its
+    parametrizations run in eval mode), so equal inputs give equal outputs (dropout aside)."""
+    sn = [m for m in net.modules() if isinstance(m, _SpectralNorm) and m.training]
+    for m in sn:
+        m.eval()
+    try:
+        with frozen_batchnorm(net):
+            yield
+    finally:
+        for m in sn:
+            m.train()
 
 
 class Translator:

@@ -273,7 +273,13 @@ class SourceOptions(Group):
     key: ClassVar[str] = "source"
     title: ClassVar[str] = "which generator"
 
-    seed: int = arg(0, "seed for dropout and the batch statistics of train-mode testing", lo=0, below=2**63)
+    seed: int | None = arg(
+        None,
+        "seed for dropout in train-mode testing (default: the training run's --seed, so repeating the training "
+        "command's --seed changes nothing; 0 for a file without options)",
+        lo=0,
+        below=2**63,
+    )
     epoch: str = arg("latest", "which checkpoint: latest, best or an epoch number")
     load_iter: int = arg(0, "load iter_<N>_net_G.pth instead of --epoch", lo=0)
     eval: bool = arg(False, "eval mode: running batch-norm stats, no dropout")

@@ -257,9 +257,13 @@ def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any
     p = build_parser(which)
     cls = options_class(which)
     own = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    opt = settle(cls(**{k: v for k, v in vars(p.parse_args(argv)).items() if k in own}))
+    values = vars(p.parse_args(argv))
+    opt = settle(cls(**{k: v for k, v in values.items() if k in own}))
     try:
-        opt.validate(before_checkpoint=opt.CHECK_AFTER_CHECKPOINT)
+        if cls is not TrainOptions:  # train.py's flags it ignores are still checked as train.py checks them
+            TrainOptions(**{k: v for k, v in values.items() if k not in own}).check_fields()
+        # A resumed run, like test.py, takes what it leaves out from its checkpoint: checked whole once it has.
+        opt.validate(before_checkpoint=opt.CHECK_AFTER_CHECKPOINT or getattr(opt, "continue_train", False))
     except OptionError as e:
         p.error(str(e))
     if isinstance(opt, TrainOptions) and opt.lambda_vgg == 0 and opt.vgg_weights is not None:

@@ -45,7 +45,7 @@ def run(request, tmp_path_factory):
     Saver(str(run_dir), opt.to_dict(), save_by_iter=False, keep_last=0).latest(
         model, Progress(2, 0, 1), rng_state(torch.device("cpu")), None
     )
-    own = [*flags, "--load_size", str(load), "--crop_size", str(crop)]
+    own = [*flags, "--load_size", str(load), "--crop_size", str(crop), "--seed", "1", "--ngf", "4"]
     return {"root": root, "netG": netG, "own": own, "generator": flags, "crop": crop}
 
 

@@ -148,3 +148,16 @@ def test_ctrl_c_during_validation_stops_at_once_and_resume_validates_again(tmp_p
     assert [r["epoch"] for r in records] == [1]
     state = checkpoint.load(str(tmp_path / "ck" / "v" / "latest.pth"))
     assert (state["epoch"], state["total_iters"]) == (2, 3)
+
+
+def test_continue_train_alone_resumes_with_the_run_s_networks_and_sizes(tmp_path):
+    data = make_dataroot(tmp_path / "d", train=2)
+    run = ["--checkpoints_dir", str(tmp_path / "ck"), "--name", "deep", "--display_id", "0", "--num_threads", "0"]
+    first = ["--dataroot", data, "--ngf", "4", "--ndf", "4", "--netG", "unet_128", "--num_downs", "6"]
+    first += ["--crop_size", "64", "--load_size", "72", "--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]
+    assert train.main([*run, *first, "--stop_after_iters", "1"]) == 0
+    # Nothing repeated but the run's name; a repeated size alone is checked against the run's depth, not unet_256's.
+    assert train.main([*run, "--continue_train", "--crop_size", "64"]) == 0
+    state = checkpoint.load(str(tmp_path / "ck" / "deep" / "latest.pth"))
+    assert (state["epoch"], state["total_iters"]) == (2, 2)
+    assert state["options"]["generator"]["ngf"] == 4 and state["options"]["preprocess"]["crop_size"] == 64
