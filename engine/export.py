@@ -23,10 +23,12 @@ from torch.nn.utils import parametrize
 
 from engine.checkpoint import GeneratorCheckpoint
 from engine.inference import ImageTranslator
+from options.groups import EXPORT_FORMATS
 
 log = logging.getLogger("export")
 
-EXTENSIONS = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+# --format's values are declared with the flag (options can't import engine); each gets its file extension here.
+EXTENSIONS = dict(zip(EXPORT_FORMATS, (".onnx", ".pt", ".safetensors"), strict=True))
 # The exporter (torch.onnx's torch.export-based one needs onnxscript), the file's metadata, the check of the file.
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 ONNX_INSTALL = "pip install onnx onnxruntime onnxscript"

@@ -12,14 +12,12 @@ import torch
 
 from data.config import plain_name
 from util.config import Config, OptionError, arg, need
-from util.metrics import parse_metrics
-
-# The name the groups had before each consumer owned its config.
-Group = Config
+from util.metrics import METRICS, PER_IMAGE, parse_metrics
+from util.sinks import LOGGERS
 
 
 @dataclass(frozen=True)
-class BasicOptions(Group):
+class BasicOptions(Config):
     key: ClassVar[str] = "basic"
     title: ClassVar[str] = "basic"
 
@@ -66,11 +64,11 @@ def gpu_id_list(value: str | None) -> list[int]:
 
 
 @dataclass(frozen=True)
-class MetricOptions(Group):
+class MetricOptions(Config):
     key: ClassVar[str] = "metrics"
     title: ClassVar[str] = "metrics"
 
-    metrics: str = arg("psnr,ssim", "comma-separated: psnr, ssim, lpips, fid, kid, swd (see docs/metrics.md)")
+    metrics: str = arg("psnr,ssim", f"comma-separated: {', '.join(METRICS)} (see docs/metrics.md)")
     fid_weights: str | None = arg(None, "local InceptionV3 weights file for fid and kid (default: the torch hub cache)")
     lpips_weights: str | None = arg(None, "local backbone weights file for lpips (default: the torch hub cache)")
 
@@ -89,7 +87,7 @@ class MetricOptions(Group):
 
     @property
     def per_image_metrics(self) -> list[str]:
-        return [m for m in self.metric_list if m in ("psnr", "ssim", "lpips")]
+        return [m for m in self.metric_list if m in PER_IMAGE]
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ class ValidationOptions(MetricOptions):
         need(not (self.val_phase and self.val_split), "--val_phase and --val_split: give one, not both")
         if self.val_phase is not None:
             plain_name("val_phase", self.val_phase, "val")
-        need(bool(self.metric_list), "--metrics: name at least one of psnr, ssim, lpips, fid, kid, swd")
+        need(bool(self.metric_list), f"--metrics: name at least one of {', '.join(METRICS)}")
         need(
             self.best_metric is None or self.best_metric in self.metric_list,
             f"--best_metric {self.best_metric}: must be one of --metrics ({', '.join(self.metric_list)})",
@@ -147,7 +145,7 @@ class TestMetricOptions(MetricOptions):
 
 
 @dataclass(frozen=True)
-class RunOptions(Group):
+class RunOptions(Config):
     key: ClassVar[str] = "run"
     title: ClassVar[str] = "training"
 
@@ -179,7 +177,7 @@ class RunOptions(Group):
 
 
 @dataclass(frozen=True)
-class CheckpointOptions(Group):
+class CheckpointOptions(Config):
     key: ClassVar[str] = "checkpoints"
     title: ClassVar[str] = "checkpoints and resume"
 
@@ -217,7 +215,7 @@ class CheckpointOptions(Group):
 
 
 @dataclass(frozen=True)
-class DisplayOptions(Group):
+class DisplayOptions(Config):
     """Logging and display. logger is the one field the code reads for TensorBoard or W&B; the reference's
     --use_wandb is settled into it once, when the options are parsed (--use_wandb == --logger wandb)."""
 
@@ -238,7 +236,7 @@ class DisplayOptions(Group):
         "none",
         "also log losses, validation scores and images to TensorBoard (checkpoints_dir/name/tensorboard) or to "
         "Weights & Biases (project --wandb_project_name; WANDB_MODE=offline logs locally)",
-        choices=("none", "tensorboard", "wandb"),
+        choices=LOGGERS,
     )
     use_wandb: bool = arg(False, "the reference's flag: the same as --logger wandb")
     wandb_project_name: str = arg("CycleGAN-and-pix2pix", "Weights & Biases project of --logger wandb")
@@ -267,7 +265,7 @@ class DisplayOptions(Group):
 
 
 @dataclass(frozen=True)
-class SourceOptions(Group):
+class SourceOptions(Config):
     """Which generator of a run, and how it runs (test.py, translate.py, export.py)."""
 
     key: ClassVar[str] = "source"
@@ -293,7 +291,7 @@ class SourceOptions(Group):
 
 
 @dataclass(frozen=True)
-class TestingOptions(Group):
+class TestingOptions(Config):
     key: ClassVar[str] = "testing"
     title: ClassVar[str] = "testing"
 
@@ -304,7 +302,7 @@ class TestingOptions(Group):
 
 
 @dataclass(frozen=True)
-class CheckpointFileOptions(Group):
+class CheckpointFileOptions(Config):
     key: ClassVar[str] = "checkpoint_file"
     title: ClassVar[str] = "checkpoint file"
 
@@ -320,7 +318,7 @@ class CheckpointFileOptions(Group):
 
 
 @dataclass(frozen=True)
-class TranslateGroup(Group):
+class TranslateGroup(Config):
     key: ClassVar[str] = "translate"
     title: ClassVar[str] = "images in, images out"
 
@@ -355,7 +353,7 @@ EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
 
 
 @dataclass(frozen=True)
-class ExportGroup(Group):
+class ExportGroup(Config):
     key: ClassVar[str] = "export"
     title: ClassVar[str] = "export"
 

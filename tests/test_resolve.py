@@ -107,3 +107,18 @@ def test_translate_py_accepts_the_run_s_flags_and_warns_on_others(run, caplog):
         warned = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
         assert warned == (["--ngf 16 ignored: the checkpoint was trained with 4"] if name == "other" else [])
     assert out["plain"] == out["own"] == out["other"]
+
+
+def test_export_py_accepts_the_run_s_flags_and_warns_on_others(run, caplog):
+    import export as export_script
+    from engine.checkpoint import load_safetensors
+
+    for name, flags in (("own", run["generator"]), ("other", ["--ngf", "16"])):
+        caplog.clear()
+        out = run["root"] / f"{name}.safetensors"
+        args = ["--checkpoints_dir", str(run["root"] / "ck"), "--name", "r", "--format", "safetensors"]
+        assert export_script.main([*args, "--out", str(out), *flags]) == 0
+        warned = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+        assert warned == (["--ngf 16 ignored: the checkpoint was trained with 4"] if name == "other" else [])
+        g = load_safetensors(str(out)).generator
+        assert (g.netG, g.ngf, g.size_multiple) == (run["netG"], 4, {64: 64, 256: 256, 512: 512}[run["crop"]])

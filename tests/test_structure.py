@@ -32,7 +32,7 @@ def public_callables(package: str):
                         yield f"{mod.__name__}.{name}.{meth_name}", meth
 
 
-# The Python API's keyword arguments need defaults: each is read from its option's field (amp=SpeedOptions.amp).
+# The Python API's keyword arguments need defaults: each is read from its config's field (amp=SpeedConfig.amp).
 PUBLIC_API = {"engine.inference.load_translator"}
 
 

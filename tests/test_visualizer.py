@@ -254,3 +254,11 @@ def test_only_the_enabled_sinks(tmp_path):
     vis = visualizer(str(tmp_path), display_id=0)  # no --logger, no display; the page
     assert [type(s) for s in vis.sinks] == [TextSink, PageSink]
     vis.close()
+
+
+def test_an_old_run_resumed_keeps_its_earlier_history_in_the_plot(tmp_path):
+    # Begun before losses.jsonl (its text log starts at iteration 2), resumed after it (records from 6 on).
+    line = "(epoch: 1, iters: {0}, total_iters: {0}, time: 0.1, lr: 0.0002000) G_GAN: 0.500\n"
+    (tmp_path / "loss_log.txt").write_text("=== header ===\n" + "".join(line.format(i) for i in (2, 4, 6)))
+    write_records(tmp_path, loss(6, G_GAN=0.25), loss(8, G_GAN=0.125))
+    assert plots.read_losses(str(tmp_path)) == {"G_GAN": ([2, 4, 6, 8], [0.5, 0.5, 0.25, 0.125])}

@@ -18,16 +18,35 @@ Series = dict[str, tuple[list[int], list[float]]]  # loss name: (total_iters, va
 
 
 def read_losses(run_dir: str) -> Series:
-    """{loss name: (total_iters, values)} of a run, from its losses.jsonl. Without loss records there (a run
-    from before losses.jsonl) from loss_log.txt if that is at most LEGACY_LOG_MAX_BYTES, else none."""
+    """{loss name: (total_iters, values)} of a run, from its losses.jsonl. A run begun before losses.jsonl (so
+    its first records come later) gets its earlier history from loss_log.txt, if that is at most
+    LEGACY_LOG_MAX_BYTES."""
     records = run_log.read(os.path.join(run_dir, run_log.LOSSES_FILE), run_log.LOSS)
-    if records:
-        return loss_series(records)
+    first = records[0]["total_iters"] if records else math.inf
+    earlier: Series = {}
     legacy = os.path.join(run_dir, "loss_log.txt")
-    if not os.path.exists(legacy) or os.path.getsize(legacy) > LEGACY_LOG_MAX_BYTES:
-        return {}
-    steps, losses = read_loss_log(legacy)
-    return {name: (steps[: len(values)], values) for name, values in losses.items()}
+    if first_logged_iter(legacy) < first and os.path.getsize(legacy) <= LEGACY_LOG_MAX_BYTES:
+        steps, losses = read_loss_log(legacy)
+        for name, values in losses.items():
+            kept = [(t, v) for t, v in zip(steps, values, strict=False) if t < first]
+            earlier[name] = ([t for t, _ in kept], [v for _, v in kept])
+    series = loss_series(records)
+    for name, (steps, values) in earlier.items():
+        later = series.get(name, ([], []))
+        series[name] = (steps + later[0], values + later[1])
+    return series
+
+
+def first_logged_iter(path: str) -> float:
+    """total_iters of loss_log.txt's first loss line (inf without one): reads only up to that line."""
+    if not os.path.exists(path):
+        return math.inf
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = _LINE.search(line)
+            if m:
+                return int(m.group(3))
+    return math.inf
 
 
 def loss_series(records: list[dict]) -> Series:

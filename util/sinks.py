@@ -24,6 +24,8 @@ from util.util import save_image, write_text
 log = logging.getLogger(__name__)
 _IMG_RE = re.compile(r"^epoch(\d+)_iter(\d+)_(\w+)\.png$")
 LOSS_LOG = "loss_log.txt"
+LOGGERS = ("none", "tensorboard", "wandb")  # --logger: the sinks beside the text logs and the page (TensorBoardSink,
+# WandbSink)
 WANDB_ID_FILE = "wandb_id.txt"  # in the run folder: --continue_train continues the same W&B run
 
 
