@@ -93,20 +93,21 @@ class PreprocessConfig(Config):
         return self.preprocess in CROP_MODES
 
     def check(self, o: Any) -> None:
-        check_sizes(self, o.config("generator"))
+        check_sizes(self, o.config("generator"), trained=getattr(o, "CHECK_AFTER_CHECKPOINT", False))
 
 
-def check_sizes(p: PreprocessConfig, generator: Any) -> None:
+def check_sizes(p: PreprocessConfig, generator: Any, trained: bool = False) -> None:
     """Crops must fit the generator's depth (generator: a models.config.GeneratorConfig) and fit inside the
-    loaded image."""
+    loaded image. trained: the generator is a trained run's (test.py), whose depth is no longer a choice."""
     if p.crops:
         m = generator.size_multiple
         if p.crop_size % m:
             lo, hi = (p.crop_size // m) * m, (p.crop_size // m + 1) * m
             valid = f"{lo} or {hi}" if lo > 0 else f"{hi}"
+            fix = "the trained run's depth" if trained else "or use a generator with fewer downsamplings (--num_downs)"
             raise OptionError(
                 f"--crop_size {p.crop_size} does not fit {generator.describe()}: it must be a multiple of {m} "
-                f"(for example {valid}), or use a generator with fewer downsamplings (--num_downs)"
+                f"(for example {valid}), {fix}"
             )
     if p.preprocess in RESIZE_CROP_MODES:
         need(
