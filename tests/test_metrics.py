@@ -12,7 +12,8 @@ import pytest
 import torch
 from skimage import data
 from skimage.color import rgb2gray
-from skimage.metrics import structural_similarity
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from util import metrics
 from util.metrics import HIGHER_IS_BETTER, METRICS, MetricSuite, parse_metrics
@@ -95,6 +96,113 @@ def test_ssim_matches_scikit_image(caplog):
             assert math.isnan(suite.update(torch.zeros(1, 3, 5, 9), torch.zeros(1, 3, 5, 9))[0]["ssim"])
     assert len([r for r in caplog.records if "ssim" in r.getMessage()]) == 1
     assert suite.compute()["ssim"] == pytest.approx(mean_before)
+
+
+def as_generated(img01: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+    """(H, W[, C]) in [0, 1] -> the float32 (1, C, H, W) tensor in [-1, 1] a generator would give, and the float64
+    [0, 1] image with exactly its values, for scikit-image."""
+    x = to_tensor(img01).float()
+    return x, ((x.double() + 1) / 2)[0].permute(1, 2, 0).numpy()
+
+
+def skimage_ssim(fake: np.ndarray, real: np.ndarray) -> float:
+    return structural_similarity(fake, real, data_range=1, channel_axis=-1)
+
+
+def two_level(h: int, w: int, inside: np.ndarray, fake_levels, real_levels) -> tuple[np.ndarray, np.ndarray]:
+    """Piecewise-flat (h, w, 3) images: level [0] where `inside`, level [1] elsewhere."""
+    return tuple(np.where(inside[..., None], a, b) * np.ones((h, w, 3)) for a, b in (fake_levels, real_levels))
+
+
+def hard_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(fake, real) pairs in [0, 1] where float32 sums of squares lose digits: flat regions, levels near 0 and
+    1, 16-bit smooth gradients, 8-bit quantisation."""
+    rng = np.random.default_rng(2)
+    astro = data.astronaut()[:96, 200:296] / 255.0
+    ys, xs = np.mgrid[:96, :96] / 96
+    smooth = np.stack([0.2 + 0.6 * xs * ys, 0.5 + 0.3 * np.sin(3 * xs), 0.9 - 0.5 * ys**2], -1)
+    partly_flat = np.full((96, 96, 3), 0.93)
+    partly_flat[:24] = astro[:24]
+    cases = {
+        "16-bit gradient, blurred": (
+            np.round(smooth * 65535) / 65535,
+            np.round((smooth + 1e-3 * xs[..., None]) * 65535) / 65535,
+        ),
+        "8-bit noisy": (
+            np.round(np.clip(astro + rng.normal(0, 0.02, astro.shape), 0, 1) * 255) / 255,
+            np.round(astro * 255) / 255,
+        ),
+        "near white, low contrast": (
+            0.98 + 0.02 * astro,
+            np.clip(0.98 + 0.02 * astro + rng.normal(0, 0.002, astro.shape), 0, 1),
+        ),
+        "3/4 flat 0.93 vs 0.91": (partly_flat, np.where(partly_flat == 0.93, 0.91, partly_flat)),
+        "flat 0.7 vs 0.6": (np.full((40, 40, 3), 0.7), np.full((40, 40, 3), 0.6)),
+        "two flat levels": two_level(64, 64, np.mgrid[:64, :64][0] < 38, (0.99, 0.02), (0.97, 0.04)),
+    }
+    return cases
+
+
+def test_ssim_float32_matches_scikit_image_on_hard_cases():
+    suite = MetricSuite(["psnr", "ssim"], "cpu", None, None, 0)
+    for name, (fake01, real01) in hard_cases().items():
+        (fake, fake64), (real, real64) = as_generated(fake01), as_generated(real01)
+        (row,) = suite.update(fake, real)
+        assert row["ssim"] == pytest.approx(skimage_ssim(fake64, real64), abs=2e-6), name
+        assert row["psnr"] == pytest.approx(peak_signal_noise_ratio(real64, fake64, data_range=1), abs=1e-4), name
+    # The worst found: two flat levels near 0 and 1, the real image with faint noise on a fifth of its pixels
+    # (the flat fake's windows are exact, the real's are not): ~1e-5, within the documented 1e-4.
+    rng = np.random.default_rng(3)
+    fake01, real01 = two_level(48, 48, np.mgrid[:48, :48][0] < 27, (0.996, 0.009), (0.969, 0.012))
+    real01 = np.clip(real01 + rng.normal(0, 1e-3, real01.shape) * (rng.random((48, 48, 1)) < 0.2), 0, 1)
+    (fake, fake64), (real, real64) = as_generated(fake01), as_generated(real01)
+    assert suite.update(fake, real)[0]["ssim"] == pytest.approx(skimage_ssim(fake64, real64), abs=1e-4)
+    # fake == real: exactly 1, whatever the values
+    assert suite.update(fake, fake)[0]["ssim"] == 1.0
+
+
+def test_ssim_strips_cover_every_window_once(monkeypatch):
+    # On the CPU SSIM runs over strips of rows; tiny strips (8 output rows, a ragged last one) give the same value.
+    rng = np.random.default_rng(3)
+    real01 = data.astronaut()[100:161, 150:190] / 255.0  # 61 rows: 55 rows of windows
+    (fake, fake64), (real, real64) = (
+        as_generated(x) for x in (np.clip(real01 + rng.normal(0, 0.05, real01.shape), 0, 1), real01)
+    )
+    whole = float(metrics.ssim((fake + 1) / 2, (real + 1) / 2)[0])
+    monkeypatch.setattr(metrics, "SSIM_STRIP_VALUES", 1)
+    strips = float(metrics.ssim((fake + 1) / 2, (real + 1) / 2)[0])
+    assert strips == pytest.approx(whole, abs=1e-7) and whole == pytest.approx(skimage_ssim(fake64, real64), abs=2e-6)
+
+
+class OpLog(TorchDispatchMode):
+    """Records (op, dtype, numel) of every tensor each aten op returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[tuple[str, torch.dtype, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.ops.append((str(func), t.dtype, t.numel()))
+        return out
+
+
+def test_psnr_ssim_run_in_float32_without_a_2d_convolution():
+    # A float64 depthwise 7x7 convolution made the default metrics cost more than the translation they score
+    # (1.5 s for a 1024x512 image on 2 CPU cores). The per-image metrics now run in float32 on separable window
+    # means, and only the (N,) results are float64. Timings: docs/metrics.md.
+    fake, real = (torch.rand(2, 3, 32, 40, dtype=torch.float64) * 2 - 1 for _ in range(2))  # float64 in, even
+    suite = MetricSuite(["psnr", "ssim"], "cpu", None, None, 0)
+    with OpLog() as log:
+        rows = suite.update(fake, real)
+    assert not [op for op, _, _ in log.ops if "conv" in op]
+    # float64 only for the (N,) results (psnr and ssim of 2 images stacked: 4 values) and detach's view of the input
+    assert not [(op, n) for op, dtype, n in log.ops if dtype == torch.float64 and n > 4 and "detach" not in op]
+    assert rows[1]["ssim"] == pytest.approx(
+        skimage_ssim(*(((x[1] + 1) / 2).permute(1, 2, 0).numpy() for x in (fake, real))), abs=2e-6
+    )
 
 
 def astronaut_set(n: int = 4, size: int = 32) -> torch.Tensor:
