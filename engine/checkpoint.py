@@ -119,7 +119,7 @@ class GeneratorCheckpoint:
     netG: dict[str, torch.Tensor]
     options: dict[str, dict[str, Any]]
     ema: bool  # the weights are the exponential moving average
-    epoch: int
+    epoch: int  # the last epoch whose training the weights hold in full
     path: str
     reference: bool = False  # a reference implementation's bare state dict; options are the caller's
 
@@ -149,7 +149,10 @@ def load_generator(
     if "netG_ema_avg" in weights:  # latest.pth: the AveragedModel's own state, its module's keys prefixed
         ema = {k[len("module.") :]: v for k, v in weights["netG_ema_avg"].items() if k.startswith("module.")}
     use_ema = prefer_ema and ema is not None
-    return GeneratorCheckpoint(ema if use_ema else weights["netG"], state["options"], use_ema, state["epoch"], path)
+    # A snapshot's epoch is the one it ended; latest.pth's is the one in progress, so it holds one epoch fewer
+    # done (and part of that one when epoch_iter > 0).
+    done = state["epoch"] - 1 if state["kind"] == "latest" else state["epoch"]
+    return GeneratorCheckpoint(ema if use_ema else weights["netG"], state["options"], use_ema, done, path)
 
 
 SAFETENSORS_KIND = "pix2pix-generator"

@@ -161,3 +161,19 @@ def test_continue_train_alone_resumes_with_the_run_s_networks_and_sizes(tmp_path
     state = checkpoint.load(str(tmp_path / "ck" / "deep" / "latest.pth"))
     assert (state["epoch"], state["total_iters"]) == (2, 2)
     assert state["options"]["generator"]["ngf"] == 4 and state["options"]["preprocess"]["crop_size"] == 64
+
+
+def test_export_metadata_counts_the_epochs_trained(tiny_data, tmp_path):
+    import export as export_script
+    from engine.checkpoint import load_generator, load_safetensors
+
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "one", *TINY, "--no_html"]
+    assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0"]) == 0
+    run = tmp_path / "one"
+    assert load_generator(str(run / "latest.pth"), True).epoch == 1  # latest.pth says "epoch 2 next"
+    assert load_generator(str(run / "1_net_G.pth"), True).epoch == 1
+    out = tmp_path / "one.safetensors"
+    assert (
+        export_script.main(["--checkpoint", str(run / "latest.pth"), "--format", "safetensors", "--out", str(out)]) == 0
+    )
+    assert load_safetensors(str(out)).epoch == 1
