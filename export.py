@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import glob
 import logging
 import os
 import sys
@@ -13,6 +14,7 @@ import torch
 
 from engine.checkpoint import CheckpointError, save_safetensors
 from engine.export import (
+    EXTENSIONS,
     ONNX_INSTALL,
     ONNX_PACKAGES,
     ExportFailed,
@@ -27,14 +29,45 @@ from engine.resolve import resolve_checkpoint
 from models import WeightsMismatch
 from options.options import ExportOptions, given_flags, parse
 from util.config import OptionError
-from util.util import atomic_write, setup_logging
+from util.util import WriteFailed, atomic_write, printable, setup_logging
 
 log = logging.getLogger("export")
 
 
+# What marks a run folder (train.py's, or a reference run's): an export never goes into another run's folder.
+RUN_MARKERS = ("latest.pth", ".lock")
+
+
 def fail(msg: str) -> NoReturn:
-    print(f"export.py: error: {msg}", file=sys.stderr)
+    print(f"export.py: error: {printable(msg)}", file=sys.stderr)
     sys.exit(2)
+
+
+def check_out(out: str, fmt: str, checkpoint: str) -> None:
+    """Exit 2 unless out is a new file of --format's extension, not in another run's folder: export.py never
+    writes over a file (a checkpoint, an earlier export, a link) nor among another run's checkpoints."""
+    ext = EXTENSIONS[fmt]
+    if os.path.isdir(out):
+        fail(f"--out {out} is a folder; give a file name")
+    if os.path.exists(out) and os.path.samefile(out, checkpoint):
+        fail(f"--out {out} is the checkpoint itself; give another file name")
+    if out.lower().endswith(".pth"):  # latest.pth, *_net_G.pth: a checkpoint's name whether or not it exists
+        fail(f"--out {out}: a checkpoint's name; --format {fmt} writes a {ext} file")
+    if not out.lower().endswith(ext):
+        fail(f"--out {out}: --format {fmt} writes a {ext} file; give a name ending in {ext}")
+    if os.path.lexists(out):
+        fail(f"--out {out} exists; export.py never replaces a file: remove it, or give another --out")
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(out)))
+    own = os.path.realpath(os.path.dirname(os.path.abspath(checkpoint)))  # the default out goes there
+    if folder != own and _is_run_folder(folder):
+        fail(f"--out {out} is in {folder}, another run's folder; give a file outside it")
+
+
+def _is_run_folder(folder: str) -> bool:
+    """A folder with latest.pth, .lock or a *_net_G.pth (the checkpoints of train.py and of the reference)."""
+    if any(os.path.lexists(os.path.join(folder, m)) for m in RUN_MARKERS):
+        return True
+    return bool(glob.glob(os.path.join(glob.escape(folder), "*_net_G.pth")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,17 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WeightsMismatch as e:
         fail(f"{ckpt.path}: {e}")
     out = opt.out or default_out(ckpt.path, opt.format)
-    if os.path.isdir(out):
-        fail(f"--out {out} is a folder; give a file name")
-    if os.path.exists(out) and os.path.samefile(out, ckpt.path):
-        fail(f"--out {out} is the checkpoint itself; give another file name")
+    check_out(out, opt.format, ckpt.path)
     torch.manual_seed(opt.seed)
     weights = "EMA weights" if ckpt.ema else "weights"
     try:
         if opt.format == "safetensors":
             if ckpt.reference:  # a reference file's tensors in this project's layout, so the file loads as a run's
                 ckpt = dataclasses.replace(ckpt, netG=t.net.state_dict(), reference=False)
-            save_safetensors(ckpt, out)
+            save_safetensors(ckpt, out, new=True)
             log.info(
                 "wrote %s (%s): the %s and options of %s; size multiple %d; the mode is chosen when loading "
                 "(eval=True / --eval)",
@@ -75,12 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         data, meta = export_network(t, ckpt, opt.format, opt.eval, opt.opset)
-        atomic_write(out, lambda f: f.write(data))
+        atomic_write(out, lambda f: f.write(data), new=True)
     except ExportFailed as e:
         log.error("%s: %s", ckpt.path, e)
         return 1
-    except OSError as e:
-        fail(str(e))
+    except WriteFailed as e:  # a full disk, say: no part of the file is left
+        log.error("%s", e)
+        return 1
     kind = f"ONNX opset {opt.opset}" if opt.format == "onnx" else "TorchScript"
     log.info(
         "wrote %s (%s, %s, %s of %s): %s; size multiple %d (H and W of real_A must be multiples of it: padding and "

@@ -25,13 +25,15 @@ from util.config import OptionError
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.progress import ProgressReport
-from util.util import WriteFailed, save_image, setup_logging, tensor2im, unique_names
+from util.util import NAME_MAX, WriteFailed, atomic_write, printable, save_image, setup_logging, tensor2im, unique_names
 
 log = logging.getLogger("test")
+# A result image is <stem>_<label>.png: the stem is cut so that the name fits NAME_MAX (255 bytes).
+MAX_STEM_BYTES = NAME_MAX - len("_real_A.png")
 
 
 def fail(msg: str) -> None:
-    print(f"test.py: error: {msg}", file=sys.stderr)
+    print(f"test.py: error: {printable(msg)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -99,7 +101,7 @@ def translate_one(
     images = {}
     for label, t in visuals.items():
         images[label] = f"{stem}_{label}.png"
-        save_image(tensor2im(t), os.path.join(img_dir, images[label]), opt.aspect_ratio)
+        save_image(tensor2im(t), os.path.join(img_dir, images[label]), opt.aspect_ratio, new=True)
     scores = scoring.metrics.update(fake_B, visuals["real_B"])[0] if scoring else {}
     baseline = {}
     if scoring and scoring.baseline:
@@ -108,8 +110,19 @@ def translate_one(
 
 
 def prepare_results(opt: TestOptions, tag: str, argv: list[str]) -> tuple[str, str]:
-    """results_dir/name/<phase>_<tag> and its images/ folder, proven writable, with test_opt.* in it."""
-    web_dir = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
+    """results_dir/name/<phase>_<tag> and its images/ folder, proven writable, with test_opt.* in it. test.py never
+    writes over a file it did not write in this run: when that folder holds anything (an earlier run's results),
+    the results go to <phase>_<tag>_2 (_3, ...), said in a warning; a results folder inside --dataroot, where a
+    later run would read the results as data, is refused."""
+    base = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
+    if _inside(base, opt.dataroot):
+        fail(f"--results_dir {opt.results_dir}: {base} is inside --dataroot {opt.dataroot}; choose a folder outside")
+    web_dir, k = base, 1
+    while os.path.lexists(web_dir) and not (os.path.isdir(web_dir) and not os.listdir(web_dir)):
+        k += 1
+        web_dir = f"{base}_{k}"
+    if web_dir != base:
+        log.warning("%s holds an earlier run's results, kept as they are; these go to %s", base, web_dir)
     img_dir = os.path.join(web_dir, "images")
     try:
         os.makedirs(img_dir, exist_ok=True)
@@ -121,6 +134,14 @@ def prepare_results(opt: TestOptions, tag: str, argv: list[str]) -> tuple[str, s
     except OSError as e:
         fail(f"--results_dir {opt.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
     return web_dir, img_dir
+
+
+def _inside(path: str, folder: str | None) -> bool:
+    """Whether path is folder or lies under it, links resolved."""
+    if not folder:
+        return False
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("translating %d images from %s/%s with %s on %s", n, opt.dataroot, opt.phase, ckpt.path, device)
     t0 = time.perf_counter()
     try:
-        names = unique_names([dataset.input_path(i) for i in range(n)])  # one result per input, never shared
+        # One result per input, never shared, each name short enough for the file system.
+        names = unique_names([dataset.input_path(i) for i in range(n)], MAX_STEM_BYTES)
         rows, interrupted = translate_all(opt, translate, loader, names, img_dir, scoring)
     except WriteFailed as e:  # a full disk, say; no half-written image is left
         log.error("%s", e)
@@ -165,15 +187,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", msg)
         return 1
     elapsed = time.perf_counter() - t0
-    summary, baseline = write_metrics(web_dir, rows, scoring)
-    if opt.sort_by is not None and scoring is not None:
-        rows.sort(key=lambda r: r.scores[opt.sort_by], reverse=not HIGHER_IS_BETTER[opt.sort_by])
-    page_path = write_test_page(web_dir, opt, tag, rows, summary, baseline)
+    try:
+        page_path = write_results(web_dir, opt, tag, rows, scoring)
+    except WriteFailed as e:  # a full disk, say: one line, as for the images
+        log.error("%s", e)
+        return 1
     log.info("%d images in %.1f s; open %s", len(rows), elapsed, page_path)
     if interrupted:
         log.warning("interrupted: the page and metrics.json hold the %d of %d images done", len(rows), n)
         return 130
     return 0
+
+
+def write_results(web_dir: str, opt: TestOptions, tag: str, rows: list[Row], scoring: Scoring | None) -> str:
+    """metrics.json and the page (rows sorted as --sort_by asks); returns the page's path."""
+    summary, baseline = write_metrics(web_dir, rows, scoring)
+    if opt.sort_by is not None and scoring is not None:
+        rows.sort(key=lambda r: r.scores[opt.sort_by], reverse=not HIGHER_IS_BETTER[opt.sort_by])
+    return write_test_page(web_dir, opt, tag, rows, summary, baseline)
 
 
 def make_scoring(opt: TestOptions, given: set[str], device: torch.device) -> Scoring | None:
@@ -203,8 +234,8 @@ def write_metrics(web_dir: str, rows: list[Row], scoring: Scoring | None) -> tup
     if scoring.baseline is not None:
         baseline = scoring.baseline.compute()
         record["baseline"] = {"summary": baseline, "per_image": {r.name: r.baseline for r in rows}}
-    with open(os.path.join(web_dir, "metrics.json"), "w") as f:
-        json.dump(record, f, indent=2)
+    text = json.dumps(record, indent=2)  # ASCII: a name that is not UTF-8 is escaped, as any other character
+    atomic_write(os.path.join(web_dir, "metrics.json"), lambda f: f.write(text.encode()), new=True)
     log.info("metrics over %d images: %s", len(rows), format_scores(summary))
     if baseline:
         log.info("no-op baseline (real_A scored as the output): %s", format_scores(baseline))
@@ -247,7 +278,7 @@ def write_test_page(
         captions = [f"{lb}  ({format_scores(r.scores)})" if lb == "fake_B" and r.scores else lb for lb in labels]
         files = [r.images[lb] for lb in labels]
         page.add_item(i, r.name, files, captions, files, width=opt.display_winsize)
-    return page.save()
+    return page.save(new=True)
 
 
 if __name__ == "__main__":

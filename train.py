@@ -28,7 +28,7 @@ from models.perceptual import WeightsMissing
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
 from util import distributed, run_folder
 from util.config import OptionError
-from util.util import WriteFailed, setup_logging
+from util.util import WriteFailed, printable, setup_logging
 from util.visualizer import NullVisualizer, Visualizer
 
 log = logging.getLogger("train")
@@ -36,7 +36,7 @@ log = logging.getLogger("train")
 
 def fail(msg: str) -> None:
     """Stop before any work with exit status 2, like a bad flag."""
-    print(f"train.py: error: {msg}", file=sys.stderr)
+    print(f"train.py: error: {printable(msg)}", file=sys.stderr)
     sys.exit(2)
 
 

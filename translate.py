@@ -1,63 +1,156 @@
-"""Images in, images out: python translate.py --name RUN INPUT... --out DIR (each result at its input's size)."""
+"""Images in, images out: python translate.py --name RUN INPUT... --out DIR (each result at its input's size).
+
+What it writes: one result per input in the --out folder, under the input's file name. It never writes over a
+file: if a result's path is taken (by the input itself, an earlier run's result, a link, anything), it stops before
+any work with exit status 2; give a new or empty --out. A folder or pattern given as input skips the images under
+--out (an earlier run's results), unless the folder itself lies in --out.
+"""
 
 from __future__ import annotations
 
 import glob
 import logging
 import os
+import re
 import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import NoReturn
 
 import torch
 from PIL import Image
 
 from data.image_folder import is_image_file, make_dataset
-from data.image_io import BadImageError, load_image, scan
+from data.image_io import TILE_MAX_PIXELS, BadImageError, load_image, scan
 from engine.checkpoint import CheckpointError
 from engine.inference import ImageTranslator
 from engine.resolve import resolve_checkpoint
+from engine.training import StopFlag
 from models import WeightsMismatch
 from options.options import TranslateOptions, given_flags, parse
 from util.config import OptionError
 from util.progress import ProgressReport
-from util.util import WriteFailed, atomic_write, setup_logging, unique_names
+from util.util import NAME_MAX, WriteFailed, atomic_write, printable, setup_logging, unique_names
 
 log = logging.getLogger("translate")
+_MAGIC = re.compile(r"[*?[]")
 
 
-def fail(msg: str) -> None:
-    print(f"translate.py: error: {msg}", file=sys.stderr)
+def fail(msg: str) -> NoReturn:
+    print(f"translate.py: error: {printable(msg)}", file=sys.stderr)
     sys.exit(2)
 
 
-def expand_inputs(inputs: Sequence[str]) -> list[str]:
+def expand_inputs(inputs: Sequence[str], out: str | None = None) -> list[str]:
     """Files as given, folders searched recursively for images, glob patterns expanded; each file once, in the
-    order given. Raises FileNotFoundError naming an input that matches nothing."""
+    order given. Raises FileNotFoundError naming an input that matches nothing. A folder or pattern skips the
+    images under out, the results of an earlier run there (unless the folder itself lies in out): they are never
+    read back as inputs."""
     paths: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
-            found = make_dataset(item, None)
+            found, root = make_dataset(item, None), item
         elif os.path.exists(item) or os.path.islink(item):
-            found = [item]
+            found, root = [item], None  # named by the user: kept (check_outputs refuses to write over it)
         else:
             found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p) and is_image_file(p))
+            root = _pattern_root(item)
+        if root is not None and out is not None and not _inside(root, out):
+            found = _skip_results(item, found, out)
         if not found:
             raise FileNotFoundError(f"{item}: no such file, and no image matches it")
         paths.extend(found)
     return list(dict.fromkeys(paths))
 
 
+def _skip_results(item: str, found: list[str], out: str) -> list[str]:
+    kept = [p for p in found if not _inside(p, out)]
+    if found and not kept:
+        raise FileNotFoundError(f"{item}: its only images are under --out {out}, which holds results, not inputs")
+    if len(kept) < len(found):
+        log.info("%s: %d image(s) under --out %s skipped (results, not inputs)", item, len(found) - len(kept), out)
+    return kept
+
+
+def _pattern_root(pattern: str) -> str:
+    """The folder a glob pattern searches: its part before the first wildcard."""
+    head = pattern
+    while _MAGIC.search(head):
+        head = os.path.dirname(head)
+    return head or "."
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether path is folder or lies under it (the folders resolved; a link in folder counts as inside)."""
+    where = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
+    folder = os.path.realpath(folder)
+    return where == folder or where.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 def output_names(paths: Sequence[str]) -> list[str]:
-    """Each input's file name, made unique where two inputs share a stem (a.png, a_2.jpg)."""
-    return [stem + os.path.splitext(p)[1] for stem, p in zip(unique_names(paths), paths, strict=True)]
+    """Each input's file name, made unique where two inputs share a stem (a.png, a_2.jpg), and cut to fit the file
+    system's 255 bytes."""
+    exts = [os.path.splitext(p)[1] for p in paths]
+    stems = unique_names(paths, [NAME_MAX - len(os.fsencode(ext)) for ext in exts])
+    return [stem + ext for stem, ext in zip(stems, exts, strict=True)]
+
+
+def check_out_path(out: str) -> None:
+    """--out names a folder: exit 2 for an existing file (or link to one), and for a new name with an image
+    extension (translate.py writes one result per input into a folder, never a single file)."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        fail(f"--out {out}: exists and is not a folder; --out is the folder for the results")
+    if not os.path.lexists(out) and is_image_file(out):
+        fail(
+            f"--out {out}: must be a folder (each result keeps its input's file name in it), not an image file's "
+            "name; give --out DIR"
+        )
+
+
+def check_outputs(paths: Sequence[str], names: dict[str, str], out: str) -> None:
+    """Exit 2 before any work if a result's path is taken: translate.py never writes over a file, its inputs'
+    and an earlier run's included."""
+    taken = [p for p in paths if os.path.lexists(os.path.join(out, names[p]))]
+    if not taken:
+        return
+    inputs = {_identity(p) for p in paths}
+    replaced = [p for p in taken if _identity(os.path.join(out, names[p])) in inputs]
+    if replaced:
+        fail(
+            f"--out {out}: the result of {replaced[0]} would replace an input ({len(replaced)} such); translate.py "
+            "never writes over a file: give another --out"
+        )
+    more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+    fail(
+        f"--out {out}: {os.path.join(out, names[taken[0]])}{more} exist(s) already (an earlier run's results?); "
+        "translate.py never replaces a file: give a new or empty --out folder, or remove them"
+    )
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def prepare_out(out: str) -> None:
+    """The --out folder, created and proven writable (exit 2 naming the reason: under a file, read-only ...)."""
+    try:
+        os.makedirs(out, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):  # a real write: os.access says yes to root on a read-only disk
+            pass
+    except OSError as e:
+        fail(f"--out {out}: cannot create or write that folder: {e.strerror or e}")
 
 
 def save(img: Image.Image, path: str) -> None:
-    """In the format the file name's extension says; atomically."""
+    """In the format the file name's extension says; atomically, and only as a new file."""
     fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
     extra = {"quality": 95} if fmt == "JPEG" else {}
-    atomic_write(path, lambda f: img.save(f, format=fmt, **extra))
+    atomic_write(path, lambda f: img.save(f, format=fmt, **extra), new=True)
 
 
 def batches(paths: Sequence[str], sizes: dict[str, tuple[int, int]], batch_size: int) -> list[list[str]]:
@@ -68,12 +161,19 @@ def batches(paths: Sequence[str], sizes: dict[str, tuple[int, int]], batch_size:
     return [group[i : i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)]
 
 
+def max_pixels(opt: TranslateOptions) -> int | None:
+    """The image size limit: with --tile, images over Pillow's decompression-bomb limit are read (up to
+    TILE_MAX_PIXELS), since they are what tiles are for; without it, Pillow's limit."""
+    return TILE_MAX_PIXELS if opt.tile is not None else None
+
+
 def translate_batch(t: ImageTranslator, opt: TranslateOptions, batch: list[str], names: dict[str, str]) -> dict:
-    """Translate and write one batch; {path: error message} for the inputs that failed."""
+    """Translate and write one batch; {path: error message} for the inputs that failed. A write that fails for
+    the system's reason (a full disk, a vanished folder: errno set) raises WriteFailed: every later one would too."""
     failed, images = {}, {}
     for p in batch:
         try:
-            images[p] = t.to_tensor(load_image(p, t.input_nc))
+            images[p] = t.to_tensor(load_image(p, t.input_nc, max_pixels(opt)))
         except BadImageError as e:
             failed[p] = str(e)
     if not images:
@@ -82,17 +182,19 @@ def translate_batch(t: ImageTranslator, opt: TranslateOptions, batch: list[str],
     for i, p in enumerate(images):
         try:
             save(t.to_image(fake[i]), os.path.join(opt.out, names[p]))
-        except (WriteFailed, OSError, ValueError, KeyError) as e:
+        except WriteFailed as e:
+            if e.errno is not None:
+                raise
+            failed[p] = str(e)  # this image only: a mode its format cannot hold, say
+        except (OSError, ValueError, KeyError) as e:
             failed[p] = f"cannot write {names[p]}: {e}"
     return failed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    opt = parse(TranslateOptions, argv)
-    setup_logging(opt.verbose)
+def load(opt: TranslateOptions, argv: list[str]) -> tuple[TranslateOptions, list[str], ImageTranslator, str]:
+    """(options completed from the run, inputs, translator, checkpoint path); exit 2 for what stops it."""
     try:
-        paths = expand_inputs(opt.inputs)
+        paths = expand_inputs(opt.inputs, opt.out)
         opt, ckpt, _ = resolve_checkpoint(opt, given_flags(argv))
         device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
         t = ImageTranslator.from_checkpoint(ckpt, device, opt.amp, opt.channels_last, opt.eval)
@@ -106,25 +208,53 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--tile {opt.tile}: must be a multiple of {m}, the generator's size multiple "
             f"(e.g. {max(m, opt.tile // m * m)})"
         )
+    return opt, paths, t, ckpt.path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opt = parse(TranslateOptions, argv)
+    setup_logging(opt.verbose)
+    check_out_path(opt.out)
+    opt, paths, t, ckpt_path = load(opt, argv)
+    names = dict(zip(paths, output_names(paths), strict=True))
+    check_outputs(paths, names, opt.out)
+    prepare_out(opt.out)
     batch_size = opt.batch_size
     if t.batch_statistics and batch_size > 1:
         log.info("one image per batch: in train-mode testing batch norm normalises with each batch's statistics")
         batch_size = 1
-    os.makedirs(opt.out, exist_ok=True)
-    sizes, failed = scan(paths, decode=False)
+    sizes, failed = scan(paths, decode=False, max_pixels=max_pixels(opt))
     readable = [p for p in paths if p in sizes]
-    names = dict(zip(paths, output_names(paths), strict=True))
     torch.manual_seed(opt.seed)  # dropout is on unless --eval
-    log.info("translating %d images with %s on %s into %s", len(readable), ckpt.path, device, opt.out)
-    report = ProgressReport(len(readable), 0, 1, opt.progress_every, "translate", log, what="images")
+    log.info("translating %d images with %s on %s into %s", len(readable), ckpt_path, t.device, opt.out)
+    return translate_all(t, opt, paths, batches(readable, sizes, batch_size), names, failed)
+
+
+def translate_all(t: ImageTranslator, opt: TranslateOptions, paths: list[str], todo: list, names: dict, failed: dict):
+    """Every batch of todo, until a write fails for the system's reason or a SIGINT/SIGTERM asks to stop (the
+    batch being written is finished, so no temp file is left); the exit status."""
+    report = ProgressReport(sum(map(len, todo)), 0, 1, opt.progress_every, "translate", log, what="images")
+    stop = StopFlag("finishing this batch, then stopping")
+    stop.install()
     try:
-        for batch in batches(readable, sizes, batch_size):
+        for batch in todo:
             failed.update(translate_batch(t, opt, batch, names))
             report.update(len(batch))
+            if stop.signum is not None:
+                break
+    except WriteFailed as e:
+        done = sum(os.path.lexists(os.path.join(opt.out, names[p])) for p in paths)  # none existed at the start
+        log.error("%s; stopped: %d of %d images written to %s", e, done, len(paths), opt.out)
+        return 1
     finally:
         report.close()
-    done = len(paths) - len(failed)
+        stop.uninstall()
+    done = sum(os.path.lexists(os.path.join(opt.out, names[p])) for p in paths)
     log.info("%d of %d images written to %s", done, len(paths), opt.out)
+    if stop.signum is not None:
+        log.warning("interrupted: %d of %d images written", done, len(paths))
+        return 130
     if failed:
         log.error("%d failed:\n  %s", len(failed), "\n  ".join(failed[p] for p in paths if p in failed))
         return 1

@@ -9,6 +9,8 @@ import os
 import numpy as np
 from PIL import Image, ImageFilter
 
+from util.util import atomic_write
+
 log = logging.getLogger(__name__)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_DIR = os.path.join(REPO_ROOT, "datasets", "demo")
@@ -67,7 +69,8 @@ def build_demo_dataset(root: str = DEMO_DIR, size: int = 256, train_per_photo: i
                 crop = Image.fromarray(photo[y : y + side, x : x + side]).resize((size, size), Image.Resampling.LANCZOS)
                 clean = np.asarray(crop)
                 pair = np.concatenate([degrade(clean, rng), clean], axis=1)
-                Image.fromarray(pair).save(os.path.join(root, phase, f"{name}_{k}.png"))
+                out = os.path.join(root, phase, f"{name}_{k}.png")  # never over an existing file or link
+                atomic_write(out, lambda f, pair=pair: Image.fromarray(pair).save(f, format="PNG"), new=True)
     return root
 
 

@@ -18,7 +18,14 @@ over keeping A's extension because it is lossless: writing JPEG again would add 
 compression artefacts on top of the inputs', and the pair would not hold exactly the pixels of A and B.
 If B's size differs from A's, B is resized to A's size (bicubic) and a warning names the file.
 
-Exit status: 0 when at least one pair was written, 2 when there were no pairs or a folder is missing.
+The script never writes over a file: if any <stem>.png it would write exists already (an earlier run's
+output, an input, a link), nothing is written and it exits with status 2; remove them or choose another
+--fold_AB. fold_AB must not be fold_A or fold_B, and a sub-folder of fold_A or fold_B that is fold_AB (or
+lies in it) is never read as input. Each file is written to a temp file and renamed, so a full disk leaves
+no half-written image (exit status 1, one line naming the file).
+
+Exit status: 0 when at least one pair was written, 2 when there were no pairs, a folder is missing or an
+output exists, 1 when an image could not be read or written.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import NamedTuple
 
 from PIL import Image
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from util.util import atomic_write  # noqa: E402 (needs the sys.path change above)
 
 log = logging.getLogger("combine_A_and_B")
 
@@ -60,8 +73,20 @@ def _images_by_stem(folder: str) -> dict[str, str]:
     return found
 
 
-def _subfolders(folder: str) -> list[str]:
-    return sorted(d for d in os.listdir(folder) if not d.startswith(".") and os.path.isdir(os.path.join(folder, d)))
+class OutputExists(FileExistsError):
+    """An output file exists already; nothing was written."""
+
+
+def _subfolders(folder: str, fold_AB: str) -> list[str]:
+    """The sub-folders of folder, less fold_AB and what lies in it (outputs are never read back as inputs)."""
+    paths = {d: os.path.join(folder, d) for d in os.listdir(folder) if not d.startswith(".")}
+    return sorted(d for d, p in paths.items() if os.path.isdir(p) and not _inside(p, fold_AB))
+
+
+def _inside(path: str, folder: str) -> bool:
+    """Whether path is folder or lies under it, links resolved."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def _jobs_for(dir_A: str, dir_B: str, dir_AB: str) -> list[Job]:
@@ -85,8 +110,29 @@ def _combine_one(job: Job) -> tuple[str, tuple[int, int], tuple[int, int]]:
     pair = Image.new("RGB", (a.width * 2, a.height))
     pair.paste(a, (0, 0))
     pair.paste(b, (a.width, 0))
-    pair.save(job.path_AB)
+    atomic_write(job.path_AB, lambda f: pair.save(f, format="PNG"), new=True)  # never over an existing file
     return job.path_B, a.size, size_B
+
+
+def _all_jobs(levels: list[tuple[str, str, str]]) -> list[Job]:
+    """The pairs of every level; OutputExists if any output is there already (checked before any is written)."""
+    jobs: list[Job] = []
+    for dir_A, dir_B, dir_AB in levels:
+        if os.path.realpath(dir_AB) in (os.path.realpath(dir_A), os.path.realpath(dir_B)):
+            raise FileExistsError(f"--fold_AB {dir_AB} is an input folder; the pairs would mix with the inputs")
+        level_jobs = _jobs_for(dir_A, dir_B, dir_AB)
+        log.info("%s: %d pair(s)", dir_A, len(level_jobs))
+        jobs.extend(level_jobs)
+    taken = [j.path_AB for j in jobs if os.path.lexists(j.path_AB)]
+    if taken:
+        more = f" and {len(taken) - 1} more" if len(taken) > 1 else ""
+        raise OutputExists(
+            f"{taken[0]}{more} exist(s) already; combine_A_and_B.py never replaces a file: remove them, or choose "
+            "another --fold_AB"
+        )
+    for dir_AB in dict.fromkeys(os.path.dirname(j.path_AB) for j in jobs):
+        os.makedirs(dir_AB, exist_ok=True)
+    return jobs
 
 
 def combine(fold_A: str, fold_B: str, fold_AB: str, workers: int | None = None) -> int:
@@ -97,9 +143,9 @@ def combine(fold_A: str, fold_B: str, fold_AB: str, workers: int | None = None) 
     for folder in (fold_A, fold_B):
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"{folder} is not a folder")
-    subs_A = _subfolders(fold_A)
+    subs_A = _subfolders(fold_A, fold_AB)
     if subs_A:
-        subs_B = set(_subfolders(fold_B))
+        subs_B = set(_subfolders(fold_B, fold_AB))
         only_A = [s for s in subs_A if s not in subs_B]
         if only_A:
             log.warning("sub-folder(s) of %s with no counterpart in %s, skipped: %s", fold_A, fold_B, ", ".join(only_A))
@@ -108,13 +154,7 @@ def combine(fold_A: str, fold_B: str, fold_AB: str, workers: int | None = None) 
     else:
         levels = [(fold_A, fold_B, fold_AB)]
 
-    jobs: list[Job] = []
-    for dir_A, dir_B, dir_AB in levels:
-        level_jobs = _jobs_for(dir_A, dir_B, dir_AB)
-        log.info("%s: %d pair(s)", dir_A, len(level_jobs))
-        if level_jobs:
-            os.makedirs(dir_AB, exist_ok=True)
-        jobs.extend(level_jobs)
+    jobs = _all_jobs(levels)
     if not jobs:
         return 0
 
@@ -137,15 +177,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument("--fold_A", required=True, help="folder of A images (or of train/, test/, ... sub-folders)")
     parser.add_argument("--fold_B", required=True, help="folder of B images, same names and layout as fold_A")
-    parser.add_argument("--fold_AB", required=True, help="output folder for the A|B images")
+    parser.add_argument(
+        "--fold_AB",
+        required=True,
+        help="output folder for the A|B images; nothing is written over: if any <stem>.png exists there already, "
+        "nothing is written (exit 2)",
+    )
     parser.add_argument("--no_multiprocessing", action="store_true", help="combine in this process only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         n = combine(args.fold_A, args.fold_B, args.fold_AB, workers=1 if args.no_multiprocessing else None)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, FileExistsError) as e:  # before any output is written
         log.error("%s", e)
         return 2
+    except OSError as e:  # an unreadable image (Pillow names it), a full disk (WriteFailed names the file)
+        log.error("%s", e)
+        return 1
     if n == 0:
         log.error("no pairs found: no file of %s has a same-named partner in %s", args.fold_A, args.fold_B)
         return 2

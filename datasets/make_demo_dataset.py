@@ -23,7 +23,12 @@ DEFAULTS = {name: p.default for name, p in inspect.signature(build_demo_dataset)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    parser.add_argument("--out", default=DEMO_DIR, help="output folder, gets train/ and test/ (default: %(default)s)")
+    parser.add_argument(
+        "--out",
+        default=DEMO_DIR,
+        help="output folder, gets train/ and test/; refused if either holds anything already, as the script never "
+        "replaces a file (default: %(default)s)",
+    )
     parser.add_argument(
         "--size", type=int, default=DEFAULTS["size"], help="side of each half of an A|B image (default: %(default)s)"
     )
@@ -40,9 +45,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     if args.size < 1 or args.train_per_photo < 0:
         parser.error("--size must be >= 1 and --train_per_photo >= 0")
-    root = build_demo_dataset(args.out, size=args.size, train_per_photo=args.train_per_photo, demo_seed=args.seed)
+    taken = [p for p in (os.path.join(args.out, phase) for phase in ("train", "test")) if _taken(p)]
+    if taken:  # an earlier demo set, or anything else: never written over
+        log.error("--out %s: %s is not empty; remove it, or give another --out", args.out, taken[0])
+        return 2
+    try:
+        root = build_demo_dataset(args.out, size=args.size, train_per_photo=args.train_per_photo, demo_seed=args.seed)
+    except OSError as e:  # a full disk, an --out under a file: one line
+        log.error("cannot write the demo set: %s: %s", e.filename or args.out, e.strerror or e)
+        return 1
     log.info("demo set written to %s", root)
     return 0
+
+
+def _taken(path: str) -> bool:
+    """Whether path is anything but an empty folder or nothing (a file, a link, a folder with files)."""
+    if not os.path.lexists(path):
+        return False
+    return os.path.islink(path) or not os.path.isdir(path) or bool(os.listdir(path))
 
 
 if __name__ == "__main__":

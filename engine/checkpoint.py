@@ -158,8 +158,9 @@ def load_generator(
 SAFETENSORS_KIND = "pix2pix-generator"
 
 
-def save_safetensors(ckpt: GeneratorCheckpoint, path: str) -> None:
-    """The generator's weights with its options (JSON) as metadata: no pickle, loadable by load_generator."""
+def save_safetensors(ckpt: GeneratorCheckpoint, path: str, new: bool = False) -> None:
+    """The generator's weights with its options (JSON) as metadata: no pickle, loadable by load_generator. new: path
+    must not exist (util.util.atomic_write)."""
     from safetensors.torch import save
 
     metadata = {
@@ -171,7 +172,7 @@ def save_safetensors(ckpt: GeneratorCheckpoint, path: str) -> None:
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in ckpt.netG.items()}
     data = save(tensors, metadata=metadata)
-    atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data), new=new)
 
 
 def load_safetensors(path: str) -> GeneratorCheckpoint:

@@ -17,6 +17,7 @@ from engine.checkpoint import Saver
 from models.translator import frozen_state
 from options.groups import ValidationOptions
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
+from util.util import append_text
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,8 @@ class Validator:
         scores = self.score(model, stop)
         if scores is None:
             return None
-        with open(os.path.join(self.saver.run_dir, "val_log.jsonl"), "a") as f:
-            f.write(json.dumps({"epoch": epoch, "total_iters": total_iters, "metrics": scores}) + "\n")
+        record = {"epoch": epoch, "total_iters": total_iters, "metrics": scores}
+        append_text(os.path.join(self.saver.run_dir, "val_log.jsonl"), json.dumps(record) + "\n")
         summary = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if not k.startswith("swd_"))
         log.info("validation after epoch %d on %d images: %s", epoch, self.n, summary)
         value = scores.get(self.metric)

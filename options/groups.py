@@ -295,7 +295,11 @@ class TestingOptions(Config):
     key: ClassVar[str] = "testing"
     title: ClassVar[str] = "testing"
 
-    results_dir: str = arg("./results", "where result pages are written")
+    results_dir: str = arg(
+        "./results",
+        "where result pages are written: results_dir/NAME/PHASE_EPOCH must be empty or new, and outside "
+        "--dataroot (test.py never replaces a file; remove an earlier run's results first)",
+    )
     num_test: int | None = arg(None, "translate at most N images (default: all)", lo=1)
     aspect_ratio: float = arg(1.0, "width/height of saved result images", lo=0.01, hi=100)
     display_winsize: int = arg(256, "image width on the HTML page", lo=1)
@@ -327,7 +331,12 @@ class TranslateGroup(Config):
         "image files, folders (searched recursively) or glob patterns: plain images, not A|B pairs",
         positional=True,
     )
-    out: str | None = arg(None, "folder for the results, one per input under its file name (required)")
+    out: str | None = arg(
+        None,
+        "folder for the results, one per input under its file name (required; a folder, not an image file's name). "
+        "Nothing is written over: if a result's path exists (an input, an earlier run's result, a link), "
+        "translate.py stops before any work (exit 2). Images under it are never read as inputs",
+    )
     batch_size: int = arg(
         4,
         "images of the same size per batch (1 in train-mode testing with batch norm, whose statistics are per batch)",
@@ -336,7 +345,7 @@ class TranslateGroup(Config):
     tile: int | None = arg(
         None,
         "translate in tiles of TILE x TILE pixels (a multiple of the network's size multiple): for images too "
-        "large for memory",
+        "large for memory; images over Pillow's decompression-bomb limit are then read, up to 2**30 pixels",
         lo=1,
     )
     overlap: int = arg(
@@ -364,6 +373,8 @@ class ExportGroup(Config):
         choices=EXPORT_FORMATS,
     )
     out: str | None = arg(
-        None, "output file (default: beside the checkpoint, its name with .onnx / .pt / .safetensors)"
+        None,
+        "output file (default: beside the checkpoint, its name with .onnx / .pt / .safetensors): a new file with "
+        "--format's extension, outside other runs' folders; an existing file is refused (exit 2), never replaced",
     )
     opset: int = arg(18, "ONNX opset (18 or newer: the exporter cannot convert down)", lo=18)

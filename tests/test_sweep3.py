@@ -177,3 +177,23 @@ def test_export_metadata_counts_the_epochs_trained(tiny_data, tmp_path):
         export_script.main(["--checkpoint", str(run / "latest.pth"), "--format", "safetensors", "--out", str(out)]) == 0
     )
     assert load_safetensors(str(out)).epoch == 1
+
+
+def test_translate_py_reads_images_over_pillow_s_limit_only_with_tile(tiny_data, tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    import translate
+
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "t", *TINY, "--no_html"]
+    assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--stop_after_iters", "1"]) == 0
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 96 is over twice this: a "bomb" to Pillow
+    run = ["--checkpoints_dir", str(tmp_path / "ck"), "--name", "t", "--eval", str(big)]
+    assert translate.main([*run, "--out", str(tmp_path / "plain")]) == 1  # refused, naming --tile
+    assert not (tmp_path / "plain" / "big.png").exists()
+    assert translate.main([*run, "--out", str(tmp_path / "tiled"), "--tile", "64", "--overlap", "16"]) == 0
+    assert Image.MAX_IMAGE_PIXELS == 1000  # Pillow's own limit is left as it was
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert Image.open(tmp_path / "tiled" / "big.png").size == (96, 64)

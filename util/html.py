@@ -34,7 +34,7 @@ from dominate.tags import (
     tr,
 )
 
-from util.util import atomic_write
+from util.util import atomic_write, printable
 
 ASSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "page_assets")
 ASSETS = ("page.css", "page.js")  # copied into web_dir by save(); the page refers to them by relative URL
@@ -51,6 +51,17 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def shown(text: str) -> str:
+    """Text as the page shows it: a file name's bytes that are not UTF-8 (os.fsdecode keeps them as surrogates,
+    which no page can hold) written as \\xNN escapes."""
+    return printable(text)
+
+
+def url(path: str) -> str:
+    """A relative URL of a file: its name's bytes percent-encoded, so a name that is not UTF-8 still loads."""
+    return quote(os.fsencode(path))
+
+
 def _sort_key(v: float) -> str:
     """A number as JavaScript's parseFloat reads it (Python writes inf, JavaScript wants Infinity)."""
     return "NaN" if math.isnan(v) else repr(float(v)).replace("inf", "Infinity")
@@ -63,7 +74,7 @@ class HTML:
         self.web_dir = web_dir
         self.img_dir = os.path.join(web_dir, "images")
         os.makedirs(self.img_dir, exist_ok=True)
-        self.doc = dominate.document(title=title)
+        self.doc = dominate.document(title=shown(title))
         with self.doc.head:
             meta(charset="utf-8")  # http.server sends no charset; file names may not be ASCII
             meta(name="viewport", content="width=device-width, initial-scale=1")
@@ -74,11 +85,11 @@ class HTML:
 
     def add_header(self, text: str) -> None:
         with self.doc:
-            h3(text)
+            h3(shown(text))
 
     def add_text(self, text: str) -> None:
         with self.doc:
-            p(text)
+            p(shown(text))
 
     def add_table(self, values: dict[str, float], caption: str = "") -> None:
         """A two-column table of names and numbers."""
@@ -89,7 +100,7 @@ class HTML:
         with t:
             for k, v in values.items():
                 with tr():
-                    td(k)
+                    td(shown(k))
                     td(_fmt(v), cls="num")
 
     def add_sortable_table(
@@ -117,7 +128,7 @@ class HTML:
             with tbody():
                 for row_id, name, values in rows:
                     with tr(data_row=row_id):
-                        td(a(name, href=f"#{quote(row_id)}"), data_v=name)
+                        td(a(shown(name), href=f"#{quote(row_id)}"), data_v=shown(name))
                         for c in columns:
                             v = values.get(c, math.nan)
                             td(_fmt(v), cls="num", data_v=_sort_key(v))
@@ -126,17 +137,17 @@ class HTML:
         """Preformatted text; with summary_text, folded away behind that line."""
         with self.doc:
             if summary_text is None:
-                pre(text)
+                pre(shown(text))
             else:
                 with details():
-                    summary(summary_text)
-                    pre(text)
+                    summary(shown(summary_text))
+                    pre(shown(text))
 
     def add_image(self, src: str, alt: str, width: int | None = None, version: str = "") -> None:
         """A single image (for example a plot) given relative to web_dir; a new `version` defeats caches."""
-        url = quote(src) + (f"?v={quote(version)}" if version else "")
-        with self.doc, div(cls="plot"), a(href=url, cls="full"):
-            img(src=url, alt=alt, style=f"max-width:{width}px" if width else None)
+        link_to = url(src) + (f"?v={quote(version)}" if version else "")
+        with self.doc, div(cls="plot"), a(href=link_to, cls="full"):
+            img(src=link_to, alt=shown(alt), style=f"max-width:{width}px" if width else None)
 
     def add_images(self, ims: list[str], txts: list[str], links: list[str], width: int = 256) -> None:
         """One row; ims and links are paths relative to web_dir/images. A row with captions fake_B and real_B (the
@@ -145,27 +156,29 @@ class HTML:
 
     def add_item(self, item_id: str, header: str, ims: list[str], txts: list[str], links: list[str], width=256):
         """A header and its row of images, in a section add_sortable_table's rows can link to and reorder."""
-        self.doc.add(section(h3(header), _row(ims, txts, links, width), id=item_id, cls="item"))
+        self.doc.add(section(h3(shown(header)), _row(ims, txts, links, width), id=item_id, cls="item"))
 
-    def save(self) -> str:
+    def save(self, new: bool = False) -> str:
+        """index.html, page.css and page.js written; new: none of them may exist yet (util.util.atomic_write)."""
         for name in ASSETS:
-            _copy_if_changed(os.path.join(ASSET_DIR, name), os.path.join(self.web_dir, name))
+            _copy_if_changed(os.path.join(ASSET_DIR, name), os.path.join(self.web_dir, name), new)
         path = os.path.join(self.web_dir, "index.html")
-        atomic_write(path, lambda f: f.write(self.doc.render().encode("utf-8")))
+        # "replace": a surrogate that escaped shown() becomes "?", never an exception that loses the page.
+        atomic_write(path, lambda f: f.write(self.doc.render().encode("utf-8", "replace")), new=new)
         return path
 
 
 def _row(ims: list[str], txts: list[str], links: list[str], width: int) -> div:
-    # File names are percent-encoded in URLs; dominate escapes text and attributes.
-    urls = {txt.split()[0]: "images/" + quote(im) for im, txt in zip(ims, txts, strict=False) if txt.strip()}
+    # File names are percent-encoded in URLs (their bytes: url()); dominate escapes text and attributes.
+    urls = {txt.split()[0]: "images/" + url(im) for im, txt in zip(ims, txts, strict=False) if txt.strip()}
     compare = "fake_B" in urls and "real_B" in urls
     row = div(cls="row", style=f"--n:{len(ims) + compare};--w:{width}px")
     with row:
         for im, txt, lk in zip(ims, txts, links, strict=False):
             with figure():
-                with a(href="images/" + quote(lk), cls="full"):
-                    img(src="images/" + quote(im), alt=txt)
-                figcaption(txt)
+                with a(href="images/" + url(lk), cls="full"):
+                    img(src="images/" + url(im), alt=shown(txt))
+                figcaption(shown(txt))
         if compare:
             with figure():
                 with div(cls="compare", style="--pos:50%"):
@@ -176,7 +189,7 @@ def _row(ims: list[str], txts: list[str], links: list[str], width: int) -> div:
     return row
 
 
-def _copy_if_changed(src: str, dst: str) -> None:
+def _copy_if_changed(src: str, dst: str, new: bool = False) -> None:
     """Copy src to dst unless dst already holds the same bytes (the training page is saved again and again)."""
     with open(src, "rb") as f:
         data = f.read()
@@ -186,4 +199,4 @@ def _copy_if_changed(src: str, dst: str) -> None:
                 return
     except OSError:
         pass
-    atomic_write(dst, lambda f: f.write(data))
+    atomic_write(dst, lambda f: f.write(data), new=new)

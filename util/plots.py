@@ -11,6 +11,7 @@ import re
 
 from util import run_log
 from util.metrics import HIGHER_IS_BETTER
+from util.util import atomic_write
 
 _LINE = re.compile(r"\(epoch: (\d+), iters: (\d+), total_iters: (\d+),.*?\) (.*)$")
 LEGACY_LOG_MAX_BYTES = 1 << 20  # about 8000 lines of loss_log.txt; a bigger one is not parsed for the plot
@@ -112,10 +113,10 @@ def plot_training(run_dir: str, out_path: str) -> str | None:
     for ax, name in zip(axes[bool(series) :], metric_names, strict=True):
         _plot_metric(ax, name, val)
     axes[-1].set_xlabel("iteration (total_iters)")
-    tmp = out_path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, out_path)
+    try:  # atomically, never through a link, WriteFailed on a full disk
+        atomic_write(out_path, lambda f: fig.savefig(f, dpi=90, format="png"))
+    finally:
+        plt.close(fig)
     return out_path
 
 

@@ -3,19 +3,23 @@ interrupted writes, log lines past the checkpoint it resumes from)."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import re
+import stat
 
 from util import run_log
 from util.util import atomic_write
 
 log = logging.getLogger("train")
 LOCK_FILE = ".lock"
-# The temp files that atomic writes (checkpoints, options, trim_logs) leave when killed: <file>.<random>.tmp.
-_TEMP = re.compile(r".+\.(pth|txt|jsonl?)\.[A-Za-z0-9_]+\.tmp")
+# The temp files that atomic writes (checkpoints, options, trim_logs) leave when killed: <file>.<random>.tmp, the
+# 8 characters tempfile.mkstemp draws (util.util.atomic_write; a run folder's file names are never long enough to
+# be cut there).
+_TEMP = re.compile(r".+\.(pth|txt|jsonl?)\.[a-z0-9_]{8}\.tmp")
 _LOSS_LINE = re.compile(r"total_iters: (\d+),")
 
 
@@ -25,27 +29,59 @@ class RunFolderBusy(RuntimeError):
 
 class RunLock:
     """An exclusive flock on run_dir/.lock with the holder's pid in it. The kernel releases it when the process
-    ends, however it ends, so a killed run never leaves a stale lock."""
+    ends, however it ends, so a killed run never leaves a stale lock. The lock file is opened without following a
+    link, and must be a regular file of one link: writing the pid truncates it, which must never reach another
+    file (LockFileRefused, a RunFolderBusy, says what is wrong instead)."""
 
     def __init__(self, run_dir: str) -> None:
         self.path = os.path.join(run_dir, LOCK_FILE)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd = _open_lock_file(self.path)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self.fd)
+            self.release()
             raise RunFolderBusy(
                 f"{run_dir} is in use by another training process (pid {holder}); wait for it to end, or train "
                 "under another --name"
             ) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:  # a full disk, say
+            self.release()
+            raise LockFileRefused(f"cannot write {self.path}: {_reason(e)}") from None
 
     def release(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)  # closing drops the flock
             self.fd = -1
+
+
+class LockFileRefused(RunFolderBusy):
+    """The lock file cannot be used: a link, not a regular file, unwritable (train.py reports it as it reports a
+    busy run folder: one line, exit 2)."""
+
+
+def _open_lock_file(path: str) -> int:
+    """The lock file's descriptor, opened without following a link; LockFileRefused unless it is a regular file
+    of one link (its truncation must never reach another file)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise LockFileRefused(f"cannot lock {path}: {_reason(e)}") from None
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+        return fd
+    os.close(fd)
+    what = "a file with other links to it" if stat.S_ISREG(st.st_mode) else "not a regular file"
+    raise LockFileRefused(f"cannot lock {path}: {what}, never written to; remove it and start again")
+
+
+def _reason(e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "it is a symbolic link, never followed; remove it and start again"
+    return e.strerror or str(e)
 
 
 def claim(run_dir: str) -> RunLock:

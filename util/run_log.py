@@ -24,6 +24,8 @@ import math
 import numbers
 import os
 
+from util.util import append_text
+
 LOSSES_FILE = "losses.jsonl"
 LOSS = "loss"
 VALIDATION = "validation"
@@ -57,9 +59,7 @@ def validation_record(epoch: int, total_iters: int | None, metrics: dict[str, fl
 def append(path: str, record: dict) -> None:
     """Append record as one line and flush it (append mode: whatever the file held stays)."""
     line = json.dumps(_strict(record), allow_nan=False) + "\n"
-    with open(path, "a") as f:
-        f.write(line)
-        f.flush()
+    append_text(path, line)
 
 
 def parse(line: str) -> dict | None:

@@ -19,7 +19,7 @@ import numpy as np
 from util import run_log
 from util.html import HTML
 from util.plots import plot_training, plotted_metrics
-from util.util import save_image, write_text
+from util.util import append_text, save_image, write_text
 
 log = logging.getLogger(__name__)
 _IMG_RE = re.compile(r"^epoch(\d+)_iter(\d+)_(\w+)\.png$")
@@ -76,12 +76,10 @@ class TextSink(Sink):
         self.log_name = os.path.join(run_dir, LOSS_LOG)
         self.jsonl_name = os.path.join(run_dir, run_log.LOSSES_FILE)
         self.clock = clock
-        with open(self.log_name, "a") as f:
-            f.write(f"================ Training Loss ({time.strftime('%c')}) ================\n")
+        append_text(self.log_name, f"================ Training Loss ({time.strftime('%c')}) ================\n")
 
     def losses(self, step: LossStep) -> None:
-        with open(self.log_name, "a") as f:
-            f.write(step.line() + "\n")
+        append_text(self.log_name, step.line() + "\n")
         record = run_log.loss_record(
             step.epoch, step.iteration, step.total_iters, step.losses, step.lr, step.time, self.clock()
         )
