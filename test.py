@@ -25,7 +25,17 @@ from util.config import OptionError
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.progress import ProgressReport
-from util.util import NAME_MAX, WriteFailed, atomic_write, printable, save_image, setup_logging, tensor2im, unique_names
+from util.util import (
+    NAME_MAX,
+    WriteFailed,
+    atomic_write,
+    is_inside,
+    printable,
+    save_image,
+    setup_logging,
+    tensor2im,
+    unique_names,
+)
 
 log = logging.getLogger("test")
 # A result image is <stem>_<label>.png: the stem is cut so that the name fits NAME_MAX (255 bytes).
@@ -115,7 +125,7 @@ def prepare_results(opt: TestOptions, tag: str, argv: list[str]) -> tuple[str, s
     the results go to <phase>_<tag>_2 (_3, ...), said in a warning; a results folder inside --dataroot, where a
     later run would read the results as data, is refused."""
     base = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
-    if _inside(base, opt.dataroot):
+    if opt.dataroot and is_inside(base, opt.dataroot):
         fail(f"--results_dir {opt.results_dir}: {base} is inside --dataroot {opt.dataroot}; choose a folder outside")
     web_dir, k = base, 1
     while os.path.lexists(web_dir) and not (os.path.isdir(web_dir) and not os.listdir(web_dir)):
@@ -134,14 +144,6 @@ def prepare_results(opt: TestOptions, tag: str, argv: list[str]) -> tuple[str, s
     except OSError as e:
         fail(f"--results_dir {opt.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
     return web_dir, img_dir
-
-
-def _inside(path: str, folder: str | None) -> bool:
-    """Whether path is folder or lies under it, links resolved."""
-    if not folder:
-        return False
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from models import WeightsMismatch
 from options.options import TranslateOptions, given_flags, parse
 from util.config import OptionError
 from util.progress import ProgressReport
-from util.util import NAME_MAX, WriteFailed, atomic_write, printable, setup_logging, unique_names
+from util.util import NAME_MAX, WriteFailed, atomic_write, is_inside, printable, setup_logging, unique_names
 
 log = logging.getLogger("translate")
 _MAGIC = re.compile(r"[*?[]")
@@ -56,7 +56,7 @@ def expand_inputs(inputs: Sequence[str], out: str | None = None) -> list[str]:
         else:
             found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p) and is_image_file(p))
             root = _pattern_root(item)
-        if root is not None and out is not None and not _inside(root, out):
+        if root is not None and out is not None and not is_inside(root, out, resolve_last=False):
             found = _skip_results(item, found, out)
         if not found:
             raise FileNotFoundError(f"{item}: no such file, and no image matches it")
@@ -65,7 +65,7 @@ def expand_inputs(inputs: Sequence[str], out: str | None = None) -> list[str]:
 
 
 def _skip_results(item: str, found: list[str], out: str) -> list[str]:
-    kept = [p for p in found if not _inside(p, out)]
+    kept = [p for p in found if not is_inside(p, out, resolve_last=False)]
     if found and not kept:
         raise FileNotFoundError(f"{item}: its only images are under --out {out}, which holds results, not inputs")
     if len(kept) < len(found):
@@ -79,13 +79,6 @@ def _pattern_root(pattern: str) -> str:
     while _MAGIC.search(head):
         head = os.path.dirname(head)
     return head or "."
-
-
-def _inside(path: str, folder: str) -> bool:
-    """Whether path is folder or lies under it (the folders resolved; a link in folder counts as inside)."""
-    where = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
-    folder = os.path.realpath(folder)
-    return where == folder or where.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def output_names(paths: Sequence[str]) -> list[str]:

@@ -44,7 +44,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from util.util import atomic_write  # noqa: E402 (needs the sys.path change above)
+from util.util import atomic_write, is_inside  # noqa: E402 (needs the sys.path change above)
 
 log = logging.getLogger("combine_A_and_B")
 
@@ -80,13 +80,7 @@ class OutputExists(FileExistsError):
 def _subfolders(folder: str, fold_AB: str) -> list[str]:
     """The sub-folders of folder, less fold_AB and what lies in it (outputs are never read back as inputs)."""
     paths = {d: os.path.join(folder, d) for d in os.listdir(folder) if not d.startswith(".")}
-    return sorted(d for d, p in paths.items() if os.path.isdir(p) and not _inside(p, fold_AB))
-
-
-def _inside(path: str, folder: str) -> bool:
-    """Whether path is folder or lies under it, links resolved."""
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+    return sorted(d for d, p in paths.items() if os.path.isdir(p) and not is_inside(p, fold_AB))
 
 
 def _jobs_for(dir_A: str, dir_B: str, dir_AB: str) -> list[Job]:

@@ -77,7 +77,7 @@ def inherited(opt: Options, ckpt: GeneratorCheckpoint, given: set[str]) -> dict[
     the data folder the command line leaves out."""
     saved = ckpt.options
     values = dict(saved["generator"])
-    names = {f.name for f in dataclasses.fields(opt)}  # type: ignore[arg-type]
+    names = opt.names()
     values.update({k: saved["preprocess"][k] for k in INHERITED_DATA_KEYS if k in names and k not in given})
     if "dataroot" in names and "dataroot" not in given:
         values["dataroot"] = saved["data"]["dataroot"]
@@ -99,7 +99,7 @@ def resolve_checkpoint(opt: Options, given: set[str]) -> tuple[Options, Generato
         run_seed = None if ckpt.reference else TrainOptions.from_dict(ckpt.options).seed
         opt = dataclasses.replace(opt, seed=run_seed or 0)
     if ckpt.reference:
-        if "load_size" in {f.name for f in dataclasses.fields(opt)} and "load_size" not in given:  # type: ignore[arg-type]
+        if "load_size" in opt.names() and "load_size" not in given:
             opt = dataclasses.replace(opt, load_size=opt.crop_size)  # type: ignore[attr-defined]
     else:
         for line in contradictions(opt, ckpt, given):  # the weights define the generator; the flag cannot

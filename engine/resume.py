@@ -15,7 +15,7 @@ import torch
 from engine.checkpoint import CheckpointError, Progress, load, load_latest, project_checkpoint, read, snapshot_path
 from models.config import GeneratorConfig
 from models.reference import adapt_reference, is_bare_state_dict
-from options.options import RESUME_KEYS, TrainOptions
+from options.options import RESUME_KEYS, TrainOptions, flat_saved
 
 log = logging.getLogger("train")
 
@@ -78,7 +78,7 @@ DATA_SAMPLING_KEYS += ("filter_A", "filter_B", "aug_scale", "aug_rotate", "aug_c
 def _resumed_data(opt: TrainOptions, saved: dict, given: set[str], mid_epoch: bool) -> tuple[TrainOptions, dict]:
     """opt, and {flag: (checkpoint's, command line's)} for the data options given with another value. Raises
     CheckpointError for a change that is not allowed (see DATA_SOURCE_KEYS and DATA_SAMPLING_KEYS)."""
-    flat = {k: v for group in saved.values() for k, v in group.items()}
+    flat = flat_saved(saved)
     keys = [k for k in DATA_SOURCE_KEYS + DATA_SAMPLING_KEYS if k in flat]
     changes = {k: (flat[k], getattr(opt, k)) for k in keys if k in given and not _same(k, flat[k], getattr(opt, k))}
     shown = [f"--{k}: checkpoint {a!r}, command line {b!r}" for k, (a, b) in changes.items()]
@@ -253,7 +253,7 @@ def check_generator_share(
 
 def resume_differences(opt: TrainOptions, saved: dict) -> list[str]:
     """Every option that defines the networks and differs between the command line and saved options."""
-    flat = {k: v for group in saved.values() for k, v in group.items()}
+    flat = flat_saved(saved)
     return [
         f"--{k}: checkpoint {flat[k]!r}, command line {getattr(opt, k)!r}"
         for k in RESUME_KEYS

@@ -64,6 +64,11 @@ class Options:
         return next(g for g in cls.GROUPS if g.key == key)
 
     @classmethod
+    def names(cls) -> set[str]:
+        """Every option of this script (its flags, without dashes)."""
+        return {f.name for f in fields(cls)}  # type: ignore[arg-type]
+
+    @classmethod
     def group_fields(cls, group: type[Config] | str) -> list[str]:
         return [f.name for f in fields(cls.config_class(group))]
 
@@ -91,9 +96,8 @@ class Options:
     def from_dict(cls, saved: Mapping[str, Mapping[str, Any]]):
         """The options saved by to_dict; fields a group lacks (older runs, newer switches) get their defaults,
         names this code no longer knows are dropped."""
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        values = {k: v for group in saved.values() for k, v in group.items() if k in known}
-        return cls(**values)
+        known = cls.names()
+        return cls(**{k: v for k, v in flat_saved(saved).items() if k in known})
 
     def check_fields(self) -> None:
         """Each field on its own: choices and bounds."""
@@ -188,6 +192,11 @@ RESUME_KEYS = ARCHITECTURE_KEYS + tuple(f.name for f in fields(DiscriminatorConf
 INHERITED_DATA_KEYS = tuple(f.name for f in fields(PreprocessConfig))
 
 
+def flat_saved(saved: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Options saved by config key ({"generator": {"netG": ...}, ...}) as one flat dict ({"netG": ...})."""
+    return {k: v for group in saved.values() for k, v in group.items()}
+
+
 def options_class(which: bool | type[Options]) -> type[Options]:
     """train.py's (True) or test.py's (False) options, or the class given."""
     if isinstance(which, bool):
@@ -214,7 +223,7 @@ def build_parser(which: bool | type[Options]) -> argparse.ArgumentParser:
         for f in fields(group):
             _add_flag(g, f, typing.get_type_hints(group)[f.name], hidden=False)
     if cls is not TrainOptions:
-        own = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        own = cls.names()
         g = p.add_argument_group("train.py's other flags (accepted, and ignored)")
         for group in TrainOptions.GROUPS:
             for f in fields(group):
@@ -246,7 +255,7 @@ def given_flags(argv: Sequence[str]) -> set[str]:
 
 def foreign_flags(opt: Options, given: set[str]) -> list[str]:
     """train.py's flags given to another script, which has no use for them."""
-    own = {f.name for f in fields(opt)}  # type: ignore[arg-type]
+    own = opt.names()
     return sorted(k for k in given if k not in own)
 
 
@@ -256,7 +265,7 @@ def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any
     argv = list(sys.argv[1:] if argv is None else argv)
     p = build_parser(which)
     cls = options_class(which)
-    own = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    own = cls.names()
     values = vars(p.parse_args(argv))
     opt = settle(cls(**{k: v for k, v in values.items() if k in own}))
     try:

@@ -57,6 +57,17 @@ def _file_mode() -> int:
     return 0o666 & ~mask
 
 
+def is_inside(path: str, folder: str, resolve_last: bool = True) -> bool:
+    """Whether path is folder or lies under it, links resolved. resolve_last=False leaves path's last component
+    as it is, so a link placed in folder counts as inside it wherever it points."""
+    if resolve_last:
+        path = os.path.realpath(path)
+    else:
+        path = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))), os.path.basename(path))
+    folder = os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
 # Tests set this (tests/hooked.py): called with the path once the temp file is complete, before the rename.
 before_replace_hook: Callable[[str], None] | None = None
 NAME_MAX = 255  # bytes in a file name (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units)
