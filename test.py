@@ -30,6 +30,7 @@ from util.util import (
     WriteFailed,
     atomic_write,
     is_inside,
+    preview_channels,
     printable,
     save_image,
     setup_logging,
@@ -40,6 +41,7 @@ from util.util import (
 log = logging.getLogger("test")
 # A result image is <stem>_<label>.png: the stem is cut so that the name fits NAME_MAX (255 bytes).
 MAX_STEM_BYTES = NAME_MAX - len("_real_A.png")
+OUTPUTS = "outputs"  # full-precision outputs (16-bit, float, many channels) beside images/
 
 
 def fail(msg: str) -> None:
@@ -109,9 +111,14 @@ def translate_one(
     if "B" in batch:
         visuals["real_B"] = batch["B"].to(fake_B.device)
     images = {}
+    chans = preview_channels(opt.preview_channels)
     for label, t in visuals.items():
-        images[label] = f"{stem}_{label}.png"
-        save_image(tensor2im(t), os.path.join(img_dir, images[label]), opt.aspect_ratio, new=True)
+        images[label] = f"{stem}_{label}.png"  # an 8-bit preview for the page, unless the data is 8-bit
+        save_image(tensor2im(t, chans), os.path.join(img_dir, images[label]), opt.aspect_ratio, new=True)
+    if translate.full_output:  # the output itself, in the data's kind and units
+        data = translate.encode(fake_B)
+        out = os.path.join(os.path.dirname(img_dir), OUTPUTS, f"{stem}_fake_B{translate.output_extension}")
+        atomic_write(out, lambda f: f.write(data), new=True)
     scores = scoring.metrics.update(fake_B, visuals["real_B"])[0] if scoring else {}
     baseline = {}
     if scoring and scoring.baseline:
@@ -119,7 +126,7 @@ def translate_one(
     return Row(stem, images, scores, baseline)
 
 
-def prepare_results(opt: TestOptions, tag: str, argv: list[str]) -> tuple[str, str]:
+def prepare_results(opt: TestOptions, tag: str, argv: list[str], full: bool = False) -> tuple[str, str]:
     """results_dir/name/<phase>_<tag> and its images/ folder, proven writable, with test_opt.* in it. test.py never
     writes over a file it did not write in this run: when that folder holds anything (an earlier run's results),
     the results go to <phase>_<tag>_2 (_3, ...), said in a warning; a results folder inside --dataroot, where a
@@ -136,6 +143,8 @@ def prepare_results(opt: TestOptions, tag: str, argv: list[str]) -> tuple[str, s
     img_dir = os.path.join(web_dir, "images")
     try:
         os.makedirs(img_dir, exist_ok=True)
+        if full:  # full-precision outputs (translate.full_output) beside the previews
+            os.makedirs(os.path.join(web_dir, OUTPUTS), exist_ok=True)
         with tempfile.TemporaryFile(dir=img_dir):  # a real write: os.access says yes to root on a read-only disk
             pass
         save_options(opt, web_dir, "test", argv)
@@ -154,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     opt, ckpt, tag = load_run(opt, given)
     try:
         c = opt.config
-        dataset = create_dataset(c("data"), c("preprocess"), c("generator"), None, opt.seed, train=False)
+        dataset = create_dataset(c("data"), c("preprocess"), c("generator"), None, opt.seed, False, c("values"))
         dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
@@ -164,11 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
-        translate = ImageTranslator.from_checkpoint(ckpt, device, opt.amp, opt.channels_last, opt.eval)
+        translate = ImageTranslator.from_checkpoint(
+            ckpt, device, opt.amp, opt.channels_last, opt.eval, opt.config("values")
+        )
     except WeightsMismatch as e:
         fail(f"{ckpt.path}: {e}")
     torch.manual_seed(opt.seed)  # dropout is on by default, so results depend on the seed; it is saved
-    web_dir, img_dir = prepare_results(opt, tag, argv)
+    web_dir, img_dir = prepare_results(opt, tag, argv, translate.full_output)
     scoring = make_scoring(opt, given, device)
     sampler = EpochSampler(n, seed=0, shuffle=False)  # the first n images, in order
     # Batch 1 as in the reference: test images may differ in size, and batch norm sees one image.
@@ -190,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     elapsed = time.perf_counter() - t0
     try:
-        page_path = write_results(web_dir, opt, tag, rows, scoring)
+        page_path = write_results(web_dir, opt, tag, rows, scoring, translate)
     except WriteFailed as e:  # a full disk, say: one line, as for the images
         log.error("%s", e)
         return 1
@@ -201,12 +212,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def write_results(web_dir: str, opt: TestOptions, tag: str, rows: list[Row], scoring: Scoring | None) -> str:
+def write_results(
+    web_dir: str, opt: TestOptions, tag: str, rows: list[Row], scoring: Scoring | None, translate: ImageTranslator
+) -> str:
     """metrics.json and the page (rows sorted as --sort_by asks); returns the page's path."""
-    summary, baseline = write_metrics(web_dir, rows, scoring)
+    units = value_units(translate)
+    summary, baseline = write_metrics(web_dir, rows, scoring, units)
     if opt.sort_by is not None and scoring is not None:
         rows.sort(key=lambda r: r.scores[opt.sort_by], reverse=not HIGHER_IS_BETTER[opt.sort_by])
-    return write_test_page(web_dir, opt, tag, rows, summary, baseline)
+    return write_test_page(web_dir, opt, tag, rows, summary, baseline, units["note"])
+
+
+def value_units(translate: ImageTranslator) -> dict:
+    """What the scores and previews are in: real_B's range (PSNR's and SSIM's data range is its width) and where
+    the full-precision outputs are."""
+    rng = translate.output_range
+    note = (
+        f"real_B values {rng.lo:g}..{rng.hi:g} ({translate.output_dtype}); previews show that window as 0..255; "
+        "PSNR and SSIM are computed before any rounding, with data range "
+        f"{rng.hi - rng.lo:g} in these units"
+    )
+    if translate.full_output:
+        note += f"; the outputs themselves ({translate.output_extension}) are in {OUTPUTS}/"
+    else:
+        note = ""  # plain 8-bit images: the page is as it always was
+    return {
+        "range_B": [rng.lo, rng.hi],
+        "data_range": rng.hi - rng.lo,
+        "output_dtype": translate.output_dtype,
+        "note": note,
+    }
 
 
 def make_scoring(opt: TestOptions, given: set[str], device: torch.device) -> Scoring | None:
@@ -226,12 +261,16 @@ def make_scoring(opt: TestOptions, given: set[str], device: torch.device) -> Sco
     return Scoring(suite(), suite() if score_input else None)
 
 
-def write_metrics(web_dir: str, rows: list[Row], scoring: Scoring | None) -> tuple[dict[str, float], dict[str, float]]:
-    """metrics.json (the summary and every image's scores, and the no-op baseline's); returns both summaries."""
+def write_metrics(
+    web_dir: str, rows: list[Row], scoring: Scoring | None, units: dict
+) -> tuple[dict[str, float], dict[str, float]]:
+    """metrics.json (the summary and every image's scores, the no-op baseline's, and the units: value_units);
+    returns both summaries."""
     if scoring is None:
         return {}, {}
     summary = scoring.metrics.compute()
     record = {"summary": summary, "per_image": {r.name: r.scores for r in rows}, "metrics": scoring.metrics.names}
+    record["units"] = units
     baseline = {}
     if scoring.baseline is not None:
         baseline = scoring.baseline.compute()
@@ -249,12 +288,20 @@ def format_scores(scores: dict[str, float]) -> str:
 
 
 def write_test_page(
-    web_dir: str, opt: TestOptions, tag: str, rows: list[Row], summary: dict[str, float], baseline: dict[str, float]
+    web_dir: str,
+    opt: TestOptions,
+    tag: str,
+    rows: list[Row],
+    summary: dict[str, float],
+    baseline: dict[str, float],
+    units: str = "",
 ) -> str:
     """index.html: a summary at the top, a per-image table of metrics that sorts on a click on a column header,
     then per row the name, real_A, fake_B, real_B, a slider comparing fake_B with real_B, and its metrics."""
     page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {tag}")
     page.add_header(f"{opt.name}: {opt.phase}, checkpoint {tag}, {len(rows)} images")
+    if units:
+        page.add_text(units)
     if summary:
         page.add_table(
             summary,

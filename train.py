@@ -44,7 +44,7 @@ def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
     """(training set, validation set or None, sampler, loader); a data problem ends with exit status 2."""
     try:
         c = opt.config
-        dataset = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, train=True)
+        dataset = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
         dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
         dataset.check_batchable(opt.batch_size)
         dataset.check_min_size(opt.min_side, opt.skip_bad_images, opt.max_bad_fraction)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from data.image_folder import is_image_file, make_dataset
-from data.image_io import TILE_MAX_PIXELS, BadImageError, load_image, scan
+from data.image_io import TILE_MAX_PIXELS, BadImageError, scan
 from engine.checkpoint import CheckpointError
 from engine.inference import ImageTranslator
 from engine.resolve import resolve_checkpoint
@@ -81,10 +81,12 @@ def _pattern_root(pattern: str) -> str:
     return head or "."
 
 
-def output_names(paths: Sequence[str]) -> list[str]:
+def output_names(paths: Sequence[str], ext: str | None = None) -> list[str]:
     """Each input's file name, made unique where two inputs share a stem (a.png, a_2.jpg), and cut to fit the file
-    system's 255 bytes."""
-    exts = [os.path.splitext(p)[1] for p in paths]
+    system's 255 bytes. ext: every result's extension (full-precision outputs: .png, .tif, .npy); None: the
+    input's, or .png for one Pillow does not write (.npy, .dcm)."""
+    writable = Image.registered_extensions()
+    exts = [ext or (e if e.lower() in writable else ".png") for e in (os.path.splitext(p)[1] for p in paths)]
     stems = unique_names(paths, [NAME_MAX - len(os.fsencode(ext)) for ext in exts])
     return [stem + ext for stem, ext in zip(stems, exts, strict=True)]
 
@@ -166,15 +168,22 @@ def translate_batch(t: ImageTranslator, opt: TranslateOptions, batch: list[str],
     failed, images = {}, {}
     for p in batch:
         try:
-            images[p] = t.to_tensor(load_image(p, t.input_nc, max_pixels(opt)))
+            images[p] = t.read(p, max_pixels(opt))
         except BadImageError as e:
             failed[p] = str(e)
+        except ValueError as e:  # channels or a range that do not fit the run's
+            failed[p] = f"cannot read image {p}: {e}"
     if not images:
         return failed
     fake = t.translate(torch.cat(list(images.values())), opt.tile, opt.overlap)
     for i, p in enumerate(images):
         try:
-            save(t.to_image(fake[i]), os.path.join(opt.out, names[p]))
+            path = os.path.join(opt.out, names[p])
+            if t.full_output:  # 16-bit, float, many channels: in the data's own kind and units
+                data = t.encode(fake[i])
+                atomic_write(path, lambda f, data=data: f.write(data), new=True)
+            else:
+                save(t.to_image(fake[i]), path)
         except WriteFailed as e:
             if e.errno is not None:
                 raise
@@ -190,7 +199,7 @@ def load(opt: TranslateOptions, argv: list[str]) -> tuple[TranslateOptions, list
         paths = expand_inputs(opt.inputs, opt.out)
         opt, ckpt, _ = resolve_checkpoint(opt, given_flags(argv))
         device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
-        t = ImageTranslator.from_checkpoint(ckpt, device, opt.amp, opt.channels_last, opt.eval)
+        t = ImageTranslator.from_checkpoint(ckpt, device, opt.amp, opt.channels_last, opt.eval, opt.config("values"))
     except (FileNotFoundError, CheckpointError, OptionError) as e:
         fail(str(e))
     except WeightsMismatch as e:
@@ -210,14 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(opt.verbose)
     check_out_path(opt.out)
     opt, paths, t, ckpt_path = load(opt, argv)
-    names = dict(zip(paths, output_names(paths), strict=True))
+    names = dict(zip(paths, output_names(paths, t.output_extension if t.full_output else None), strict=True))
     check_outputs(paths, names, opt.out)
     prepare_out(opt.out)
     batch_size = opt.batch_size
     if t.batch_statistics and batch_size > 1:
         log.info("one image per batch: in train-mode testing batch norm normalises with each batch's statistics")
         batch_size = 1
-    sizes, failed = scan(paths, decode=False, max_pixels=max_pixels(opt))
+    sizes, failed, _ = scan(paths, decode=False, max_pixels=max_pixels(opt))
     readable = [p for p in paths if p in sizes]
     torch.manual_seed(opt.seed)  # dropout is on unless --eval
     log.info("translating %d images with %s on %s into %s", len(readable), ckpt_path, t.device, opt.out)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.aligned_dataset import AlignedDataset
-from data.config import AugmentConfig, DataConfig, PreprocessConfig
+from data.config import AugmentConfig, DataConfig, PreprocessConfig, ValuesConfig
 from data.single_dataset import SingleDataset
 from data.transforms import Augment, Preprocess
 
@@ -66,9 +66,12 @@ def create_dataset(
     augment: AugmentConfig | None,
     seed: int,
     train: bool,
+    values: ValuesConfig | None = None,
 ) -> Dataset:
     """The dataset of --dataset_mode. generator: a models.config.GeneratorConfig (direction and channels);
-    augment None: no augmentation. Test-time datasets (train False) use centre crops and no flips."""
+    augment None: no augmentation; values: the ranges of real_A and real_B (None: the value types' own).
+    Test-time datasets (train False) use centre crops and no flips."""
+    values = values or ValuesConfig()
     pre = Preprocess(preprocess.preprocess, preprocess.load_size, preprocess.crop_size, not data.no_flip, train)
     if data.dataset_mode == "single":
         return SingleDataset(
@@ -78,6 +81,7 @@ def create_dataset(
             preprocess=pre,
             filter_A=preprocess.filter_A,
             max_dataset_size=data.max_dataset_size,
+            range_A=values.range_A,
         )
     aug = Augment()
     if augment is not None and train:
@@ -95,6 +99,8 @@ def create_dataset(
         seed=seed if train else 0,
         max_dataset_size=data.max_dataset_size,
         aug=aug,
+        range_A=values.range_A,
+        range_B=values.range_B,
     )
 
 

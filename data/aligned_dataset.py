@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
+from data.arrays import Kind
 from data.image_cache import ImageCache, available_memory, human
 from data.image_folder import IMG_EXTENSIONS, make_dataset
-from data.image_io import BadImageError, load_image, scan
-from data.transforms import CROP_MODES, Augment, Preprocess, apply, augment, get_params, scaled_size, to_tensor
+from data.image_io import BadImageError, load_image, read_file, scan
+from data.transforms import (
+    CROP_MODES,
+    Augment,
+    Preprocess,
+    apply,
+    apply_array,
+    array_to_tensor,
+    augment,
+    get_params,
+    scaled_size,
+    to_tensor,
+)
+from data.values import EIGHT_BIT, ValueRange, fit_channels, fit_problem, range_for
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +39,42 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 def split_key(key: int | tuple[int, int]) -> tuple[int, int]:
     """Samplers give (epoch, index); plain integer indices mean epoch 0."""
     return (int(key[0]), int(key[1])) if isinstance(key, tuple) else (0, int(key))
+
+
+@dataclass(frozen=True)
+class Side:
+    """How the images of one side (left = A on disk, right = B) are read: nc channels; full: at full precision,
+    mapped to [-1, 1] by `range` (else an 8-bit image read through Pillow as it always was)."""
+
+    nc: int
+    range: ValueRange
+    full: bool
+
+    def unit(self, a: np.ndarray) -> np.ndarray:
+        """(H, W, C) file values -> (H, W, nc) float32 in [-1, 1]."""
+        return self.range.to_unit(fit_channels(a, self.nc))
+
+
+def settle_side(paths: list[str], kinds: dict[str, Kind], nc: int, spec: str, flag: str, nc_flag: str) -> Side:
+    """The Side of files that must share one value type (the first file's); ValueError naming a file that does not,
+    or whose channels cannot be read as nc, or float data without a range."""
+    first = kinds[paths[0]]
+    for p in paths:
+        k = kinds[p]
+        if (k.dtype, k.eight_bit) != (first.dtype, first.eight_bit):
+            raise ValueError(
+                f"{p} is {k.describe()}, but {paths[0]} is {first.describe()}: the images of one side must "
+                "share one value type"
+            )
+        problem = None if k.eight_bit else fit_problem(k.channels, nc)
+        if problem:
+            raise ValueError(f"--{nc_flag} {nc}: {p} {problem}")
+    rng = range_for(spec, first, flag)
+    return Side(nc, rng, full=not (first.eight_bit and rng == EIGHT_BIT))
+
+
+def size_of(x: Image.Image | np.ndarray) -> tuple[int, int]:
+    return x.size if isinstance(x, Image.Image) else (x.shape[1], x.shape[0])
 
 
 class AlignedDataset(torch.utils.data.Dataset):
@@ -44,12 +94,15 @@ class AlignedDataset(torch.utils.data.Dataset):
         seed: int,
         max_dataset_size: int | None,
         aug: Augment,
+        range_A: str,
+        range_B: str,
     ) -> None:
         self.direction, self.input_nc, self.output_nc = direction, input_nc, output_nc
         self.preprocess, self.filter_A, self.filter_B, self.seed = preprocess, filter_A, filter_B, seed
-        self.aug = aug
+        self.aug, self.range_A, self.range_B = aug, range_A, range_B
         self.pairs = find_pairs(dataroot, phase, max_dataset_size)
         self.cache: ImageCache | None = None
+        self._sides: tuple[Side, Side] | None = None  # left, right: settled by check()
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -65,7 +118,7 @@ class AlignedDataset(torch.utils.data.Dataset):
         all, drop the bad pairs and stop only if more than max_bad_fraction are bad); warn about combined
         images whose halves look wrong; check --preprocess crop against the image sizes."""
         files = [p for pair in self.pairs for p in pair if p is not None]
-        sizes, errors = scan(files, decode=skip_bad, workers=workers)
+        sizes, errors, kinds = scan(files, decode=skip_bad, workers=workers)
         for a, b in self.pairs:  # a combined image needs two halves of at least a pixel each
             if b is None and a in sizes and min(sizes[a][0] // 2, sizes[a][1]) < 1:
                 w, h = sizes[a]
@@ -78,7 +131,8 @@ class AlignedDataset(torch.utils.data.Dataset):
                 f"A and B differ in size: {a} is {sizes[a][0]}x{sizes[a][1]}, {b} is {sizes[b][0]}x{sizes[b][1]}"
                 + (f" (and {len(mismatched) - 1} more pairs)" if len(mismatched) > 1 else "")
             )
-        self.file_sizes = sizes  # each file as decoded
+        self.file_sizes, self.file_kinds = sizes, kinds  # each file as decoded
+        self._sides = self.settle_sides()
         # Size of each image (one half of a combined A|B image), as it is read.
         self.sizes = {a: (sizes[a][0] // 2 if b is None else sizes[a][0], sizes[a][1]) for a, b in self.pairs}
         odd = [a for a, b in self.pairs if b is None and sizes[a][0] % 2]
@@ -96,6 +150,29 @@ class AlignedDataset(torch.utils.data.Dataset):
                         f"(use --preprocess resize_and_crop, or a smaller --crop_size)"
                     )
 
+    @property
+    def sides(self) -> tuple[Side, Side]:
+        """How the left and right images are read: settled by check(), or here from the files' headers."""
+        if self._sides is None:
+            files = [p for pair in self.pairs for p in pair if p is not None]
+            self.file_kinds = scan(files, decode=False)[2]
+            self._sides = self.settle_sides()
+        return self._sides
+
+    def settle_sides(self) -> tuple[Side, Side]:
+        """How the left (A) and right (B) images are read, from their kinds and the ranges of real_A and real_B."""
+        in_nc, out_nc = self.disk_channels()
+        flags = (("range_A", "input_nc"), ("range_B", "output_nc"))
+        specs = (self.range_A, self.range_B)
+        if self.direction == "BtoA":
+            flags, specs = flags[::-1], specs[::-1]
+        left = [a for a, _ in self.pairs]
+        right = [b if b is not None else a for a, b in self.pairs]
+        return (
+            settle_side(left, self.file_kinds, in_nc, specs[0], *flags[0]),
+            settle_side(right, self.file_kinds, out_nc, specs[1], *flags[1]),
+        )
+
     def disk_channels(self) -> tuple[int, int]:
         """Channels of the left (A) and right (B) images on disk: the model input is real_A, so BtoA swaps."""
         return (self.input_nc, self.output_nc) if self.direction == "AtoB" else (self.output_nc, self.input_nc)
@@ -103,48 +180,73 @@ class AlignedDataset(torch.utils.data.Dataset):
     def cache_images(self, workers: int) -> None:
         """--cache_images: decode every file once, now (after check(), which measured them), into shared memory.
         Raises data.image_cache.CacheTooLarge when they would not fit."""
-        in_nc, out_nc = self.disk_channels()
-        items = []
+        items = {}
         for left, right in self.pairs:
-            items += [(left, 3)] if right is None else [(left, in_nc), (right, out_nc)]
-        self.cache = ImageCache(items, self.file_sizes, workers)
+            for path, side in ((left, self.sides[0]), (right, self.sides[1])) if right else ((left, None),):
+                key = self._key(path, side)
+                (w, h), kind = self.file_sizes[path], self.file_kinds[path]
+                if key[1] is None:
+                    items[key] = ((h, w, kind.channels), kind.dtype)
+                else:
+                    items[key] = ((h, w) if key[1] == 1 else (h, w, 3), "uint8")
+        self.cache = ImageCache(items, self._decode, workers)
+
+    def _key(self, path: str, side: Side | None) -> tuple[str, int | None]:
+        """The cache's key of a file read for side (None: a combined A|B file): (path, channels) for an 8-bit
+        image, (path, None) for full-precision values."""
+        full = side.full if side is not None else any(s.full for s in self.sides)
+        return (path, None) if full else (path, 3 if side is None else side.nc)
+
+    def _decode(self, key: tuple[str, int | None]) -> np.ndarray:
+        path, nc = key
+        return read_file(path) if nc is None else np.asarray(load_image(path, nc))
 
     def input_path(self, index: int) -> str:
         """The file that sample index's real_A comes from (A_paths)."""
         left, right = self.pairs[index]
         return right if right is not None and self.direction == "BtoA" else left
 
-    def _load(self, path: str, nc: int) -> Image.Image:
-        return self.cache.image(path, nc) if self.cache is not None else load_image(path, nc)
+    def _read(self, path: str, side: Side | None) -> Image.Image | np.ndarray:
+        """A file as an 8-bit Pillow image, or its full-precision values (H, W, C)."""
+        key = self._key(path, side)
+        if self.cache is not None:
+            return self.cache.array(key) if key[1] is None else self.cache.image(*key)
+        return read_file(path) if key[1] is None else load_image(path, key[1])
+
+    def _read_pair(self, left_path: str, right_path: str | None) -> tuple:
+        """(left, right): each an 8-bit image or a full-precision (H, W, nc) array in [-1, 1]."""
+        ls, rs = self.sides
+        if right_path is None:
+            ab = self._read(left_path, None)
+            w2 = size_of(ab)[0] // 2
+            if isinstance(ab, np.ndarray):
+                return ls.unit(ab[:, :w2]), rs.unit(ab[:, w2 : 2 * w2])
+            left, right = ab.crop((0, 0, w2, ab.size[1])), ab.crop((w2, 0, 2 * w2, ab.size[1]))
+            return (left.convert("L") if ls.nc == 1 else left), (right.convert("L") if rs.nc == 1 else right)
+        left, right = self._read(left_path, ls), self._read(right_path, rs)
+        if size_of(left) != size_of(right):
+            (lw, lh), (rw, rh) = size_of(left), size_of(right)
+            raise RuntimeError(f"A and B differ in size: {left_path} is {lw}x{lh}, {right_path} is {rw}x{rh}")
+        left = ls.unit(left) if isinstance(left, np.ndarray) else left
+        right = rs.unit(right) if isinstance(right, np.ndarray) else right
+        return left, right
+
+    def _finish(self, x: Image.Image | np.ndarray, params, resample: str) -> torch.Tensor:
+        if isinstance(x, np.ndarray):
+            return array_to_tensor(apply_array(x, self.preprocess, params, resample))
+        return to_tensor(apply(x, self.preprocess, params, resample))
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         epoch, index = split_key(key)
         left_path, right_path = self.pairs[index]
-        # On disk: left = A, right = B.
-        in_nc, out_nc = self.disk_channels()
-        if right_path is None:
-            ab = self._load(left_path, 3)
-            w, h = ab.size
-            w2 = w // 2
-            left, right = ab.crop((0, 0, w2, h)), ab.crop((w2, 0, 2 * w2, h))
-            if in_nc == 1:
-                left = left.convert("L")
-            if out_nc == 1:
-                right = right.convert("L")
-            right_path = left_path
-        else:
-            left, right = self._load(left_path, in_nc), self._load(right_path, out_nc)
-            if left.size != right.size:
-                raise RuntimeError(
-                    f"A and B differ in size: {left_path} is {left.size[0]}x{left.size[1]}, "
-                    f"{right_path} is {right.size[0]}x{right.size[1]}"
-                )
+        left, right = self._read_pair(left_path, right_path)  # on disk: left = A, right = B
+        right_path = right_path or left_path
         if self.direction == "BtoA":
             left, right, left_path, right_path = right, left, right_path, left_path
         rng = sample_rng(self.seed, epoch, index)
-        params = get_params(self.preprocess, *left.size, rng)
-        A = to_tensor(apply(left, self.preprocess, params, self.filter_A))
-        B = to_tensor(apply(right, self.preprocess, params, self.filter_B))
+        params = get_params(self.preprocess, *size_of(left), rng)
+        A = self._finish(left, params, self.filter_A)
+        B = self._finish(right, params, self.filter_B)
         if self.aug.enabled and self.preprocess.random:
             A, B = augment(A, B, self.aug, int(rng.integers(2**31)))
         return {"A": A, "B": B, "A_paths": left_path, "B_paths": right_path}

@@ -7,8 +7,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from data.arrays import OUTPUT_FORMATS, VALUE_TYPES, png_problem
 from data.transforms import CROP_MODES, PREPROCESS_MODES, RESIZE_CROP_MODES, RESIZE_FILTERS
+from data.values import check_range_flag
 from util.config import Config, OptionError, arg, need
+from util.util import preview_channels
 
 
 def default_threads() -> int:
@@ -126,3 +129,54 @@ class AugmentConfig(Config):
     aug_rotate: float = arg(0.0, "random rotation in [-D, D] degrees", lo=0, hi=180, note="degrees")
     aug_color: float = arg(0.0, "brightness/contrast/saturation jitter (hue a quarter of it)", lo=0, hi=1)
     aug_color_on: str = arg("input", "jitter real_A only, or A and B alike", choices=("input", "both"))
+
+
+@dataclass(frozen=True)
+class ValuesConfig(Config):
+    """How data values become the network's [-1, 1] and outputs go back to the data's units; train.py settles them
+    (ranges measured, the output type found) and saves them with the run, which test.py and translate.py take."""
+
+    key: ClassVar[str] = "values"
+    title: ClassVar[str] = "data values (16-bit, float, many channels; test.py takes the training run's unless given)"
+    from_run: ClassVar[bool] = True
+
+    range_A: str = arg(
+        "",
+        "MIN,MAX of real_A's values, mapped to [-1, 1], values outside clipped (a CT window: --range_A=-1024,3071); "
+        "auto: measured over the training set (0.1 and 99.9 percentiles); default: the value type's range for "
+        "integer images (0..255, 0..65535), measured for float ones",
+    )
+    range_B: str = arg("", "the same for real_B and fake_B (outputs are mapped back by it)")
+    output_dtype: str = arg(
+        "auto",
+        "value type of written outputs (default: real_B's in the training data, saved with the run)",
+        choices=("auto", *VALUE_TYPES),
+    )
+    output_format: str = arg(
+        "auto",
+        "file format of full-precision outputs (default: PNG for 8- and 16-bit images of 1, 3 or 4 channels, "
+        "TIFF otherwise); 8-bit runs with the default write the PNGs they always did",
+        choices=OUTPUT_FORMATS,
+    )
+    preview_channels: str = arg(
+        "",
+        "channels the pages and visdom show of images with other than 1 or 3 channels: one (grey) or three "
+        "(R,G,B), e.g. 0 or 2,1,0 (default: the first, as grey)",
+    )
+
+    def check(self, o: Any) -> None:
+        check_range_flag(self.range_A, "range_A")
+        check_range_flag(self.range_B, "range_B")
+        try:
+            chans = preview_channels(self.preview_channels)
+        except ValueError as e:
+            raise OptionError(str(e)) from None
+        g = o.config("generator")
+        for flag, nc in (("input_nc", g.input_nc), ("output_nc", g.output_nc)):
+            need(
+                not chans or nc in (1, 3) or max(chans) < nc,
+                f"--preview_channels {self.preview_channels}: --{flag} is {nc} (channels 0 to {nc - 1})",
+            )
+        if self.output_format == "png":
+            problem = png_problem("uint8" if self.output_dtype == "auto" else self.output_dtype, g.output_nc)
+            need(problem is None, f"--output_format png: {problem}; use tif or npy")

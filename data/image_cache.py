@@ -6,14 +6,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from PIL import Image
-
-from data.image_io import load_image
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +53,23 @@ def human(n: int) -> str:
 
 
 class ImageCache:
-    """The decoded images (path, channels) -> uint8 (H, W[, C]) array views into one shared tensor.
+    """Decoded images, key -> array views into one shared tensor. items: key -> (shape, dtype) of each, known up
+    front from the data set's check (so the size is checked before anything is decoded and nothing is copied
+    twice); load(key) decodes one, as the data set would without the cache."""
 
-    sizes: (width, height) of each file as decoded (EXIF rotation applied), from the data set's check; they give
-    the exact size up front, so the estimate is checked before anything is decoded and nothing is copied twice.
-    """
-
-    def __init__(self, items: Sequence[tuple[str, int]], sizes: dict[str, tuple[int, int]], workers: int) -> None:
-        self.index: dict[tuple[str, int], tuple[int, tuple[int, ...]]] = {}
+    def __init__(
+        self,
+        items: dict[Hashable, tuple[tuple[int, ...], str]],
+        load: Callable[[Hashable], np.ndarray],
+        workers: int,
+    ) -> None:
+        self.index: dict[Hashable, tuple[int, tuple[int, ...], str]] = {}
+        self.load = load
         offset = 0
-        for path, nc in dict.fromkeys(items):  # each (path, channels) once, in order
-            w, h = sizes[path]
-            shape = (h, w) if nc == 1 else (h, w, 3)
-            self.index[(path, nc)] = (offset, shape)
-            offset += int(np.prod(shape))
+        for key, (shape, dtype) in items.items():
+            offset = -(-offset // 8) * 8  # each array aligned for its value type
+            self.index[key] = (offset, shape, dtype)
+            offset += int(np.prod(shape)) * np.dtype(dtype).itemsize
         self.nbytes = offset
         budget, why = cache_budget()
         if offset > budget:
@@ -90,17 +91,19 @@ class ImageCache:
             elapsed,
         )
 
-    def _view(self, key: tuple[str, int]) -> np.ndarray:
-        offset, shape = self.index[key]
-        return self.buffer[offset : offset + int(np.prod(shape))].numpy().reshape(shape)
+    def array(self, key: Hashable) -> np.ndarray:
+        """The cached array, exactly as load(key) decoded it (a read-only view)."""
+        offset, shape, dtype = self.index[key]
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return self.buffer[offset : offset + n].numpy().view(dtype).reshape(shape)
 
-    def _fill(self, key: tuple[str, int]) -> None:
-        arr = np.asarray(load_image(*key))
-        view = self._view(key)
+    def _fill(self, key: Hashable) -> None:
+        arr = np.asarray(self.load(key))
+        view = self.array(key)
         if arr.shape != view.shape:  # the header's size disagrees with the pixels (a file changed since the check)
             raise RuntimeError(f"{key[0]} decoded to {arr.shape[1]}x{arr.shape[0]}, not the size its header gave")
         view[...] = arr
 
     def image(self, path: str, nc: int) -> Image.Image:
-        """The cached image, exactly as load_image(path, nc) decodes it."""
-        return Image.fromarray(self._view((path, nc)))  # (H, W) -> L, (H, W, 3) -> RGB
+        """A cached 8-bit image, exactly as load_image(path, nc) decodes it."""
+        return Image.fromarray(self.array((path, nc)))  # (H, W) -> L, (H, W, 3) -> RGB

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".npy", ".dcm")
 
 
 def is_image_file(filename: str) -> bool:

@@ -1,4 +1,5 @@
-"""Reading images robustly: mode conversion rules, EXIF orientation, and scanning a data set for bad files."""
+"""Reading images robustly: mode conversion rules, EXIF orientation, full-precision files (data.arrays), and scanning
+a data set for bad files."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from data.arrays import Kind, is_array_file, probe, read_array
 
 log = logging.getLogger(__name__)
 _EXIF_ORIENTATION = 0x0112
@@ -21,10 +24,11 @@ class BadImageError(RuntimeError):
     """An image file that cannot be decoded; the message starts with 'cannot read image <path>'."""
 
 
-# The pixel modes the loader reads. Not read: 32-bit float (F), which has no known value range (0..1, 0..255 and
-# 0..65535 are all common), premultiplied alpha (La, which Pillow does not convert), and any other mode.
+# The pixel modes the loader reads. Not read: premultiplied alpha (La, which Pillow does not convert), and any other
+# mode. 16-bit, 32-bit integer and float (F) images are read at full precision (data.arrays) by the data sets; the
+# 8-bit rules below (to_8bit) are for what must be 8-bit.
 READ_MODES = frozenset(
-    {"1", "L", "P", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "I"}
+    {"1", "L", "P", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "PA", "I", "F"}
     | {"I;16", "I;16L", "I;16B", "I;16N"}
 )
 # translate.py --tile raises Pillow's decompression-bomb limit to this (2**30 pixels, e.g. 32768 x 32768: 3 GB as
@@ -35,8 +39,6 @@ _OPEN_LOCK = threading.Lock()  # Pillow's limit is a module global: set for one 
 
 def check_mode(im: Image.Image) -> None:
     """Refuse (ValueError) a pixel mode the loader does not read; the header says it, nothing is decoded."""
-    if im.mode == "F":
-        raise ValueError("32-bit float pixels (mode F) are not read; save the image with 8 or 16 bits")
     if im.mode not in READ_MODES:
         raise ValueError(f"pixels of mode {im.mode} are not read; save the image as 8-bit RGB or L")
 
@@ -46,6 +48,8 @@ def to_8bit(im: Image.Image) -> Image.Image:
     converts to both L and RGB. Raises ValueError for what it does not read (check_mode, 32-bit values above
     65535)."""
     check_mode(im)
+    if im.mode == "F":
+        raise ValueError("32-bit float pixels (mode F) have no 8-bit form; the data sets read them at full precision")
     if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # no copy for the usual upright image
         im = ImageOps.exif_transpose(im)
     top = im.getextrema()[1] if im.mode == "I" else None
@@ -131,10 +135,14 @@ def upright_size(im: Image.Image) -> tuple[int, int]:
 
 
 def inspect_image(path: str, decode: bool, max_pixels: int | None = None) -> tuple[int, int]:
-    """(width, height) as the image will be used (upright_size); decode=False reads the header only (and refuses
-    a mode the loader does not read); decode=True also decodes the pixels and applies the loader's rules
-    (to_8bit), so whatever load_image would refuse (a truncated file, 32-bit values above 65535) is found here,
-    and the size is the decoded one."""
+    """(width, height) as the image will be used: inspect_file's."""
+    return inspect_file(path, decode, max_pixels)[0]
+
+
+def inspect_file(path: str, decode: bool, max_pixels: int | None = None) -> tuple[tuple[int, int], Kind]:
+    """((width, height) as the image will be used (upright_size), its Kind); decode=False reads the header only
+    (and refuses a mode the loader does not read); decode=True also decodes the values (read_file), so whatever
+    loading would refuse (a truncated file, say) is found here, and the size is the decoded one."""
     try:
         empty = os.path.getsize(path) == 0
     except OSError as e:  # a dangling link, a file removed since the scan
@@ -144,32 +152,73 @@ def inspect_image(path: str, decode: bool, max_pixels: int | None = None) -> tup
     if empty:
         raise BadImageError(f"cannot read image {path}: the file is empty")
     try:
-        with open_image(path, max_pixels) as im:
-            check_mode(im)
-            if not decode:
-                return upright_size(im)
-            im.load()  # to_8bit leaves an upright RGB or L image undecoded
-            return to_8bit(im).size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        with open_file(path, max_pixels) as im:
+            if im is not None:
+                check_mode(im)
+            size, kind = probe(path, im)
+            if im is not None:
+                size = upright_size(im)
+            if decode and kind.eight_bit:
+                im.load()  # to_8bit leaves an upright RGB or L image undecoded
+                size = to_8bit(im).size
+            elif decode:
+                a = read_array(path, im)
+                size = (a.shape[1], a.shape[0])
+            return size, kind
+    except (OSError, ValueError, SyntaxError, ImportError, Image.DecompressionBombError) as e:
+        raise BadImageError(f"cannot read image {path}: {e}") from e
+
+
+@contextlib.contextmanager
+def open_file(path: str, max_pixels: int | None = None) -> Iterator[Image.Image | None]:
+    """open_image, or None for a file Pillow does not read (.npy, DICOM, a TIFF of many bands or 16-bit colour,
+    read by data.arrays)."""
+    if is_array_file(path):
+        yield None
+        return
+    try:
+        ctx = open_image(path, max_pixels)
+        im = ctx.__enter__()
+    except UnidentifiedImageError:
+        if not path.lower().endswith((".tif", ".tiff")):
+            raise
+        yield None
+        return
+    try:
+        yield im
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def read_file(path: str, max_pixels: int | None = None) -> np.ndarray:
+    """A file's values at full precision, (H, W, C) in their data.arrays.VALUE_TYPES type, upright per EXIF
+    orientation, channels as stored (alpha dropped). Raises BadImageError naming the file."""
+    try:
+        with open_file(path, max_pixels) as im:
+            if im is not None:
+                check_mode(im)
+            return read_array(path, im)
+    except (OSError, ValueError, SyntaxError, ImportError, Image.DecompressionBombError) as e:
         raise BadImageError(f"cannot read image {path}: {e}") from e
 
 
 def scan(
     paths: Sequence[str], decode: bool, workers: int = 4, max_pixels: int | None = None
-) -> tuple[dict[str, tuple[int, int]], dict[str, str]]:
-    """Inspect every file (threads: Pillow decodes without the GIL). Returns (sizes, errors) by path."""
+) -> tuple[dict[str, tuple[int, int]], dict[str, str], dict[str, Kind]]:
+    """Inspect every file (threads: Pillow decodes without the GIL). Returns (sizes, errors, kinds) by path."""
     sizes: dict[str, tuple[int, int]] = {}
     errors: dict[str, str] = {}
+    kinds: dict[str, Kind] = {}
 
     def one(p: str) -> None:
         try:
-            sizes[p] = inspect_image(p, decode, max_pixels)
+            sizes[p], kinds[p] = inspect_file(p, decode, max_pixels)
         except BadImageError as e:
             errors[p] = str(e)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         list(pool.map(one, paths))
-    return sizes, errors
+    return sizes, errors, kinds
 
 
 def data_error(e: BaseException) -> str | None:

@@ -80,6 +80,27 @@ def apply(img: Image.Image, p: Preprocess, params: Params, resample: str) -> Ima
     return img
 
 
+def apply_array(a: np.ndarray, p: Preprocess, params: Params, resample: str) -> np.ndarray:
+    """apply() for full-precision data: (H, W, C) float32 in [-1, 1], each channel resampled by Pillow's float
+    (mode F) filters, the 8-bit path's filters without its rounding, and clipped to [-1, 1] as 8-bit images are
+    (bicubic and Lanczos overshoot at edges)."""
+    if (a.shape[1], a.shape[0]) != params.size:
+        chans = [Image.fromarray(np.ascontiguousarray(a[:, :, c])) for c in range(a.shape[2])]
+        a = np.stack([np.asarray(ch.resize(params.size, FILTERS[resample])) for ch in chans], axis=2)
+        a = np.clip(a, -1.0, 1.0)
+    if params.crop is not None:
+        x, y = params.crop
+        a = a[y : y + p.crop_size, x : x + p.crop_size]
+    if params.flip:
+        a = a[:, ::-1]
+    return a
+
+
+def array_to_tensor(a: np.ndarray) -> torch.Tensor:
+    """(H, W, C) float32 in [-1, 1] -> (C, H, W) tensor."""
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))
+
+
 def to_tensor(img: Image.Image) -> torch.Tensor:
     """PIL image (L or RGB, 8-bit) -> float tensor (C, H, W) in [-1, 1]."""
     arr = np.asarray(img, dtype=np.uint8)

@@ -3,15 +3,20 @@ ones; test.py, translate.py and export.py use it too, so there is one inference 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
-from data.image_io import convert
-from data.transforms import to_tensor
+from data.arrays import Kind, as_value_type, encode, output_format, probe, read_array
+from data.config import ValuesConfig
+from data.image_io import check_mode, convert, inspect_file, load_image, read_file
+from data.transforms import array_to_tensor, to_tensor
+from data.values import EIGHT_BIT, ValueRange, fit_channels, fit_problem, range_for, to_output
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from models import build_translator
 from models.config import GeneratorConfig, SpeedConfig
@@ -19,7 +24,7 @@ from models.tiling import translate_tiled
 from models.translator import Translator, frozen_state
 from options.groups import SourceOptions
 from options.options import TrainOptions
-from util.util import tensor2im
+from util.util import preview_channels, tensor2im
 
 
 def reference_options(generator: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -114,24 +119,42 @@ class ImageTranslator:
     """A trained generator with what it takes to use it: direction, channels, normalisation to [-1, 1], padding
     to the network's size multiple (inputs of any size), --residual, precision and device.
 
-    t(pil_image) -> PIL image, any mode read as the data loader reads files (data.image_io.convert: 16-bit
-    scaled, alpha dropped, EXIF orientation applied; mode F refused); t(tensor) -> tensor, for (C, H, W) or
-    (N, C, H, W) floating point in [-1, 1] (float16/float64 computed in fp32; integer tensors are refused),
-    returned in fp32 on the input's device. tile=T, overlap=O translate in overlapping tiles (images too large
-    for memory). Translating never changes the generator's state_dict, in train or eval mode (frozen_state)."""
+    t(pil_image) -> PIL image, read as the data loader reads files (alpha dropped, EXIF orientation applied;
+    16-bit and float images at full precision, mapped by the run's --range_A); an output that is not 8-bit
+    (16-bit, float, other than 1 or 3 channels) comes back as a NumPy array instead. t(array) -> array: an (H, W)
+    or (H, W, C) NumPy array in the data's units -> (H, W, output_nc) in the run's output value type and units.
+    t(tensor) -> tensor, for (C, H, W) or (N, C, H, W) floating point in [-1, 1] (float16/float64 computed in
+    fp32; integer tensors are refused), returned in fp32 on the input's device. tile=T, overlap=O translate in
+    overlapping tiles (images too large for memory). Translating never changes the generator's state_dict, in
+    train or eval mode (frozen_state)."""
 
-    def __init__(self, translator: Translator, checkpoint: GeneratorCheckpoint, eval: bool) -> None:
+    def __init__(
+        self, translator: Translator, checkpoint: GeneratorCheckpoint, eval: bool, values: ValuesConfig | None = None
+    ) -> None:
+        """values: how values map in and out (default: the run's; test.py and translate.py pass theirs, which are
+        the run's unless given)."""
         self.translator = translator
         self.checkpoint = checkpoint
+        if values is None:
+            saved = checkpoint.options.get("values", {})
+            known = {f.name for f in dataclasses.fields(ValuesConfig)}
+            values = ValuesConfig(**{k: v for k, v in saved.items() if k in known})
+        self.values = values
         self.set_eval(eval)
 
     @classmethod
     def from_checkpoint(
-        cls, ckpt: GeneratorCheckpoint, device: torch.device, amp: str, channels_last: bool, eval: bool
+        cls,
+        ckpt: GeneratorCheckpoint,
+        device: torch.device,
+        amp: str,
+        channels_last: bool,
+        eval: bool,
+        values: ValuesConfig | None = None,
     ) -> ImageTranslator:
         """Raises models.WeightsMismatch when the weights do not fit the checkpoint's options."""
         t = build_translator(ckpt.generator, ckpt.netG, device, amp, channels_last, reference=ckpt.reference)
-        return cls(t, ckpt, eval)
+        return cls(t, ckpt, eval, values)
 
     # ---- what it is --------------------------------------------------------------------------------------
     @property
@@ -194,32 +217,112 @@ class ImageTranslator:
                 return self.translator(x)
             return translate_tiled(self.translator, x, self.output_nc, tile, overlap)
 
-    def __call__(self, x: Image.Image | torch.Tensor, tile: int | None = None, overlap: int = 0):
+    def __call__(self, x: Image.Image | np.ndarray | torch.Tensor, tile: int | None = None, overlap: int = 0):
         if isinstance(x, Image.Image):
-            return self.to_image(self.translate(self.to_tensor(x), tile, overlap))
+            out = self.translate(self.to_tensor(x), tile, overlap)
+            return self.to_array(out) if self.full_output else self.to_image(out)
+        if isinstance(x, np.ndarray):
+            return self.to_array(self.translate(self.array_to_tensor(x), tile, overlap))
         if not torch.is_tensor(x) or x.dim() not in (3, 4):
-            raise TypeError(f"expected a PIL image or a (C, H, W) / (N, C, H, W) tensor, not {type(x).__name__}")
+            raise TypeError(f"expected a PIL image, a NumPy array or a (C, H, W) / (N, C, H, W) tensor, not {type(x)}")
         batch = x if x.dim() == 4 else x[None]
         if batch.shape[1] != self.input_nc:
             raise ValueError(f"the generator takes {self.input_nc}-channel input, not {batch.shape[1]} channels")
         out = self.translate(batch, tile, overlap).to(x.device)
         return out if x.dim() == 4 else out[0]
 
+    # ---- values in and out: the run's ranges (--range_A, --range_B) and output type -------------------------
+    def input_range(self, dtype: str) -> ValueRange:
+        """The range real_A's values are mapped by, for input data of value type dtype."""
+        return range_for(self.values.range_A, _kind(dtype), "range_A")
+
+    @property
+    def output_dtype(self) -> str:
+        """The value type outputs are written in: the run's real_B's (uint8 for runs before value types)."""
+        return "uint8" if self.values.output_dtype == "auto" else self.values.output_dtype
+
+    @property
+    def output_range(self) -> ValueRange:
+        return range_for(self.values.range_B, _kind(self.output_dtype), "range_B")
+
+    @property
+    def full_output(self) -> bool:
+        """Whether outputs are written at full precision (16-bit, float, any channels, a declared range, or a chosen
+        --output_format), not as the 8-bit images (previews) of a plain 8-bit run."""
+        plain = self.output_dtype == "uint8" and self.output_nc in (1, 3) and self.output_range == EIGHT_BIT
+        return self.values.output_format != "auto" or not plain
+
+    @property
+    def output_extension(self) -> str:
+        """.png, .tif or .npy: the file format of full-precision outputs (--output_format)."""
+        return "." + output_format(self.values.output_format, self.output_dtype, self.output_nc)
+
+    def read(self, path: str, max_pixels: int | None = None) -> torch.Tensor:
+        """A file -> (1, input_nc, H, W) in [-1, 1], read as the data loader reads it (8-bit images through Pillow,
+        others at full precision mapped by the run's range). Raises data.image_io.BadImageError, ValueError."""
+        _, kind = inspect_file(path, decode=False, max_pixels=max_pixels)
+        rng = self.input_range(kind.dtype)
+        if kind.eight_bit and rng == EIGHT_BIT:
+            return to_tensor(load_image(path, self.input_nc, max_pixels))[None]
+        return self.array_to_tensor(read_file(path, max_pixels), rng, path)
+
+    def array_to_tensor(self, a: np.ndarray, rng: ValueRange | None = None, label: str | None = None) -> torch.Tensor:
+        """An (H, W) or (H, W, C) array in the data's units -> (1, input_nc, H, W) in [-1, 1]."""
+        a = read_array_like(a)
+        rng = rng or self.input_range(str(a.dtype))
+        problem = fit_problem(a.shape[2], self.input_nc)
+        if problem:
+            raise ValueError(f"{label or 'the array'} {problem} (the generator takes {self.input_nc})")
+        return array_to_tensor(rng.to_unit(fit_channels(a, self.input_nc)))[None]
+
     def to_tensor(self, img: Image.Image) -> torch.Tensor:
-        """A PIL image -> (1, input_nc, H, W) in [-1, 1], converted to L or RGB as the generator takes it, by the
-        data loader's rules (data.image_io.convert); raises ValueError for a mode the loader refuses (F)."""
-        return to_tensor(convert(img, self.input_nc))[None]
+        """A PIL image -> (1, input_nc, H, W) in [-1, 1]: 8-bit images converted to L or RGB by the data loader's
+        rules (data.image_io.convert), 16-bit and float ones at full precision; ValueError for a mode it refuses."""
+        check_mode(img)
+        _, kind = probe("image", img)  # no extension: a 16-bit colour PNG Pillow reads as 8-bit is refused
+        rng = self.input_range(kind.dtype)
+        if kind.eight_bit and rng == EIGHT_BIT:
+            return to_tensor(convert(img, self.input_nc))[None]
+        return self.array_to_tensor(read_array("image", img), rng)
+
+    def to_array(self, t: torch.Tensor) -> np.ndarray:
+        """The first image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> (H, W, C) in the run's output value
+        type and units (mapped back by --range_B; integers rounded)."""
+        t = t[0] if t.dim() == 4 else t
+        u = t.detach().float().cpu().permute(1, 2, 0).numpy()
+        return to_output(u, self.output_range, self.output_dtype)
+
+    def encode(self, t: torch.Tensor) -> bytes:
+        """to_array(t) as a file's bytes in the output format (output_extension)."""
+        return encode(self.to_array(t), self.output_extension[1:])
 
     def to_image(self, t: torch.Tensor) -> Image.Image:
-        """The first image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> PIL (L for one channel)."""
-        arr = tensor2im(t)
-        return Image.fromarray(arr[..., 0] if self.output_nc == 1 else arr)
+        """The first image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> an 8-bit PIL image (L for one
+        channel): the image itself for a plain 8-bit run, a preview (--preview_channels) otherwise."""
+        chans = preview_channels(self.values.preview_channels)
+        c = t.shape[-3]
+        shown = c if c in (1, 3) else len(chans or (0,))
+        arr = tensor2im(t, chans)
+        return Image.fromarray(arr[..., 0] if shown == 1 else arr)
 
     def split_pair(self, img: Image.Image) -> tuple[Image.Image, Image.Image]:
         """An A|B pair image (A left, B right) -> (input, target) as the run's --direction takes them."""
         w, h = img.size
         a, b = img.crop((0, 0, w // 2, h)), img.crop((w // 2, 0, w // 2 * 2, h))
         return (a, b) if self.direction == "AtoB" else (b, a)
+
+
+def _kind(dtype: str) -> Kind:
+    return Kind(1, dtype, dtype == "uint8")
+
+
+def read_array_like(a: np.ndarray) -> np.ndarray:
+    """An (H, W) or (H, W, C) array of numbers as the loader holds file values: (H, W, C) in a VALUE_TYPES type."""
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.dtype.kind not in "biuf":
+        raise ValueError(f"expected an (H, W) or (H, W, C) array of numbers, not {a.dtype} {a.shape}")
+    return as_value_type(a)
 
 
 def as_float32(x: torch.Tensor) -> torch.Tensor:

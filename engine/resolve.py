@@ -14,11 +14,20 @@ from typing import Any
 import torch
 
 from data.demo import DEMO_DIR, ensure_demo_dataset
+from data.image_io import BadImageError
+from data.survey import settle_values
 from engine import resume
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint
 from engine.inference import open_checkpoint
 from engine.resume import Start
-from options.options import ARCHITECTURE_KEYS, INHERITED_DATA_KEYS, Options, TrainOptions, foreign_flags
+from options.options import (
+    ARCHITECTURE_KEYS,
+    INHERITED_DATA_KEYS,
+    INHERITED_VALUE_KEYS,
+    Options,
+    TrainOptions,
+    foreign_flags,
+)
 from util import distributed
 from util.config import OptionError
 
@@ -44,6 +53,11 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
         log.warning("--compile is not used under torchrun yet; running eagerly")
         settled["compile"] = False
     opt = dataclasses.replace(opt, **settled)
+    try:  # the value types of the data and their ranges (measured where asked), before the options are saved
+        c = opt.config
+        opt = dataclasses.replace(opt, **settle_values(c("data"), c("generator"), c("values")))
+    except (FileNotFoundError, ValueError, BadImageError) as e:
+        raise OptionError(str(e)) from None
     opt.validate()  # the checkpoint's data options beside the command line's must fit together too
     return dataclasses.replace(start, opt=opt)
 
@@ -79,6 +93,8 @@ def inherited(opt: Options, ckpt: GeneratorCheckpoint, given: set[str]) -> dict[
     values = dict(saved["generator"])
     names = opt.names()
     values.update({k: saved["preprocess"][k] for k in INHERITED_DATA_KEYS if k in names and k not in given})
+    kept = saved.get("values", {})  # runs before format 3's value ranges: the value types' own (the defaults)
+    values.update({k: kept[k] for k in INHERITED_VALUE_KEYS if k in names and k in kept and k not in given})
     if "dataroot" in names and "dataroot" not in given:
         values["dataroot"] = saved["data"]["dataroot"]
     return values

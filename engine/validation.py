@@ -27,7 +27,9 @@ def split_validation(opt, dataset) -> object | None:
     removed from `dataset`. Test-time preprocessing (centre crops, no flips). None without validation."""
     if opt.val_phase:
         data = dataclasses.replace(opt.config("data"), phase=opt.val_phase, max_dataset_size=opt.val_max)
-        val = create_dataset(data, opt.config("preprocess"), opt.config("generator"), None, opt.seed, train=False)
+        val = create_dataset(
+            data, opt.config("preprocess"), opt.config("generator"), None, opt.seed, False, opt.config("values")
+        )
         val.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
         return val
     if opt.val_split <= 0:

@@ -33,8 +33,8 @@ class GeneratorConfig(Config):
     title: ClassVar[str] = "generator (saved with the run; test.py rebuilds it from the checkpoint)"
     from_run: ClassVar[bool] = True
 
-    input_nc: int = arg(3, "channels of real_A", choices=(1, 3))
-    output_nc: int = arg(3, "channels of real_B / fake_B", choices=(1, 3))
+    input_nc: int = arg(3, "channels of real_A (any number: MR modalities, spectral bands ...)", lo=1)
+    output_nc: int = arg(3, "channels of real_B / fake_B", lo=1)
     direction: str = arg("AtoB", "AtoB: the left half is the input; BtoA: the right half", choices=("AtoB", "BtoA"))
     netG: str = arg("unet_256", "generator architecture", choices=NETG_CHOICES)
     ngf: int = arg(64, "generator filters in the first conv layer", lo=1)
@@ -191,6 +191,7 @@ class LossConfig(Config):
             "--num_D and --lambda_feat need a PatchGAN (--netD basic or n_layers), not --netD pixel",
         )
         if self.lambda_vgg > 0:  # find the weights now, not after the data set has been scanned
+            need(o.output_nc in (1, 3), f"--lambda_vgg compares RGB features: --output_nc 1 or 3, not {o.output_nc}")
             try:
                 find_vgg_weights(self.vgg_weights)
             except WeightsMissing as e:

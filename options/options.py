@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
-from data.config import AugmentConfig, PreprocessConfig, TestDataConfig, TrainDataConfig
+from data.config import AugmentConfig, PreprocessConfig, TestDataConfig, TrainDataConfig, ValuesConfig
 from models.config import (
     DiscriminatorConfig,
     GeneratorConfig,
@@ -126,6 +126,7 @@ TRAIN_GROUPS = (
     TrainSpeedConfig,
     TrainDataConfig,
     PreprocessConfig,
+    ValuesConfig,
     ValidationOptions,
     AugmentConfig,
     LossConfig,
@@ -142,13 +143,22 @@ TEST_GROUPS = (
     SpeedConfig,
     TestDataConfig,
     PreprocessConfig,
+    ValuesConfig,
     TestMetricOptions,
     SourceOptions,
     TestingOptions,
 )
 # translate.py and export.py: a generator from a run (or a file), and what to do with it. The generator flags
 # describe a reference implementation's file, which carries no options, and must agree with a run's.
-TRANSLATE_GROUPS = (BasicOptions, GeneratorConfig, SpeedConfig, SourceOptions, CheckpointFileOptions, TranslateGroup)
+TRANSLATE_GROUPS = (
+    BasicOptions,
+    GeneratorConfig,
+    SpeedConfig,
+    ValuesConfig,
+    SourceOptions,
+    CheckpointFileOptions,
+    TranslateGroup,
+)
 EXPORT_GROUPS = (BasicOptions, GeneratorConfig, SourceOptions, CheckpointFileOptions, ExportGroup)
 
 
@@ -190,6 +200,9 @@ class ExportOptions(*reversed(EXPORT_GROUPS), Options):  # type: ignore[misc]
 ARCHITECTURE_KEYS = tuple(f.name for f in fields(GeneratorConfig))
 RESUME_KEYS = ARCHITECTURE_KEYS + tuple(f.name for f in fields(DiscriminatorConfig))
 INHERITED_DATA_KEYS = tuple(f.name for f in fields(PreprocessConfig))
+INHERITED_VALUE_KEYS = tuple(f.name for f in fields(ValuesConfig))
+# Flags whose value may start with '-' (--range_A -1024,3071): argparse would take it for a flag.
+NEGATIVE_VALUE_FLAGS = ("--range_A", "--range_B")
 
 
 def flat_saved(saved: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -248,6 +261,20 @@ def _add_flag(g: Any, f: Any, annotation: Any, hidden: bool) -> None:
         g.add_argument(f"--{f.name}", type=kind, choices=m["choices"], **extra)
 
 
+def join_negative_values(argv: Sequence[str]) -> list[str]:
+    """--range_A -1024,3071 -> --range_A=-1024,3071, which argparse reads (it takes '-1024,3071' for a flag)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in NEGATIVE_VALUE_FLAGS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def given_flags(argv: Sequence[str]) -> set[str]:
     """Names of the flags written on the command line (without dashes)."""
     return {a[2:].split("=", 1)[0] for a in argv if a.startswith("--")}
@@ -262,7 +289,7 @@ def foreign_flags(opt: Options, given: set[str]) -> list[str]:
 def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any:
     """Parse and validate the command line into train.py's (True), test.py's (False) or the given Options class;
     exits with status 2 and a message naming the flag on a bad value."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = join_negative_values(sys.argv[1:] if argv is None else argv)
     p = build_parser(which)
     cls = options_class(which)
     own = cls.names()

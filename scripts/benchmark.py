@@ -157,7 +157,7 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
         ],
     )
     c = opt.config
-    ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, train=True)
+    ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
     if args.cache_images:
         ds.check(False, opt.max_bad_fraction, workers=2)
         ds.cache_images(workers=2)

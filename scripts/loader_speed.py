@@ -30,7 +30,7 @@ def build(args: argparse.Namespace, cache: bool):
     flags += ["--load_size", str(args.load_size), "--crop_size", str(args.crop_size), "--netG", "resnet_6blocks"]
     opt = parse(True, flags + (["--max_dataset_size", str(args.n)] if args.n else []))
     c = opt.config
-    ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, train=True)
+    ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
     ds.check(False, opt.max_bad_fraction, workers=2)
     t0 = time.perf_counter()
     if cache:

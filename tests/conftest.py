@@ -85,7 +85,7 @@ def aligned(dataroot: str, phase: str = "train", direction: str = "AtoB", **kw):
 
     o = TrainOptions()
     args = {"input_nc": o.input_nc, "output_nc": o.output_nc, "filter_A": o.filter_A, "filter_B": o.filter_B}
-    args.update(seed=0, max_dataset_size=None, aug=Augment(), preprocess=prep())
+    args.update(seed=0, max_dataset_size=None, aug=Augment(), preprocess=prep(), range_A=o.range_A, range_B=o.range_B)
     return AlignedDataset(dataroot, phase, direction=direction, **{**args, **kw})
 
 

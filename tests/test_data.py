@@ -135,6 +135,7 @@ def test_single_dataset(tmp_path):
         preprocess=prep("none", random=False),
         filter_A="bicubic",
         max_dataset_size=None,
+        range_A="",
     )
     assert len(ds) == 2 and ds[0]["A"].shape == (3, 12, 40) and "B" not in ds[0]
 

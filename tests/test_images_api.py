@@ -15,7 +15,8 @@ import torch
 from PIL import Image, features
 
 from conftest import aligned, make_G, prep, randomized
-from data.image_io import TILE_MAX_PIXELS, BadImageError, inspect_image, load_image, scan
+from data.image_io import TILE_MAX_PIXELS, BadImageError, inspect_file, inspect_image, load_image, read_file, scan
+from data.single_dataset import SingleDataset
 from data.transforms import to_tensor
 from engine import ImageTranslator, checkpoint, load_translator
 from options.options import TrainOptions
@@ -53,7 +54,19 @@ def test_the_api_reads_every_image_mode_as_the_loader_reads_the_file(tmp_path, m
     path = str(tmp_path / ("im.tif" if mode in ("CMYK", "I") else "im.png"))
     img.save(path)
     t = translator(input_nc=input_nc, output_nc=input_nc)
-    want = to_tensor(load_image(path, input_nc))[None]
+    loader = SingleDataset(
+        str(tmp_path),
+        "-",
+        input_nc=input_nc,
+        preprocess=prep("none"),
+        filter_A="bicubic",
+        max_dataset_size=None,
+        range_A="",
+    )
+    want = loader[0]["A"][None]  # 16-bit modes at full precision, 8-bit ones through Pillow as always
+    if mode not in ("I;16", "I"):
+        assert torch.equal(want, to_tensor(load_image(path, input_nc))[None])
+    assert torch.equal(t.read(path), want)  # translate.py's way
     with Image.open(path) as opened:
         for given in (img, opened):  # in memory, and opened from the file as a user would
             x = t.to_tensor(given)
@@ -63,13 +76,19 @@ def test_the_api_reads_every_image_mode_as_the_loader_reads_the_file(tmp_path, m
     assert t(img).size == img.size
 
 
-def test_the_api_refuses_float_images_as_the_loader_does(tmp_path):
+def test_float_images_need_a_range_in_the_api_as_in_the_loader(tmp_path):
     img = gradient("F")
     img.save(tmp_path / "f.tif")
-    with pytest.raises(BadImageError, match="mode F"):
+    with pytest.raises(BadImageError, match="mode F"):  # no 8-bit form
         load_image(str(tmp_path / "f.tif"), 3)
-    with pytest.raises(ValueError, match="mode F"):
+    with pytest.raises(ValueError, match="--range_A MIN,MAX"):  # a run that trained on 8-bit images
         translator()(img)
+    t = translator()
+    t.values = dataclasses.replace(t.values, range_A="0,1")  # a run trained on float data in 0..1
+    x = t.to_tensor(img)
+    ramp = np.asarray(img, dtype=np.float64) * 2 - 1
+    assert np.abs(x[0, 0].numpy() - ramp).max() < 1e-6 and torch.equal(x[0, 0], x[0, 2])
+    assert torch.equal(t.read(str(tmp_path / "f.tif")), x)
 
 
 @pytest.mark.parametrize("generator", [{}, {"spectral_norm": "G"}, {"spectral_norm": "G", "norm": "instance"}])
@@ -187,37 +206,41 @@ def test_the_decoding_check_refuses_exactly_what_the_loader_refuses(tmp_path, mo
             return "refused"
 
     check = verdict(lambda: inspect_image(path, decode=True))
-    assert verdict(lambda: load_image(path, 1)) == verdict(lambda: load_image(path, 3)) == check, mode
-    if mode in ("F", "I>65535"):
-        assert check == "refused"
-    if mode == "F":  # known from the header: refused without --skip_bad_images too
-        assert verdict(lambda: inspect_image(path, decode=False)) == "refused"
+    if mode in ("F", "I>65535"):  # read at full precision since issue 21 (float values, for a declared range)
+        assert check == "read" and not inspect_file(path, decode=False)[1].eight_bit
+        assert verdict(lambda: read_file(path)) == check
+        assert read_file(path).dtype == np.float32
+    else:
+        assert verdict(lambda: load_image(path, 1)) == verdict(lambda: load_image(path, 3)) == check, mode
 
 
-@pytest.mark.parametrize("bad", ["F", "I>65535"])
-def test_skip_bad_images_drops_images_the_loader_refuses_at_the_check(tmp_path, bad):
+@pytest.mark.parametrize("other", ["F", "I>65535"])
+def test_a_file_of_another_value_type_among_8_bit_ones_is_named_at_the_check(tmp_path, other):
     folder = tmp_path / "d" / "train"
     for sub in ("A", "B"):
         (folder / sub).mkdir(parents=True)
         for i in range(3):
             Image.fromarray(np.full((32, 32, 3), 40 * i + 20, np.uint8)).save(folder / sub / f"{i}.png")
-    path = write_mode(str(folder / "A"), bad)
+    path = write_mode(str(folder / "A"), other)
     os.replace(path, folder / "A" / "9.tif")
-    Image.new("RGB", (24, 40)).save(folder / "B" / "9.png")
+    Image.fromarray(np.full((24, 40, 3), 9, np.uint8)).save(folder / "B" / "9.png")
     ds = aligned(str(tmp_path / "d"), preprocess=prep("none", 32, 32))
-    ds.check(skip_bad=True, max_bad_fraction=0.5, workers=2)
-    assert len(ds) == 3 and all(os.path.basename(b) != "9.png" for _, b in ds.pairs)
-    for i in range(len(ds)):
-        ds[i]  # every sample left is readable: nothing fails mid-run
+    with pytest.raises(ValueError, match=r"9\.tif is float32, 1 channel, but .*0\.png is 8-bit.*one value type"):
+        ds.check(skip_bad=True, max_bad_fraction=0.5, workers=2)
 
 
-def test_a_float_image_stops_the_header_check_without_skip_bad_images(tmp_path):
+def test_a_float_image_needs_a_range_and_is_read_with_one(tmp_path):
     folder = tmp_path / "d" / "train"
     folder.mkdir(parents=True)
-    Image.fromarray(np.zeros((32, 64), np.float32)).save(folder / "f.tif")
+    ramp = np.linspace(-3, 5, 32 * 64, dtype=np.float32).reshape(32, 64)
+    Image.fromarray(ramp).save(folder / "f.tif")
     ds = aligned(str(tmp_path / "d"), preprocess=prep("none", 32, 32))
-    with pytest.raises(BadImageError, match="mode F.*--skip_bad_images"):
+    with pytest.raises(ValueError, match="--range_A MIN,MAX"):
         ds.check(skip_bad=False, max_bad_fraction=0.0, workers=1)
+    ds = aligned(str(tmp_path / "d"), preprocess=prep("none", 32, 32), range_A="-3,5", range_B="-3,5", input_nc=1)
+    ds.check(skip_bad=False, max_bad_fraction=0.0, workers=1)
+    A = ds[0]["A"]
+    assert A.shape == (1, 32, 32) and np.allclose(A[0].numpy(), (ramp[:, :32] + 3) / 4 - 1, atol=1e-6)
 
 
 # ---- item 14: the decompression-bomb limit, raised knowingly for --tile ------------------------------------------
@@ -230,7 +253,7 @@ def test_images_over_pillows_limit_are_read_with_a_raised_limit_and_refused_othe
     assert scan([path], decode=False)[1][path].startswith(f"cannot read image {path}")
     assert load_image(path, 3, max_pixels=TILE_MAX_PIXELS).size == (48, 40)
     assert inspect_image(path, True, max_pixels=TILE_MAX_PIXELS) == (48, 40)
-    assert scan([path, path], decode=False, workers=2, max_pixels=TILE_MAX_PIXELS) == ({path: (48, 40)}, {})
+    assert scan([path, path], decode=False, workers=2, max_pixels=TILE_MAX_PIXELS)[:2] == ({path: (48, 40)}, {})
     with pytest.raises(BadImageError, match="1920 pixels, over the limit of 1000"):
         load_image(path, 3, max_pixels=1000)
     assert Image.MAX_IMAGE_PIXELS == 500  # Pillow's own limit is left as it was

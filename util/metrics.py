@@ -405,9 +405,10 @@ class MetricSuite:
 
     @torch.no_grad()
     def update(self, fake: torch.Tensor, real: torch.Tensor) -> list[dict[str, float]]:
-        """fake, real: (N, C, H, W) in [-1, 1], C 1 or 3. Returns each image's per-image metrics."""
-        if fake.shape != real.shape or fake.dim() != 4 or fake.shape[1] not in (1, 3):
-            raise ValueError(f"fake and real must be equal (N, C, H, W) with C 1 or 3; got {fake.shape}, {real.shape}")
+        """fake, real: (N, C, H, W) in [-1, 1], any C (LPIPS, FID and KID, which see RGB, need C 1 or 3). Returns
+        each image's per-image metrics."""
+        if fake.shape != real.shape or fake.dim() != 4:
+            raise ValueError(f"fake and real must be equal (N, C, H, W); got {fake.shape}, {real.shape}")
         fake = fake.detach().to(self.device, self.dtype).clamp(-1, 1)
         real = real.detach().to(self.device, self.dtype).clamp(-1, 1)
         f01, r01 = fake.add(1).mul_(0.5), real.add(1).mul_(0.5)
@@ -425,7 +426,11 @@ class MetricSuite:
                 pixel["ssim"] = torch.full((n,), math.nan, dtype=torch.float64, device=fake.device)
         if pixel:
             values.update(zip(pixel, torch.stack(list(pixel.values())).tolist(), strict=True))
-        if "lpips" in self.names:
+        rgb_ok = fake.shape[1] in (1, 3)
+        for name in ("lpips", "fid", "kid"):
+            if name in self.names and not rgb_ok:
+                self._warn_once(name, "%s: images of %d channels are not RGB; left out (nan)", name, fake.shape[1])
+        if "lpips" in self.names and rgb_ok:
             if min(h, w) >= LPIPS_MIN_SIZE:
                 rgb = (fake.float().expand(-1, 3, -1, -1), real.float().expand(-1, 3, -1, -1))
                 values["lpips"] = self._lpips(*rgb).flatten().tolist()
@@ -438,7 +443,7 @@ class MetricSuite:
                 if not math.isnan(v):
                     self._sums[name] += v
                     self._counts[name] += 1
-        if self._features is not None:
+        if self._features is not None and rgb_ok:
             self._update_features(f01, r01)
         if "swd" in self.names:
             self._update_swd(f01, r01)

@@ -9,7 +9,7 @@ import os
 import torch
 
 from util.sinks import LossStep, PageSink, Sink, TensorBoardSink, TextSink, WandbSink, start_wandb
-from util.util import tensor2im
+from util.util import preview_channels, tensor2im
 from util.visdom_sink import VisdomSink
 
 log = logging.getLogger(__name__)
@@ -35,10 +35,12 @@ class Visualizer:
         wandb_config: dict | None = None,
         resume: bool = False,
         retry_seconds: float = 60.0,
+        preview: tuple[int, ...] = (),
     ) -> None:
         """wandb_project: log to Weights & Biases in that project (config: the run's options); resume: continue
-        the W&B run whose id is in run_dir/wandb_id.txt."""
-        self.name, self.run_dir, self.use_html = name, run_dir, use_html
+        the W&B run whose id is in run_dir/wandb_id.txt; preview: the channels shown of images with other than 1
+        or 3 (util.util.tensor2im)."""
+        self.name, self.run_dir, self.use_html, self.preview = name, run_dir, use_html, preview
         self.text = TextSink(run_dir)
         self.log_name = self.text.log_name
         self.page = PageSink(run_dir, name, display_winsize) if use_html else None
@@ -76,6 +78,7 @@ class Visualizer:
             wandb_config=opt.flat(),
             # --continue_train --epoch N restarts from an older snapshot: its steps go back, so a new W&B run
             resume=opt.continue_train and opt.epoch == "latest",
+            preview=preview_channels(opt.preview_channels),
         )
 
     @property
@@ -115,7 +118,7 @@ class Visualizer:
         self, visuals: dict[str, torch.Tensor], epoch: int, total_iters: int, save_result: bool
     ) -> None:
         """Show the first image of each visual (visdom, TensorBoard, W&B); with save_result add a row to the page."""
-        images = {label: tensor2im(t) for label, t in visuals.items()}
+        images = {label: tensor2im(t, self.preview) for label, t in visuals.items()}
         for sink in self.sinks:
             sink.images(images, epoch, total_iters, save_result)
 

@@ -1,0 +1,251 @@
+"""Full-precision images: 16-bit PNG, 8/16-bit and float TIFF of any number of bands, NumPy .npy and DICOM files
+read into (H, W, C) arrays of their own value type, and written back in the data's own kind."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# The value types data is read as and outputs are written in. Others are read as the nearest: bool as uint8,
+# int8 as int16, and 32-bit integers and float16/float64 as float32.
+VALUE_TYPES = ("uint8", "uint16", "int16", "float32")
+ARRAY_EXTENSIONS = (".npy", ".dcm")
+OUTPUT_FORMATS = ("auto", "png", "tif", "npy")
+_TIFF = (".tif", ".tiff")
+_EXIF_ORIENTATION = 0x0112
+_PIL_FULL = {"I;16": "uint16", "I;16L": "uint16", "I;16B": "uint16", "I;16N": "uint16", "I": "uint16", "F": "float32"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a file holds, from its header: channels, value type, and whether it is an 8-bit image Pillow reads
+    (read as it always was, through data.image_io) or data read at full precision here."""
+
+    channels: int
+    dtype: str
+    eight_bit: bool
+
+    def describe(self) -> str:
+        bits = {"uint8": "8-bit", "uint16": "16-bit", "int16": "signed 16-bit", "float32": "float32"}[self.dtype]
+        return f"{bits}, {self.channels} channel{'s' if self.channels != 1 else ''}"
+
+
+def value_type(dtype: np.dtype) -> str:
+    """The VALUE_TYPES name an array of dtype is read as."""
+    dt = np.dtype(dtype)
+    if dt == np.bool_ or dt == np.uint8:
+        return "uint8"
+    if dt == np.uint16:
+        return "uint16"
+    if dt in (np.int8, np.int16):
+        return "int16"
+    if dt.kind in "iuf":
+        return "float32"
+    raise ValueError(f"values of type {dt} are not read (numbers only)")
+
+
+def as_value_type(a: np.ndarray) -> np.ndarray:
+    return a.astype(value_type(a.dtype), copy=False)
+
+
+def is_array_file(path: str) -> bool:
+    """Formats only this module reads (Pillow does not)."""
+    return path.lower().endswith(ARRAY_EXTENSIONS)
+
+
+def probe(path: str, im: Image.Image | None = None) -> tuple[tuple[int, int], Kind]:
+    """((width, height), Kind) of a file from its header; im: the file already opened by Pillow (None when Pillow
+    cannot read it). Raises ValueError for what is not read."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        a = _load_npy(path, mmap=True)
+        return (a.shape[1], a.shape[0]), Kind(a.shape[2], value_type(a.dtype), False)
+    if ext == ".dcm":
+        ds = _dicom(path, pixels=False)
+        return (int(ds.Columns), int(ds.Rows)), Kind(int(getattr(ds, "SamplesPerPixel", 1)), "float32", False)
+    if im is not None and not _wide_samples(im, path):
+        if im.mode in _PIL_FULL:
+            return im.size, Kind(1, _PIL_FULL[im.mode], False)
+        return im.size, Kind(1 if im.mode in ("1", "L", "LA") else 3, "uint8", True)
+    if ext == ".png" and im is not None:  # 16-bit colour: Pillow would read 8 bits of it
+        w, h, _, c = _png_header(path)
+        return (w, h), Kind(c - (c in (2, 4)), "uint16", False)  # alpha dropped
+    if ext in _TIFF:
+        shape, dtype = _tiff_header(path)
+        return (shape[1], shape[0]), Kind(shape[2], value_type(dtype), False)
+    raise ValueError("not an image file this loader reads")
+
+
+def _wide_samples(im: Image.Image, path: str) -> bool:
+    """A colour image of more than 8 bits per sample, which Pillow would read as 8-bit (16-bit RGB PNG or TIFF)."""
+    if im.mode not in ("RGB", "RGBA", "LA"):
+        return False
+    if im.format == "PNG":
+        return path.lower().endswith(".png") and _png_header(path)[2] == 16
+    tags = getattr(im, "tag_v2", None)
+    bits = tags.get(258) if tags is not None else None
+    return bits is not None and max(bits if isinstance(bits, tuple) else (bits,)) > 8
+
+
+def _png_header(path: str) -> tuple[int, int, int, int]:
+    """(width, height, bit depth, channels) from a PNG's IHDR chunk."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    w, h, depth, colour = struct.unpack(">IIBB", head[16:26])
+    return w, h, depth, {0: 1, 2: 3, 4: 2, 6: 4}.get(colour, 3)
+
+
+def read_array(path: str, im: Image.Image | None = None) -> np.ndarray:
+    """The file's values, (H, W, C) in their VALUE_TYPES type, upright per EXIF orientation; im: the file opened by
+    Pillow (None when Pillow cannot read it). Raises ValueError for what is not read, ImportError naming the package
+    a format needs."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        a = np.array(_load_npy(path, mmap=False))
+    elif ext == ".dcm":
+        a = _read_dicom(path)
+    elif im is not None and not _wide_samples(im, path):
+        a = _read_pil(im)
+    elif ext == ".png" and im is not None:
+        a = _read_png16(path)
+    elif ext in _TIFF:
+        a = _read_tiff(path)
+    else:
+        raise ValueError("not an image file this loader reads")
+    a = a[:, :, None] if a.ndim == 2 else a
+    return as_value_type(a)
+
+
+def _read_pil(im: Image.Image) -> np.ndarray:
+    if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        im = ImageOps.exif_transpose(im)
+    if im.mode in _PIL_FULL:
+        a = np.asarray(im)
+        if im.mode == "I" and a.size and (a.min() < 0 or a.max() > 65535):
+            return a.astype(np.float32)  # 32-bit integers beyond 16 bits: float values
+        return a.astype(np.uint16) if im.mode == "I" else a
+    if im.mode in ("RGBA", "RGBa", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA").convert("RGB")  # alpha dropped, as the 8-bit loader does
+    return np.asarray(im if im.mode in ("L", "RGB") else im.convert("RGB"))
+
+
+def _load_npy(path: str, mmap: bool) -> np.ndarray:
+    a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)  # never unpickles
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.dtype.kind not in "biuf":
+        raise ValueError(f"a .npy image must be numbers shaped (H, W) or (H, W, C), not {a.dtype} {a.shape}")
+    return a
+
+
+def _read_png16(path: str) -> np.ndarray:
+    import png  # pypng: Pillow reads only 8 bits of 16-bit colour PNGs
+
+    w, h, rows, info = png.Reader(filename=path).asDirect()
+    a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(h, w, info["planes"])
+    return a[:, :, :-1] if info["alpha"] else a  # alpha dropped, as for 8-bit images
+
+
+def _tiff_axes(shape: tuple[int, ...], axes: str) -> tuple[tuple[int, int, int], Callable[[np.ndarray], np.ndarray]]:
+    """The (H, W, C) shape of a TIFF series and how to turn its array into it: one axis besides Y and X (samples,
+    channels or pages) becomes C; others must have length 1."""
+    extra = [i for i, ax in enumerate(axes) if ax not in "YX" and shape[i] != 1]
+    if len(extra) > 1 or "Y" not in axes or "X" not in axes:
+        raise ValueError(f"a TIFF of shape {shape} (axes {axes}) is not one image of one or more bands")
+    y, x = axes.index("Y"), axes.index("X")
+    c = shape[extra[0]] if extra else 1
+    order = [y, x, *extra] + [i for i in range(len(shape)) if i not in (y, x, *extra)]  # length-1 axes last
+
+    def to_hwc(a: np.ndarray) -> np.ndarray:
+        return np.transpose(a, order).reshape(shape[y], shape[x], c)
+
+    return (shape[y], shape[x], c), to_hwc
+
+
+def _tiff_header(path: str) -> tuple[tuple[int, int, int], np.dtype]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        s = tif.series[0]
+        return _tiff_axes(s.shape, s.axes)[0], s.dtype
+
+
+def _read_tiff(path: str) -> np.ndarray:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        s = tif.series[0]
+        try:
+            a = s.asarray()
+        except ValueError as e:  # a compression tifffile decodes only with imagecodecs (LZW, JPEG ...)
+            raise ImportError(f"{e} (pip install imagecodecs)") from e
+        return _tiff_axes(s.shape, s.axes)[1](a)
+
+
+def _dicom(path: str, pixels: bool):
+    try:
+        import pydicom
+    except ImportError as e:
+        raise ImportError("DICOM files need pydicom: pip install -r requirements-dicom.txt") from e
+    ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+    if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
+        raise ValueError("a multi-frame DICOM file; one slice per file is read")
+    return ds
+
+
+def _read_dicom(path: str) -> np.ndarray:
+    """The slice's values in the modality's units (rescale slope and intercept applied: Hounsfield units for CT)."""
+    from pydicom.pixels import apply_rescale
+
+    ds = _dicom(path, pixels=True)
+    return np.asarray(apply_rescale(ds.pixel_array, ds), dtype=np.float32)
+
+
+# ---- writing ---------------------------------------------------------------------------------------------------
+def output_format(fmt: str, dtype: str, channels: int) -> str:
+    """The file format --output_format gives for outputs of dtype and channels: auto is PNG for 8- and 16-bit
+    unsigned images of 1, 3 or 4 channels, TIFF otherwise (signed, float, other channel counts)."""
+    if fmt != "auto":
+        return fmt
+    return "png" if dtype in ("uint8", "uint16") and channels in (1, 3, 4) else "tif"
+
+
+def png_problem(dtype: str, channels: int) -> str | None:
+    """Why PNG cannot hold such an image, or None."""
+    if dtype not in ("uint8", "uint16"):
+        return f"PNG holds 8- and 16-bit unsigned values, not {dtype}"
+    if channels not in (1, 2, 3, 4):
+        return f"PNG holds 1 to 4 channels, not {channels}"
+    return None
+
+
+def encode(a: np.ndarray, fmt: str) -> bytes:
+    """An (H, W, C) array as a file's bytes in fmt ("png", "tif" or "npy"), values as they are."""
+    if fmt == "npy":
+        buf = io.BytesIO()
+        np.save(buf, a[:, :, 0] if a.shape[2] == 1 else a, allow_pickle=False)
+        return buf.getvalue()
+    if fmt == "tif":
+        import tifffile
+
+        buf = io.BytesIO()
+        photometric = "rgb" if a.shape[2] == 3 and a.dtype == np.uint8 else "minisblack"
+        tifffile.imwrite(buf, a[:, :, 0] if a.shape[2] == 1 else a, photometric=photometric, compression="zlib")
+        return buf.getvalue()
+    problem = png_problem(str(a.dtype), a.shape[2])
+    if problem:
+        raise ValueError(problem)
+    import png  # pypng writes 16-bit grey and colour PNGs alike
+
+    buf = io.BytesIO()
+    h, w, c = a.shape
+    png.Writer(w, h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=a.dtype.itemsize * 8).write(
+        buf, a.reshape(h, w * c).astype(">u2" if a.dtype == np.uint16 else np.uint8)
+    )
+    return buf.getvalue()
