@@ -83,7 +83,11 @@ def probe(path: str, im: Image.Image | None = None) -> tuple[tuple[int, int], Ki
 
 
 def _wide_samples(im: Image.Image, path: str) -> bool:
-    """A colour image of more than 8 bits per sample, which Pillow would read as 8-bit (16-bit RGB PNG or TIFF)."""
+    """An image Pillow would not read exactly: colour of more than 8 bits per sample, which it reads as 8-bit
+    (16-bit RGB PNG or TIFF), and a TIFF of 32-bit or signed integers, whose type it does not keep (tifffile
+    reads those)."""
+    if im.format == "TIFF" and im.mode.startswith("I") and im.mode not in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return path.lower().endswith(_TIFF)
     if im.mode not in ("RGB", "RGBA", "LA"):
         return False
     if im.format == "PNG":

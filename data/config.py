@@ -130,6 +130,16 @@ class AugmentConfig(Config):
     aug_color: float = arg(0.0, "brightness/contrast/saturation jitter (hue a quarter of it)", lo=0, hi=1)
     aug_color_on: str = arg("input", "jitter real_A only, or A and B alike", choices=("input", "both"))
 
+    def check(self, o: Any) -> None:
+        g = o.config("generator")
+        jittered = [("input_nc", g.input_nc)] + ([("output_nc", g.output_nc)] if self.aug_color_on == "both" else [])
+        for flag, nc in jittered:
+            need(
+                not self.aug_color or nc in (1, 3),
+                f"--aug_color jitters brightness, contrast and colour of grey or RGB images: --{flag} is {nc} "
+                "(use --aug_scale and --aug_rotate, which work on any channels)",
+            )
+
 
 @dataclass(frozen=True)
 class ValuesConfig(Config):

@@ -1,0 +1,235 @@
+"""Issue 21: 16-bit, float and many-channel data, read and written at full precision, mapped by declared ranges,
+scored in the data's units."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+import test as test_script
+import train
+import translate
+from conftest import TINY_NET, aligned, prep
+from data.arrays import encode, read_array
+from data.image_io import read_file
+from data.values import ValueRange, to_output
+from options.options import TrainOptions, parse
+
+SMALL = [*TINY_NET, "--netG", "unet_256", "--num_downs", "5", "--load_size", "36", "--crop_size", "32"]
+SHORT = ["--n_epochs", "1", "--n_epochs_decay", "0", "--print_freq", "100", "--no_html"]
+
+
+def ramp16(seed: int, size: int = 32) -> np.ndarray:
+    """A 16-bit ramp with a random offset: thousands of distinct values."""
+    base = np.add.outer(np.arange(size), np.arange(size)) * (40000 // (2 * size))
+    return (base + seed * 997).astype(np.uint16)
+
+
+def write_png16(path, a: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        f.write(encode(a[:, :, None] if a.ndim == 2 else a, "png"))
+
+
+def folders(root, phases: dict[str, int], make) -> str:
+    """root/<phase>/A and B with make(i) -> (A file writer, B file writer) for each pair."""
+    for phase, n in phases.items():
+        for side in ("A", "B"):
+            os.makedirs(root / phase / side, exist_ok=True)
+        for i in range(n):
+            make(root / phase, i)
+    return str(root)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(data_range**2 / mse))
+
+
+# ---- 16-bit in, 16-bit out, scored in the data's units -----------------------------------------------------------
+def test_16_bit_pairs_train_and_test_to_16_bit_outputs_scored_in_data_units(tmp_path):
+    def make(phase, i):
+        a = ramp16(i)
+        write_png16(phase / "A" / f"{i}.png", a)
+        write_png16(phase / "B" / f"{i}.png", (65535 - a).astype(np.uint16))  # B a known function of A
+
+    data = folders(tmp_path / "d", {"train": 3, "test": 2}, make)
+    ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
+    args = ["--dataroot", data, "--checkpoints_dir", ck, "--name", "r", *SMALL, *SHORT, "--input_nc", "1"]
+    assert train.main([*args, "--output_nc", "1"]) == 0
+    saved = json.load(open(os.path.join(ck, "r", "train_opt.json")))["options"]
+    assert (saved["range_A"], saved["range_B"], saved["output_dtype"]) == ("0,65535", "0,65535", "uint16")
+    code = test_script.main(["--dataroot", data, "--checkpoints_dir", ck, "--name", "r", "--results_dir", res])
+    assert code == 0
+    web = os.path.join(res, "r", "test_latest")
+    scores = json.load(open(os.path.join(web, "metrics.json")))
+    assert scores["units"]["data_range"] == 65535 and scores["units"]["output_dtype"] == "uint16"
+    for i in range(2):
+        out = np.asarray(Image.open(os.path.join(web, "outputs", f"{i}_fake_B.png")))
+        assert out.dtype == np.uint16 and out.shape == (32, 32)
+        assert len(np.unique(out)) > 512  # far more than 256 levels, from an untrained net
+        real_B = read_file(os.path.join(data, "test", "B", f"{i}.png"))[:, :, 0]
+        # test.py resizes to 36 and crops 32 back: the test images are 32, so compare through the same crop
+        want = psnr(out, real_B, 65535)
+        assert abs(scores["per_image"][str(i)]["psnr"] - want) < 0.5, (scores["per_image"], want)
+    page = open(os.path.join(web, "index.html")).read()
+    assert "real_B values 0..65535 (uint16)" in page and "outputs/" in page
+
+
+def test_metrics_in_data_units_agree_with_numpy_before_any_rounding(tmp_path):
+    def make(phase, i):
+        a = ramp16(i)
+        write_png16(phase / "A" / f"{i}.png", a)
+        write_png16(phase / "B" / f"{i}.png", (a // 2 + 5000).astype(np.uint16))
+
+    data = folders(tmp_path / "d", {"train": 2, "test": 2}, make)
+    ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
+    flags = ["--input_nc", "1", "--output_nc", "1", "--range_A", "0,40000", "--range_B", "0,30000"]
+    assert train.main(["--dataroot", data, "--checkpoints_dir", ck, "--name", "r", *SMALL, *SHORT, *flags]) == 0
+    test_flags = ["--preprocess", "none", "--score_input", "--eval"]
+    assert test_script.main(["--checkpoints_dir", ck, "--name", "r", "--results_dir", res, *test_flags]) == 0
+    web = os.path.join(res, "r", "test_latest")
+    scores = json.load(open(os.path.join(web, "metrics.json")))
+    assert scores["units"]["range_B"] == [0, 30000]
+    for i in range(2):
+        a = read_file(os.path.join(data, "test", "A", f"{i}.png"))[:, :, 0].astype(np.float64)
+        b = read_file(os.path.join(data, "test", "B", f"{i}.png"))[:, :, 0].astype(np.float64)
+        # the no-op baseline: real_A mapped by range_A, read back in range_B's units, against real_B
+        a_as_b = ValueRange(0, 30000).from_unit(ValueRange(0, 40000).to_unit(a))
+        assert scores["baseline"]["per_image"][str(i)]["psnr"] == pytest.approx(psnr(a_as_b, b, 30000), abs=1e-3)
+        out = np.asarray(Image.open(os.path.join(web, "outputs", f"{i}_fake_B.png"))).astype(np.float64)
+        # the output file is rounded to integers; the score is not: they agree to the rounding
+        assert scores["per_image"][str(i)]["psnr"] == pytest.approx(psnr(out, b, 30000), abs=0.02)
+
+
+# ---- float TIFF and signed CT values: the mapping and its inverse --------------------------------------------------
+def test_float32_tiff_values_round_trip_through_the_range_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    values = rng.uniform(-2.5, 7.25, (24, 40, 3)).astype(np.float32)
+    path = str(tmp_path / "f.tif")
+    tifffile.imwrite(path, values)
+    a = read_file(path)
+    assert a.dtype == np.float32 and a.shape == (24, 40, 3)
+    r = ValueRange(-2.5, 7.25)
+    back = to_output(r.to_unit(a), r, "float32")
+    assert back.dtype == np.float32 and np.abs(back - values).max() <= 1e-6 * (r.hi - r.lo)
+    with open(tmp_path / "o.tif", "wb") as f:
+        f.write(encode(back, "tif"))
+    assert np.array_equal(tifffile.imread(tmp_path / "o.tif"), back)  # written as it is
+
+
+def test_a_ct_window_is_one_flag_in_both_spellings_and_round_trips(tmp_path):
+    for argv in (["--range_A=-1024,3071"], ["--range_A", "-1024,3071"]):
+        opt = parse(TrainOptions, argv)
+        assert opt.range_A == "-1024,3071"
+    hu = np.array([[-1024, -1000, 0], [40, 1500, 3071]], np.int16)[:, :, None]
+    r = ValueRange(-1024, 3071)
+    assert np.array_equal(to_output(r.to_unit(hu), r, "int16"), hu)
+    tifffile.imwrite(tmp_path / "ct.tif", hu[:, :, 0])
+    assert read_file(str(tmp_path / "ct.tif")).dtype == np.int16
+    below = np.array([[-2000, 4000]], np.int16)[:, :, None]  # outside the window: clipped
+    assert to_output(r.to_unit(below), r, "int16").ravel().tolist() == [-1024, 3071]
+
+
+def test_ct_slices_train_and_test_in_hounsfield_units(tmp_path):
+    def make(phase, i):
+        hu = (np.add.outer(np.arange(32), np.arange(32)) * 60 - 1024 + i * 7).astype(np.int16)
+        tifffile.imwrite(phase / "A" / f"{i}.tif", hu)
+        tifffile.imwrite(phase / "B" / f"{i}.tif", (hu // 2).astype(np.int16))
+
+    data = folders(tmp_path / "d", {"train": 2, "test": 1}, make)
+    ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
+    window = ["--range_A", "-1024,3071", "--range_B=-512,1536", "--input_nc", "1", "--output_nc", "1"]
+    assert train.main(["--dataroot", data, "--checkpoints_dir", ck, "--name", "ct", *SMALL, *SHORT, *window]) == 0
+    assert test_script.main(["--checkpoints_dir", ck, "--name", "ct", "--results_dir", res]) == 0
+    out = tifffile.imread(os.path.join(res, "ct", "test_latest", "outputs", "0_fake_B.tif"))
+    assert out.dtype == np.int16 and out.shape == (32, 32) and out.min() >= -512 and out.max() <= 1536
+
+
+# ---- many channels: a 2-channel .npy input to a 1-channel output ---------------------------------------------------
+def test_two_channel_npy_to_one_channel_trains_tests_and_translates(tmp_path, caplog):
+    def make(phase, i):
+        r = np.random.default_rng(i)
+        t1, t2 = r.uniform(0, 1, (32, 32)), r.uniform(0, 3, (32, 32))  # two MR "modalities", float
+        np.save(phase / "A" / f"{i}.npy", np.stack([t1, t2], axis=2).astype(np.float32))
+        np.save(phase / "B" / f"{i}.npy", (t1 * 100 + t2 * 10).astype(np.float32))
+
+    data = folders(tmp_path / "d", {"train": 3, "test": 2}, make)
+    ck, res, out = str(tmp_path / "ck"), str(tmp_path / "res"), str(tmp_path / "out")
+    flags = ["--input_nc", "2", "--output_nc", "1", "--range_A", "auto", "--aug_rotate", "10", "--cache_images"]
+    caplog.set_level("INFO")
+    assert train.main(["--dataroot", data, "--checkpoints_dir", ck, "--name", "mr", *SMALL, *SHORT, *flags]) == 0
+    saved = json.load(open(os.path.join(ck, "mr", "train_opt.json")))["options"]
+    lo, hi = (float(v) for v in saved["range_A"].split(","))
+    assert 0 <= lo < 0.05 and 2.9 < hi <= 3  # the percentiles of both channels
+    assert saved["range_B"] != "" and saved["output_dtype"] == "float32"
+    assert "real_A: float32, 2 channels, range" in caplog.text and "measured" in caplog.text
+    assert test_script.main(["--checkpoints_dir", ck, "--name", "mr", "--results_dir", res]) == 0
+    web = os.path.join(res, "mr", "test_latest")
+    fake = tifffile.imread(os.path.join(web, "outputs", "0_fake_B.tif"))
+    assert fake.dtype == np.float32 and fake.shape == (32, 32)
+    preview = Image.open(os.path.join(web, "images", "0_real_A.png"))
+    assert preview.size == (32, 32)  # the first channel, shown grey
+    inputs = [os.path.join(data, "test", "A", f"{i}.npy") for i in range(2)]
+    assert translate.main(["--checkpoints_dir", ck, "--name", "mr", *inputs, "--out", out]) == 0
+    assert sorted(os.listdir(out)) == ["0.tif", "1.tif"]
+    assert tifffile.imread(os.path.join(out, "0.tif")).shape == (32, 32)
+    npy = str(tmp_path / "npy")
+    assert (
+        translate.main(["--checkpoints_dir", ck, "--name", "mr", *inputs, "--out", npy, "--output_format", "npy"]) == 0
+    )
+    assert np.load(os.path.join(npy, "0.npy"), allow_pickle=False).dtype == np.float32
+
+
+def test_channels_that_do_not_fit_and_colour_jitter_on_many_channels_are_refused(tmp_path):
+    for i in range(2):
+        os.makedirs(tmp_path / "train" / "A", exist_ok=True)
+        os.makedirs(tmp_path / "train" / "B", exist_ok=True)
+        np.save(tmp_path / "train" / "A" / f"{i}.npy", np.zeros((32, 32, 4), np.uint16))
+        np.save(tmp_path / "train" / "B" / f"{i}.npy", np.zeros((32, 32), np.uint16))
+    ds = aligned(str(tmp_path), preprocess=prep("none", 32, 32), input_nc=2, output_nc=1)
+    with pytest.raises(ValueError, match=r"--input_nc 2: .*0\.npy has 4 channels, not 2"):
+        ds.check(skip_bad=False, max_bad_fraction=0.0, workers=1)
+    with pytest.raises(SystemExit):
+        parse(TrainOptions, ["--input_nc", "4", "--aug_color", "0.2"])
+
+
+def test_a_sixteen_bit_cache_gives_the_same_samples(tmp_path):
+    def make(phase, i):
+        write_png16(phase / "A" / f"{i}.png", np.random.default_rng(i).integers(0, 65536, (36, 36), np.uint16))
+        write_png16(phase / "B" / f"{i}.png", np.stack([ramp16(i + 1, 36)] * 3, axis=2))
+
+    folders(tmp_path, {"train": 2}, make)
+    kw = {"preprocess": prep("resize_and_crop", 40, 32), "input_nc": 1, "output_nc": 3}
+    plain, cached = aligned(str(tmp_path), **kw), aligned(str(tmp_path), **kw)
+    for ds in (plain, cached):
+        ds.check(skip_bad=False, max_bad_fraction=0.0, workers=1)
+    cached.cache_images(workers=1)
+    for i in range(2):
+        a, b = plain[(1, i)], cached[(1, i)]
+        assert (a["A"] == b["A"]).all() and (a["B"] == b["B"]).all()
+        assert a["B"].shape == (3, 32, 32) and len(np.unique(a["A"].numpy())) > 256
+
+
+def test_dicom_slices_are_read_in_their_modality_units():
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("CT_small.dcm")
+    ds = pydicom.dcmread(path)
+    hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    a = read_file(path)
+    assert a.shape == (*hu.shape, 1) and a.dtype == np.float32 and np.array_equal(a[:, :, 0], hu.astype(np.float32))
+
+
+def test_sixteen_bit_colour_png_is_read_at_full_precision(tmp_path):
+    a = (np.random.default_rng(1).integers(0, 65536, (8, 12, 3))).astype(np.uint16)
+    write_png16(tmp_path / "c.png", a)
+    got = read_file(str(tmp_path / "c.png"))
+    assert got.dtype == np.uint16 and np.array_equal(got, a)
+    with Image.open(tmp_path / "c.png") as im:
+        assert np.array_equal(read_array(str(tmp_path / "c.png"), im), a)
