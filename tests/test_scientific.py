@@ -111,7 +111,7 @@ def test_float32_tiff_values_round_trip_through_the_range_exactly(tmp_path):
     rng = np.random.default_rng(0)
     values = rng.uniform(-2.5, 7.25, (24, 40, 3)).astype(np.float32)
     path = str(tmp_path / "f.tif")
-    tifffile.imwrite(path, values)
+    tifffile.imwrite(path, values, photometric="minisblack")
     a = read_file(path)
     assert a.dtype == np.float32 and a.shape == (24, 40, 3)
     r = ValueRange(-2.5, 7.25)
@@ -120,6 +120,12 @@ def test_float32_tiff_values_round_trip_through_the_range_exactly(tmp_path):
     with open(tmp_path / "o.tif", "wb") as f:
         f.write(encode(back, "tif"))
     assert np.array_equal(tifffile.imread(tmp_path / "o.tif"), back)  # written as it is
+
+
+def test_32_bit_integer_tiffs_are_float_data_that_need_a_range(tmp_path):
+    tifffile.imwrite(tmp_path / "i.tif", np.array([[0, 70000], [5, -3]], np.int32))
+    a = read_file(str(tmp_path / "i.tif"))
+    assert a.dtype == np.float32 and a.ravel().tolist() == [0, 70000, 5, -3]
 
 
 def test_a_ct_window_is_one_flag_in_both_spellings_and_round_trips(tmp_path):
