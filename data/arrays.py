@@ -239,8 +239,13 @@ def encode(a: np.ndarray, fmt: str) -> bytes:
         import tifffile
 
         buf = io.BytesIO()
-        photometric = "rgb" if a.shape[2] == 3 and a.dtype == np.uint8 else "minisblack"
-        tifffile.imwrite(buf, a[:, :, 0] if a.shape[2] == 1 else a, photometric=photometric, compression="zlib")
+        if a.shape[2] == 1:
+            tifffile.imwrite(buf, a[:, :, 0], photometric="minisblack", compression="zlib")
+        else:  # one page of C samples per pixel (YXS), colour-tagged only for 8-bit RGB
+            rgb = a.shape[2] == 3 and a.dtype == np.uint8
+            tifffile.imwrite(
+                buf, a, photometric="rgb" if rgb else "minisblack", planarconfig="contig", compression="zlib"
+            )
         return buf.getvalue()
     problem = png_problem(str(a.dtype), a.shape[2])
     if problem:

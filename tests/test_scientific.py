@@ -111,7 +111,7 @@ def test_float32_tiff_values_round_trip_through_the_range_exactly(tmp_path):
     rng = np.random.default_rng(0)
     values = rng.uniform(-2.5, 7.25, (24, 40, 3)).astype(np.float32)
     path = str(tmp_path / "f.tif")
-    tifffile.imwrite(path, values, photometric="minisblack")
+    tifffile.imwrite(path, values, photometric="minisblack", planarconfig="contig")  # (H, W, 3) as 3 samples
     a = read_file(path)
     assert a.dtype == np.float32 and a.shape == (24, 40, 3)
     r = ValueRange(-2.5, 7.25)
