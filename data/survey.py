@@ -28,7 +28,8 @@ SAMPLE_FILES = 32  # files decoded to measure a range or count clipped values, s
 
 
 def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dict[str, str]:
-    """{"range_A", "range_B", "output_dtype"} as this run uses them, each side reported in one line. generator: a
+    """{"range_A", "range_B", "output_dtype"} as this run uses them (a range: its numbers, or "" for the value type's
+    own), each side reported in one line. generator: a
     models.config.GeneratorConfig (direction, channels). Raises FileNotFoundError, ValueError or
     data.image_io.BadImageError (a RuntimeError) naming what is wrong. Unreadable files are left to the data set's
     check, which names them (or skips them with --skip_bad_images); with no readable file in the sample, the
@@ -46,7 +47,9 @@ def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dic
         if not files:
             return {}
         rng, kinds[real], note = settle_side(files, nc, spec, f"range_{real}")
-        out[f"range_{real}"] = rng.text
+        # The value type's range stays "" (it is the rule for any type: a 16-bit file given to a run trained on
+        # 8-bit images maps 0..65535, as it always was); a measured or given range is saved as its numbers.
+        out[f"range_{real}"] = "" if spec == "" and kinds[real].dtype in DTYPE_RANGES else rng.text
         log.info("real_%s: %s, range %s%s", real, kinds[real].describe(), rng.text, note)
     out["output_dtype"] = kinds["B"].dtype if values.output_dtype == "auto" else values.output_dtype
     return out
