@@ -140,7 +140,10 @@ def _read_pil(im: Image.Image) -> np.ndarray:
 
 
 def _load_npy(path: str, mmap: bool) -> np.ndarray:
-    a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)  # never unpickles
+    try:
+        a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)  # never unpickles
+    except EOFError as e:  # a truncated header
+        raise ValueError(f"not a complete .npy file ({e})") from e
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.dtype.kind not in "biuf":
@@ -197,7 +200,10 @@ def _dicom(path: str, pixels: bool):
         import pydicom
     except ImportError as e:
         raise ImportError("DICOM files need pydicom: pip install -r requirements-dicom.txt") from e
-    ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=not pixels)
+    except pydicom.errors.InvalidDicomError as e:  # not an OSError or ValueError
+        raise ValueError(f"not a DICOM file ({e})") from e
     if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1:
         raise ValueError("a multi-frame DICOM file; one slice per file is read")
     return ds
@@ -208,7 +214,11 @@ def _read_dicom(path: str) -> np.ndarray:
     from pydicom.pixels import apply_rescale
 
     ds = _dicom(path, pixels=True)
-    return np.asarray(apply_rescale(ds.pixel_array, ds), dtype=np.float32)
+    try:
+        pixels = ds.pixel_array
+    except (AttributeError, NotImplementedError, RuntimeError) as e:  # no pixel data, a codec pydicom lacks
+        raise ValueError(f"cannot decode the DICOM pixel data ({e})") from e
+    return np.asarray(apply_rescale(pixels, ds), dtype=np.float32)
 
 
 # ---- writing ---------------------------------------------------------------------------------------------------

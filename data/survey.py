@@ -28,12 +28,11 @@ SAMPLE_FILES = 32  # files decoded to measure a range or count clipped values, s
 
 
 def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dict[str, str]:
-    """{"range_A", "range_B", "output_dtype"} as this run uses them (a range: its numbers, or "" for the value type's
-    own), each side reported in one line. generator: a
-    models.config.GeneratorConfig (direction, channels). Raises FileNotFoundError, ValueError or
-    data.image_io.BadImageError (a RuntimeError) naming what is wrong. Unreadable files are left to the data set's
-    check, which names them (or skips them with --skip_bad_images); with no readable file in the sample, the
-    options stay as they are."""
+    """{"range_A", "range_B", "output_dtype"} as this run uses them (a range: its numbers, or "" for the value
+    type's own), each side reported in one line. generator: a models.config.GeneratorConfig (direction,
+    channels). Raises FileNotFoundError, ValueError or data.image_io.BadImageError (a RuntimeError) naming what
+    is wrong. Unreadable files are left to the data set's check, which names them (or skips them with
+    --skip_bad_images); with no readable file in the sample, the options stay as they are."""
     pairs = find_pairs(data.dataroot, data.phase, data.max_dataset_size)
     step = max(1, len(pairs) // SAMPLE_FILES)
     sample = pairs[::step][:SAMPLE_FILES]

@@ -26,16 +26,18 @@ class ValueRange:
     hi: float
 
     def to_unit(self, a: np.ndarray) -> np.ndarray:
-        """Data values -> float32 in [-1, 1] (computed in float64: float32 data round-trips to float precision)."""
+        """Data values -> float32 in [-1, 1] (computed in float64: float32 data round-trips to float precision).
+        NaN (no-data pixels of float data) reads as MIN, infinities as MIN or MAX."""
         u = (np.asarray(a, dtype=np.float64) - self.lo) * (2.0 / (self.hi - self.lo)) - 1.0
-        return np.clip(u, -1.0, 1.0).astype(np.float32)
+        return np.nan_to_num(np.clip(u, -1.0, 1.0), nan=-1.0).astype(np.float32)
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:
         """[-1, 1] -> data values, float64."""
         return (np.clip(np.asarray(u, dtype=np.float64), -1.0, 1.0) + 1.0) * ((self.hi - self.lo) / 2.0) + self.lo
 
     def clipped(self, a: np.ndarray) -> int:
-        return int(np.count_nonzero((a < self.lo) | (a > self.hi)))
+        """How many values lie outside (NaN counted: it reads as MIN)."""
+        return int(np.count_nonzero(~((a >= self.lo) & (a <= self.hi))))
 
     @property
     def text(self) -> str:

@@ -16,7 +16,7 @@ import train
 import translate
 from conftest import TINY_NET, aligned, prep
 from data.arrays import encode, read_array
-from data.image_io import read_file
+from data.image_io import BadImageError, inspect_image, read_file, scan
 from data.values import ValueRange, to_output
 from options.options import TrainOptions, parse
 
@@ -139,6 +139,9 @@ def test_a_ct_window_is_one_flag_in_both_spellings_and_round_trips(tmp_path):
     assert read_file(str(tmp_path / "ct.tif")).dtype == np.int16
     below = np.array([[-2000, 4000]], np.int16)[:, :, None]  # outside the window: clipped
     assert to_output(r.to_unit(below), r, "int16").ravel().tolist() == [-1024, 3071]
+    holes = np.array([[np.nan, np.inf, -np.inf, 5.0]], np.float32)  # no-data pixels of float data
+    assert r.to_unit(holes).ravel().tolist() == [-1, 1, -1, r.to_unit(np.float32(5.0)).item()]
+    assert r.clipped(holes) == 3
 
 
 def test_ct_slices_train_and_test_in_hounsfield_units(tmp_path):
@@ -239,3 +242,18 @@ def test_sixteen_bit_colour_png_is_read_at_full_precision(tmp_path):
     assert got.dtype == np.uint16 and np.array_equal(got, a)
     with Image.open(tmp_path / "c.png") as im:
         assert np.array_equal(read_array(str(tmp_path / "c.png"), im), a)
+
+
+@pytest.mark.parametrize("name", ["bad.npy", "bad.dcm", "short.npy"])
+def test_broken_array_files_are_bad_files_named_at_the_check(tmp_path, name):
+    pytest.importorskip("pydicom")
+    path = tmp_path / name
+    if name == "short.npy":
+        np.save(path, np.zeros((32, 32), np.float32))
+        path.write_bytes(path.read_bytes()[:200])  # truncated pixels
+    else:
+        path.write_bytes(b"not what the name says" * 10)
+    with pytest.raises(BadImageError, match=f"cannot read image {path}"):
+        inspect_image(str(path), decode=True)
+    ok, bad, _ = scan([str(path)], decode=False)
+    assert name == "short.npy" or str(path) in bad  # a header that reads is caught by the decoding check
