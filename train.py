@@ -25,6 +25,7 @@ from engine.training import InterruptedTwice, LoopConfig, StopFlag, TrainLoop
 from engine.validation import Validator, split_validation
 from models import WeightsMismatch, create_model
 from models.perceptual import WeightsMissing
+from options import presets
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
 from util import distributed, run_folder
 from util.config import OptionError
@@ -96,6 +97,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = distributed.setup(use_cuda=bool(opt.gpu_ids_list))
     if not d.is_main:  # under torchrun only rank 0 talks; errors still show
         logging.getLogger().setLevel(logging.ERROR)
+    if opt.preset != "none":
+        given = given_flags(argv)
+        log.info("%s", presets.describe(opt.preset, presets.preset_values(opt.preset, given), given))
     try:
         run_dir = checkpoint.prepare_run_dir(opt.checkpoints_dir, opt.name)
         lock = run_folder.claim(run_dir) if d.is_main else None  # under torchrun, rank 0 holds it

@@ -70,7 +70,9 @@ def create_model(c: ModelConfig, device: torch.device) -> Pix2PixModel:
         return Runner(net, device, speed.amp, speed.channels_last, compile)
 
     vgg = runner(build_vgg_loss(loss.vgg_weights), False) if loss.lambda_vgg > 0 else None
-    criterion = Pix2PixLoss(loss.gan_mode, loss.lambda_L1, loss.lambda_gp, loss.lambda_feat, loss.lambda_vgg, vgg)
+    criterion = Pix2PixLoss(
+        loss.gan_mode, loss.lambda_L1, loss.lambda_gp, loss.lambda_feat, loss.lambda_vgg, vgg, loss.lambda_GAN
+    )
     translate = Translator(runner(netG, speed.compile), g.size_multiple, g.residual)
     D = runner(netD, speed.compile)
     # One fused kernel per optimiser step on CUDA; the default (foreach) elsewhere. weight_decay: L2 on the weights.

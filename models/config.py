@@ -169,6 +169,12 @@ class LossConfig(Config):
 
     gan_mode: str = arg("vanilla", "GAN objective", choices=GAN_MODES)
     lambda_L1: float = arg(100.0, "weight of the L1 loss", lo=0)
+    lambda_GAN: float = arg(
+        1.0,
+        "weight of G's adversarial loss G_GAN (the paper's 1; lower for restoration, where PSNR matters more than "
+        "invented texture; 0: L1 regression, D still trained and logged)",
+        lo=0,
+    )
     lambda_gp: float = arg(10.0, "weight of the wgangp gradient penalty", lo=0)
     lambda_feat: float = arg(
         0.0, "weight of the discriminator feature-matching loss (pix2pixHD uses 10; 0 = off)", lo=0

@@ -33,8 +33,10 @@ class Pix2PixLoss:
         lambda_feat: float,
         lambda_vgg: float,
         vgg: Runner | None,
+        lambda_GAN: float,
     ) -> None:
         self.gan = GANLoss(gan_mode)
+        self.lambda_GAN = lambda_GAN
         self.gan_mode = gan_mode
         self.lambda_L1, self.lambda_gp, self.lambda_feat, self.lambda_vgg = (
             lambda_L1,
@@ -61,9 +63,10 @@ class Pix2PixLoss:
         fake_pair = torch.cat([real_A, fake_B], 1)
         if self.lambda_feat > 0:
             G_GAN, G_feat = self._feature_matching(D, fake_pair, torch.cat([real_A, real_B], 1))
-            terms = {"G_GAN": G_GAN, "G_L1": G_L1, "G_feat": G_feat}
+            terms = {"G_GAN": G_GAN * self.lambda_GAN, "G_L1": G_L1, "G_feat": G_feat}
         else:
-            terms = {"G_GAN": self.gan(D(fake_pair, sync=False), True, for_D=False), "G_L1": G_L1}
+            G_GAN = self.gan(D(fake_pair, sync=False), True, for_D=False)
+            terms = {"G_GAN": G_GAN * self.lambda_GAN, "G_L1": G_L1}
         if self.vgg is not None:
             with self.vgg.autocast():
                 terms["G_VGG"] = self.vgg.net(fake_B, real_B).float() * self.lambda_vgg

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import torch
 
 from data.config import plain_name
+from options.presets import PRESETS
 from util.config import Config, OptionError, arg, need
 from util.metrics import METRICS, PER_IMAGE, parse_metrics
 from util.sinks import LOGGERS
@@ -150,6 +151,11 @@ class RunOptions(Config):
     title: ClassVar[str] = "training"
 
     seed: int | None = arg(None, "random seed (default: drawn at random and saved)", lo=0, below=2**63)
+    preset: str = arg(
+        "none",
+        "a measured group of flags for a task type (docs/going-to-512.md); flags given on the command line win",
+        choices=("none", *PRESETS),
+    )
     pool_size: int = arg(0, "accepted for reference compatibility; must be 0")
     accum_steps: int = arg(
         1, "accumulate gradients over K batches per optimiser step (effective batch K x batch_size)", lo=1

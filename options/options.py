@@ -41,6 +41,7 @@ from options.groups import (
     ValidationOptions,
     gpu_id_list,
 )
+from options.presets import preset_values
 from util.config import Config, OptionError, check_bounds
 from util.util import write_text
 
@@ -294,6 +295,8 @@ def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any
     cls = options_class(which)
     own = cls.names()
     values = vars(p.parse_args(argv))
+    if values.get("preset", "none") != "none" and cls is TrainOptions:  # the command line's own flags win
+        values.update(preset_values(values["preset"], given_flags(argv)))
     opt = settle(cls(**{k: v for k, v in values.items() if k in own}))
     try:
         if cls is not TrainOptions:  # train.py's flags it ignores are still checked as train.py checks them

@@ -39,6 +39,12 @@ ARMS: dict[str, list[str]] = {
     "residual": ["--residual"],
     "augment": ["--aug_scale", "0.1", "--aug_rotate", "10", "--aug_color", "0.1", "--aug_color_on", "both"],
     "attention": ["--attention"],
+    # The restoration round (issue 22): run with --extra "--residual" so each arm changes one thing on top of it.
+    "gan0.1": ["--lambda_GAN", "0.1"],
+    "gan0": ["--lambda_GAN", "0"],
+    "lr2x": ["--lr", "0.0004"],
+    "no_dropout": ["--no_dropout"],
+    "resize572": ["--load_size", "572", "--crop_size", "512"],
 }
 
 
@@ -182,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataroot", default=os.path.join(ROOT, "..", "shared", "data", "polyu512"))
     p.add_argument("--out", default="study512", help="folder for runs, results, study.json, study.md, index.html")
-    p.add_argument("--arms", default=",".join(a for a in ARMS if a != "attention"), help=f"from {', '.join(ARMS)}")
+    first_round = list(ARMS)[: list(ARMS).index("attention")]  # the default: the first round's arms
+    p.add_argument("--arms", default=",".join(first_round), help=f"from {', '.join(ARMS)}")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--width", type=int, default=16, help="baseline ngf = ndf (the wide arm doubles it)")
     p.add_argument("--size", type=int, default=512, help="load and crop size")

@@ -1,0 +1,26 @@
+"""--preset NAME: a documented group of train.py flags for a task type, each measured in docs/going-to-512.md.
+A flag given on the command line wins over the preset's; train.py says at start-up what the preset set, and the
+values are saved with the run like every option."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# name -> {flag: value}; docs/going-to-512.md gives each one's measurements and the command that reproduces them.
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def preset_values(name: str, given: set[str]) -> dict[str, Any]:
+    """The flags preset `name` sets ("none": none), leaving out those given on the command line."""
+    if name == "none":
+        return {}
+    return {k: v for k, v in PRESETS[name].items() if k not in given}
+
+
+def describe(name: str, values: Mapping[str, Any], given: set[str]) -> str:
+    """One line for the start-up: what the preset set, and which of its flags the command line overrode."""
+    shown = " ".join(f"--{k}" if v is True else f"--{k} {v}" for k, v in values.items())
+    kept = sorted(k for k in PRESETS[name] if k in given)
+    tail = f" (given on the command line, kept: {', '.join('--' + k for k in kept)})" if kept else ""
+    return f"--preset {name} sets {shown or 'nothing the command line left out'}{tail}"
