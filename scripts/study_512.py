@@ -45,6 +45,10 @@ ARMS: dict[str, list[str]] = {
     "lr2x": ["--lr", "0.0004"],
     "no_dropout": ["--no_dropout"],
     "resize572": ["--load_size", "572", "--crop_size", "512"],
+    "lr5x": ["--lr", "0.001"],
+    "lr10x": ["--lr", "0.002"],
+    "regress": ["--lambda_GAN", "0", "--no_dropout", "--lr", "0.001", "--beta1", "0.9"],
+    "regress_gan0.01": ["--lambda_GAN", "0.01", "--no_dropout", "--lr", "0.001", "--beta1", "0.9"],
 }
 
 

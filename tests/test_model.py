@@ -259,3 +259,17 @@ def test_grad_checkpoint_with_wgangp():
     model = tiny_model("--grad_checkpoint", "--gan_mode", "wgangp")
     model.train_step([batch()])
     assert model.netD.grad_checkpoint and model.pop_losses()[1]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.25])
+def test_lambda_gan_weighs_the_adversarial_term_only(weight):
+    plain, weighed = tiny_model(), tiny_model("--lambda_GAN", str(weight))
+    b = batch()
+    out = []
+    for model in (plain, weighed):
+        model.set_input(b)
+        fake_B = model.translate(model.real_A)
+        out.append(model.loss.generator(model.D, model.real_A, model.real_B, fake_B))
+    assert torch.equal(out[0].terms["G_L1"], out[1].terms["G_L1"])  # same seed: same G, D and output
+    assert torch.allclose(out[1].terms["G_GAN"], out[0].terms["G_GAN"] * weight)
+    assert torch.allclose(out[1].total, out[1].terms["G_L1"] + out[1].terms["G_GAN"])

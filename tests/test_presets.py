@@ -1,0 +1,49 @@
+"""--preset NAME: a group of train.py flags; the command line's own flags win; said at start-up; saved."""
+
+import json
+import os
+
+import pytest
+
+import train
+from conftest import TINY, tiny_data  # noqa: F401  (a fixture)
+from options.options import TrainOptions, parse
+from options.presets import PRESETS, describe, preset_values
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_is_valid_flags_with_valid_values(name):
+    values = PRESETS[name]
+    assert values and set(values) <= TrainOptions.names()
+    opt = TrainOptions(**values)
+    opt.check_fields()  # choices and bounds, as a command line's
+    assert all(getattr(opt, k) == v for k, v in values.items())
+
+
+def test_a_preset_sets_its_flags_and_the_command_line_wins():
+    name = "restore"
+    flags = PRESETS[name]
+    opt = parse(True, ["--preset", name])
+    assert opt.preset == name and all(getattr(opt, k) == v for k, v in flags.items())
+    overridden = next(k for k, v in flags.items() if not isinstance(v, bool))
+    other = str(2 * flags[overridden]) if isinstance(flags[overridden], int | float) else "unet_256"
+    opt = parse(True, ["--preset", name, f"--{overridden}", other])
+    assert str(getattr(opt, overridden)) == other
+    line = describe(name, preset_values(name, {overridden}), {overridden})
+    assert line.startswith(f"--preset {name} sets ") and f"kept: --{overridden}" in line
+    assert f"--{overridden} " not in line.split(" (given")[0]
+
+
+def test_train_py_says_what_the_preset_set_and_saves_it(tiny_data, tmp_path, caplog):  # noqa: F811
+    caplog.set_level("INFO")
+    ck = str(tmp_path / "ck")
+    # the tiny run's sizes and network are given, so the preset's own (512) are overridden
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", ck, "--name", "p", *TINY, "--preset", "restore"]
+    assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]) == 0
+    assert "--preset restore sets " in caplog.text
+    saved = json.load(open(os.path.join(ck, "p", "train_opt.json")))["options"]
+    assert saved["preset"] == "restore"
+    given = {"netG", "num_downs", "load_size", "crop_size", "ngf", "ndf"}
+    for k, v in PRESETS["restore"].items():
+        if k not in given:
+            assert saved[k] == v, k
