@@ -105,7 +105,10 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
     ]
     test = [
         sys.executable, "test.py", "--name", name, "--checkpoints_dir", ckpt_dir, "--results_dir", res_dir,
-        "--phase", args.val_phase, "--metrics", ",".join(METRICS), *shlex.split(args.extra_test),
+        "--phase", args.val_phase, "--metrics", ",".join(METRICS),
+        # every arm scored on the same val images, at --size: an arm that trains on resized crops (resize572)
+        # would otherwise be tested on resized images, whose smoothed noise scores higher
+        "--load_size", str(args.size), "--crop_size", str(args.size), *shlex.split(args.extra_test),
     ]
     # fmt: on
     log.info("%s: training", name)
