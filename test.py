@@ -224,24 +224,18 @@ def write_results(
 
 
 def value_units(translate: ImageTranslator) -> dict:
-    """What the scores and previews are in: real_B's range (PSNR's and SSIM's data range is its width) and where
-    the full-precision outputs are."""
+    """What the scores and previews are in: real_B's range (PSNR's and SSIM's data range is its width), and, for
+    data that is not plain 8-bit, a note for the page saying so and where the full-precision outputs are."""
     rng = translate.output_range
-    note = (
-        f"real_B values {rng.lo:g}..{rng.hi:g} ({translate.output_dtype}); previews show that window as 0..255; "
-        "PSNR and SSIM are computed before any rounding, with data range "
-        f"{rng.hi - rng.lo:g} in these units"
-    )
+    note = ""  # plain 8-bit images: the page is as it always was
     if translate.full_output:
-        note += f"; the outputs themselves ({translate.output_extension}) are in {OUTPUTS}/"
-    else:
-        note = ""  # plain 8-bit images: the page is as it always was
-    return {
-        "range_B": [rng.lo, rng.hi],
-        "data_range": rng.hi - rng.lo,
-        "output_dtype": translate.output_dtype,
-        "note": note,
-    }
+        note = (
+            f"real_B values {rng.lo:g}..{rng.hi:g} ({translate.output_dtype}); previews show that window as "
+            f"0..255; PSNR and SSIM are computed before any rounding, with data range {rng.hi - rng.lo:g} in "
+            f"these units; the outputs themselves ({translate.output_extension}) are in {OUTPUTS}/"
+        )
+    units = {"range_B": [rng.lo, rng.hi], "data_range": rng.hi - rng.lo, "output_dtype": translate.output_dtype}
+    return {**units, "note": note}
 
 
 def make_scoring(opt: TestOptions, given: set[str], device: torch.device) -> Scoring | None:

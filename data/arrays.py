@@ -18,7 +18,7 @@ VALUE_TYPES = ("uint8", "uint16", "int16", "float32")
 ARRAY_EXTENSIONS = (".npy", ".dcm")
 OUTPUT_FORMATS = ("auto", "png", "tif", "npy")
 _TIFF = (".tif", ".tiff")
-_EXIF_ORIENTATION = 0x0112
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of how an image is turned
 _PIL_FULL = {"I;16": "uint16", "I;16L": "uint16", "I;16B": "uint16", "I;16N": "uint16", "I": "uint16", "F": "float32"}
 
 
@@ -127,7 +127,7 @@ def read_array(path: str, im: Image.Image | None = None) -> np.ndarray:
 
 
 def _read_pil(im: Image.Image) -> np.ndarray:
-    if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+    if im.getexif().get(EXIF_ORIENTATION, 1) != 1:
         im = ImageOps.exif_transpose(im)
     if im.mode in _PIL_FULL:
         a = np.asarray(im)
@@ -144,10 +144,15 @@ def _load_npy(path: str, mmap: bool) -> np.ndarray:
         a = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)  # never unpickles
     except EOFError as e:  # a truncated header
         raise ValueError(f"not a complete .npy file ({e})") from e
+    return as_hwc(a)
+
+
+def as_hwc(a: np.ndarray) -> np.ndarray:
+    """An (H, W) or (H, W, C) array of numbers as (H, W, C); ValueError for anything else."""
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.dtype.kind not in "biuf":
-        raise ValueError(f"a .npy image must be numbers shaped (H, W) or (H, W, C), not {a.dtype} {a.shape}")
+        raise ValueError(f"an image must be numbers shaped (H, W) or (H, W, C), not {a.dtype} {a.shape}")
     return a
 
 

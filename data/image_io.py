@@ -14,10 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from data.arrays import Kind, is_array_file, probe, read_array
+from data.arrays import EXIF_ORIENTATION, Kind, is_array_file, probe, read_array
 
 log = logging.getLogger(__name__)
-_EXIF_ORIENTATION = 0x0112
 
 
 class BadImageError(RuntimeError):
@@ -50,7 +49,7 @@ def to_8bit(im: Image.Image) -> Image.Image:
     check_mode(im)
     if im.mode == "F":
         raise ValueError("32-bit float pixels (mode F) have no 8-bit form; the data sets read them at full precision")
-    if im.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # no copy for the usual upright image
+    if im.getexif().get(EXIF_ORIENTATION, 1) != 1:  # no copy for the usual upright image
         im = ImageOps.exif_transpose(im)
     top = im.getextrema()[1] if im.mode == "I" else None
     if top is not None and top > 65535:
@@ -129,7 +128,7 @@ def upright_size(im: Image.Image) -> tuple[int, int]:
     w, h = im.size
     tags = getattr(im, "tag_v2", None)  # a TIFF's tags
     turned_by_reader = tags is not None and (tags.get(256), tags.get(257)) != (w, h)
-    if im.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) and not turned_by_reader:
+    if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) and not turned_by_reader:
         w, h = h, w
     return w, h
 

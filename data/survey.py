@@ -38,11 +38,12 @@ def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dic
     sample = pairs[::step][:SAMPLE_FILES]
     out: dict[str, str] = {}
     kinds = {}
+    headers = {p: _kind(p) for pair in sample for p in pair if p is not None}  # each file's header read once
     for real, nc in (("A", generator.input_nc), ("B", generator.output_nc)):
         right = (real == "B") == (generator.direction == "AtoB")  # real_B is the right (B) image unless BtoA
         files = [((b if right else a), None) if b is not None else (a, right) for a, b in sample]
         spec = getattr(values, f"range_{real}")
-        files = [(p, half, kind) for p, half in files if (kind := _kind(p)) is not None]
+        files = [(p, half, headers[p]) for p, half in files if headers[p] is not None]
         if not files:
             return {}
         rng, kinds[real], note = settle_side(files, nc, spec, f"range_{real}")

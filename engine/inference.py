@@ -3,7 +3,6 @@ ones; test.py, translate.py and export.py use it too, so there is one inference 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from data.arrays import Kind, as_value_type, encode, output_format, probe, read_array
+from data.arrays import Kind, as_hwc, as_value_type, encode, output_format, probe, read_array
 from data.config import ValuesConfig
 from data.image_io import check_mode, convert, inspect_file, load_image, read_file
 from data.transforms import array_to_tensor, to_tensor
@@ -135,11 +134,7 @@ class ImageTranslator:
         the run's unless given)."""
         self.translator = translator
         self.checkpoint = checkpoint
-        if values is None:
-            saved = checkpoint.options.get("values", {})
-            known = {f.name for f in dataclasses.fields(ValuesConfig)}
-            values = ValuesConfig(**{k: v for k, v in saved.items() if k in known})
-        self.values = values
+        self.values = values or TrainOptions.from_dict(checkpoint.options).config(ValuesConfig)
         self.set_eval(eval)
 
     @classmethod
@@ -268,7 +263,7 @@ class ImageTranslator:
 
     def array_to_tensor(self, a: np.ndarray, rng: ValueRange | None = None, label: str | None = None) -> torch.Tensor:
         """An (H, W) or (H, W, C) array in the data's units -> (1, input_nc, H, W) in [-1, 1]."""
-        a = read_array_like(a)
+        a = as_value_type(as_hwc(a))  # as the loader holds file values
         rng = rng or self.input_range(str(a.dtype))
         problem = fit_problem(a.shape[2], self.input_nc)
         if problem:
@@ -314,15 +309,6 @@ class ImageTranslator:
 
 def _kind(dtype: str) -> Kind:
     return Kind(1, dtype, dtype == "uint8")
-
-
-def read_array_like(a: np.ndarray) -> np.ndarray:
-    """An (H, W) or (H, W, C) array of numbers as the loader holds file values: (H, W, C) in a VALUE_TYPES type."""
-    if a.ndim == 2:
-        a = a[:, :, None]
-    if a.ndim != 3 or a.dtype.kind not in "biuf":
-        raise ValueError(f"expected an (H, W) or (H, W, C) array of numbers, not {a.dtype} {a.shape}")
-    return as_value_type(a)
 
 
 def as_float32(x: torch.Tensor) -> torch.Tensor:
