@@ -1,8 +1,9 @@
-"""The 256-to-512 study: train each arm with the same budget and seeds, score it on val, and tabulate."""
+"""The 512 study: train each arm with the same budget and seeds, score it on val, and tabulate against a baseline."""
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import glob
 import json
 import logging
@@ -25,7 +26,7 @@ from util.html import HTML  # noqa: E402
 from util.metrics import MetricSuite  # noqa: E402
 
 log = logging.getLogger("study")
-METRICS = ("psnr", "ssim", "swd")
+FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "l1": "{:.4f}", "pixacc": "{:.3f}", "swd": "{:.1f}", "lpips": "{:.3f}"}
 
 # Each arm changes one thing against the baseline (unet_512, width W, transposed convs, one PatchGAN,
 # plain output, flips only). "wide" doubles W: ngf 32 -> 64 at full size, 16 -> 32 in the CPU study.
@@ -49,6 +50,18 @@ ARMS: dict[str, list[str]] = {
     "lr10x": ["--lr", "0.002"],
     "regress": ["--lambda_GAN", "0", "--no_dropout", "--lr", "0.001", "--beta1", "0.9"],
     "regress_gan0.01": ["--lambda_GAN", "0.01", "--no_dropout", "--lr", "0.001", "--beta1", "0.9"],
+    # The label-to-photo round (issue 22, maps600). Depth: unet_256 (above) has a 2x2 bottleneck at 512, depth 7
+    # a 4x4 one; depth 10 does not fit a 512 crop (it needs multiples of 1024).
+    "depth7": ["--num_downs", "7"],
+    "n_layers_D4": ["--netD", "n_layers", "--n_layers_D", "4"],
+    "n_layers_D5": ["--netD", "n_layers", "--n_layers_D", "5"],
+    "num_D2": ["--num_D", "2"],
+    "num_D3": ["--num_D", "3"],
+    "batch4": ["--batch_size", "4", "--lr", "0.0004"],  # the same epochs; lr x sqrt(4), Adam's usual rule
+    # 0.99, not 0.999: the average starts at the initial weights, and 0.999 would still hold 0.999^400 = 67% of them
+    "ema": ["--ema_decay", "0.99"],
+    "l1_10": ["--lambda_L1", "10"],
+    "l1_300": ["--lambda_L1", "300"],
 }
 
 
@@ -59,13 +72,14 @@ def arm_flags(arm: str, width: int) -> list[str]:
     return list(flags)
 
 
-def run(cmd: list[str], log_path: str) -> float:
+def run(cmd: list[str], log_path: str, threads: int | None) -> float:
     """Runs cmd with its output in log_path; returns the wall time. A failure raises with the log's tail."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     t0 = time.perf_counter()
     with open(log_path, "w") as f:
         f.write(shlex.join(cmd) + "\n")
         f.flush()
-        rc = subprocess.call(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        rc = subprocess.call(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
     if rc != 0:
         with open(log_path) as f:
             tail = f.read()[-3000:]
@@ -73,16 +87,27 @@ def run(cmd: list[str], log_path: str) -> float:
     return time.perf_counter() - t0
 
 
-def identity_scores(dataroot: str, phase: str, direction: str) -> dict[str, float]:
-    """The metrics of output = input: the score a model must beat."""
-    suite = MetricSuite(list(METRICS), "cpu", None, None, seed=0)
-    for path in sorted(glob.glob(os.path.join(dataroot, phase, "*"))):
-        ab = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1
-        t = torch.from_numpy(ab).permute(2, 0, 1)[None]  # (1, 3, H, 2W)
-        w = t.shape[-1] // 2
-        a, b = t[..., :w], t[..., w:]
-        suite.update(a, b) if direction == "AtoB" else suite.update(b, a)
-    return {k: v for k, v in suite.compute().items() if k in METRICS}
+def identity_scores(args: argparse.Namespace) -> dict[str, float]:
+    """The metrics of output = input on the val images as test.py sees them (scaled to --load_size, centre crop
+    --size): the score a restoration must beat, and for translations a reminder of how far apart A and B are."""
+    suite = MetricSuite([m for m in args.metric_list if m != "kid"], "cpu", None, None, seed=0)
+    for path in sorted(glob.glob(os.path.join(args.dataroot, args.val_phase, "*"))):
+        ab = Image.open(path).convert("RGB")
+        w = ab.width // 2
+        a, b = (
+            half.resize((args.load_size,) * 2, Image.BICUBIC)
+            for half in (ab.crop((0, 0, w, ab.height)), ab.crop((w, 0, 2 * w, ab.height)))
+        )
+        x0 = (args.load_size - args.size) // 2
+        t = [
+            torch.from_numpy(
+                np.asarray(im.crop((x0, x0, x0 + args.size, x0 + args.size)), dtype=np.float32) / 127.5 - 1
+            )
+            for im in (a, b)
+        ]
+        a, b = (x.permute(2, 0, 1)[None] for x in t)  # (1, 3, size, size)
+        suite.update(a, b) if args.direction == "AtoB" else suite.update(b, a)
+    return suite.compute()
 
 
 def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
@@ -97,23 +122,23 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
     # fmt: off
     train = [
         sys.executable, "train.py", "--dataroot", args.dataroot, "--name", name, "--checkpoints_dir", ckpt_dir,
-        "--netG", "unet_512", "--ngf", str(args.width), "--ndf", str(args.width),
-        "--load_size", str(args.size), "--crop_size", str(args.size), "--direction", args.direction,
+        "--netG", args.netG, "--ngf", str(args.width), "--ndf", str(args.width),
+        "--load_size", str(args.load_size), "--crop_size", str(args.size), "--direction", args.direction,
         "--n_epochs", str(args.epochs[0]), "--n_epochs_decay", str(args.epochs[1]), "--seed", str(seed),
         "--display_id", "0", "--no_html", "--print_freq", "100", "--save_epoch_freq", "1000",
         *arm_flags(arm, args.width), *shlex.split(args.extra),
     ]
     test = [
         sys.executable, "test.py", "--name", name, "--checkpoints_dir", ckpt_dir, "--results_dir", res_dir,
-        "--phase", args.val_phase, "--metrics", ",".join(METRICS),
-        # every arm scored on the same val images, at --size: an arm that trains on resized crops (resize572)
-        # would otherwise be tested on resized images, whose smoothed noise scores higher
-        "--load_size", str(args.size), "--crop_size", str(args.size), *shlex.split(args.extra_test),
+        "--phase", args.val_phase, "--metrics", ",".join(args.metric_list),
+        # every arm scored on the same val images, scaled to --load_size and centre-cropped to --size: an arm that
+        # trains on resized crops (resize572) would otherwise be tested on resized images
+        "--load_size", str(args.load_size), "--crop_size", str(args.size), *shlex.split(args.extra_test),
     ]
     # fmt: on
     log.info("%s: training", name)
-    train_s = run(train, os.path.join(args.out, "runs", f"{name}_train.log"))
-    run(test, os.path.join(args.out, "runs", f"{name}_test.log"))
+    train_s = run(train, os.path.join(args.out, "runs", f"{name}_train.log"), args.threads)
+    run(test, os.path.join(args.out, "runs", f"{name}_test.log"), args.threads)
     with open(os.path.join(res_dir, name, f"{args.val_phase}_latest", "metrics.json")) as f:
         scores = json.load(f)["summary"]
     iters, params_G = _iterations_and_params(ckpt_dir, name)
@@ -121,7 +146,7 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
         "arm": arm,
         "seed": seed,
         "flags": arm_flags(arm, args.width),
-        "scores": {k: scores[k] for k in METRICS},
+        "scores": {k: v for k, v in scores.items() if k != "n"},
         "train_s": train_s,
         "iterations": iters,
         "s_per_iter": train_s / iters if iters else math.nan,
@@ -129,7 +154,8 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
     }
     with open(record_path, "w") as f:
         json.dump(record, f, indent=2)
-    log.info("%s: %s (%.0f s)", name, ", ".join(f"{k} {v:.4g}" for k, v in record["scores"].items()), train_s)
+    shown = ", ".join(f"{k} {record['scores'][k]:.4g}" for k in args.metric_list if k in record["scores"])
+    log.info("%s: %s (%.0f s)", name, shown, train_s)
     return record
 
 
@@ -140,44 +166,70 @@ def _iterations_and_params(ckpt_dir: str, name: str) -> tuple[int, int]:
     return int(state["total_iters"]), params
 
 
-def summarise(records: list[dict], identity: dict[str, float], arms: list[str]) -> list[dict]:
+def summarise(records: list[dict], identity: dict[str, float], arms: list[str], metrics: list[str]) -> list[dict]:
+    """Per arm: each metric's mean over seeds, the seeds' values, the difference to the baseline's mean, and
+    whether the arm's seeds all lie on one side of the baseline's (`{k}_apart`, given 2 seeds or more: a difference
+    the seeds agree on; overlapping seeds are not a finding)."""
     rows = []
     base = [r for r in records if r["arm"] == "baseline"]
-    base_mean = {k: statistics.fmean(r["scores"][k] for r in base) for k in METRICS} if base else None
     for arm in arms:
         rs = sorted((r for r in records if r["arm"] == arm), key=lambda r: r["seed"])
         row = {"arm": arm, "flags": " ".join(rs[0]["flags"]) or "(baseline)", "seeds": [r["seed"] for r in rs]}
-        for k in METRICS:
+        for k in sorted({k for r in rs for k in r["scores"]}):
             vals = [r["scores"][k] for r in rs]
             row[k] = statistics.fmean(vals)
             row[f"{k}_seeds"] = vals
-            row[f"{k}_vs_base"] = row[k] - base_mean[k] if base_mean else math.nan
-        row["beats_identity"] = row["psnr"] > identity["psnr"]
+            base_vals = [r["scores"][k] for r in base if k in r["scores"]]
+            row[f"{k}_vs_base"] = row[k] - statistics.fmean(base_vals) if base_vals else math.nan
+            if k in metrics and min(len(vals), len(base_vals)) >= 2 and arm != "baseline":
+                row[f"{k}_apart"] = min(vals) > max(base_vals) or max(vals) < min(base_vals)
+        if "psnr" in identity and "psnr" in row:
+            row["beats_identity"] = row["psnr"] > identity["psnr"]
         row["s_per_iter"] = statistics.median(r["s_per_iter"] for r in rs)
         rows.append(row)
     return rows
 
 
-def markdown(rows: list[dict], identity: dict[str, float]) -> str:
-    lines = [
-        "| arm | flags | PSNR dB (seeds) | vs base | SSIM (seeds) | vs base | SWD (seeds) | vs base | s/iter |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| identity | output = input | {identity['psnr']:.2f} | | {identity['ssim']:.4f} | | "
-        f"{identity['swd']:.1f} | | |",
-    ]
+def markdown(rows: list[dict], identity: dict[str, float], metrics: list[str]) -> str:
+    """The main table: per metric, the mean (seeds) and the difference to the baseline; '*' marks a difference
+    whose seeds do not overlap the baseline's."""
+    shown = [k for k in metrics if any(k in r for r in rows)]
+    head = "| arm | flags | " + " | ".join(f"{k} (seeds) | vs base" for k in shown) + " | s/iter |"
+    lines = [head, "|---|---|" + "---|---|" * len(shown) + "---|"]
+    if identity:
+        cells = ["identity", "output = input"]
+        for k in shown:
+            cells += [FORMATS.get(k, "{:.4g}").format(identity[k]) if k in identity else "", ""]
+        lines.append("| " + " | ".join(cells) + " | |")
     for r in rows:
         cells = [r["arm"], f"`{r['flags']}`"]
-        for k, fmt in (("psnr", "{:.2f}"), ("ssim", "{:.4f}"), ("swd", "{:.1f}")):
+        for k in shown:
+            fmt = FORMATS.get(k, "{:.4g}")
             seeds = ", ".join(fmt.format(v) for v in r[f"{k}_seeds"])
-            cells += [f"{fmt.format(r[k])} ({seeds})", ("{:+" + fmt[2:]).format(r[f"{k}_vs_base"])]
+            diff = ("{:+" + fmt[2:]).format(r[f"{k}_vs_base"]) + ("*" if r.get(f"{k}_apart") else "")
+            cells += [f"{fmt.format(r[k])} ({seeds})", "" if r["arm"] == "baseline" else diff]
         cells.append(f"{r['s_per_iter']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def swd_levels_markdown(rows: list[dict]) -> str:
+    """SWD at each pyramid level (x1e3, mean over seeds; finest level first): where in scale an arm differs."""
+    levels = sorted({k for r in rows for k in r if k.startswith("swd_") and k[4:].isdigit()}, key=lambda k: -int(k[4:]))
+    if not levels:
+        return ""
+    lines = ["| arm | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
+    for r in rows:
+        lines.append(f"| {r['arm']} | " + " | ".join(f"{r[k]:.1f}" if k in r else "" for k in levels) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def comparison_page(args: argparse.Namespace, arms: list[str], seed: int, max_images: int = 4) -> str:
     """index.html: per val image, real_A, each arm's fake_B (one seed) and real_B side by side."""
-    page = HTML(args.out, "256-to-512 study: val images per arm")
+    page = HTML(
+        args.out,
+        f"512 study ({os.path.basename(os.path.normpath(args.dataroot))}, {args.direction}): val images per arm",
+    )
     # add_images takes paths relative to out/images
     res = os.path.join("..", "results", "{name}", f"{args.val_phase}_latest", "images")
     first = os.path.join(args.out, "images", res.format(name=f"{arms[0]}_s{seed}"))
@@ -199,10 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--arms", default=",".join(first_round), help=f"from {', '.join(ARMS)}")
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--width", type=int, default=16, help="baseline ngf = ndf (the wide arm doubles it)")
-    p.add_argument("--size", type=int, default=512, help="load and crop size")
+    p.add_argument("--netG", default="unet_512", help="the baseline's generator")
+    p.add_argument("--size", type=int, default=512, help="crop size (training crops, centre crops for val)")
+    p.add_argument("--load_size", type=int, default=None, help="scale to this size before cropping (default: --size)")
     p.add_argument("--epochs", type=int, nargs=2, default=[2, 2], metavar=("N", "DECAY"), help="the same for every arm")
     p.add_argument("--direction", default="AtoB")
     p.add_argument("--val_phase", default="val")
+    p.add_argument("--metrics", default="psnr,ssim,swd", help="test.py --metrics; the table shows them in this order")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once, each with (CPU cores / jobs) threads")
     p.add_argument("--extra", default="", help="more train.py flags for every arm, e.g. '--amp bf16 --batch_size 4'")
     p.add_argument("--extra_test", default="", help="more test.py flags")
     args = p.parse_args(argv)
@@ -211,15 +267,20 @@ def main(argv: list[str] | None = None) -> int:
     bad = [a for a in arms if a not in ARMS]
     if bad:
         p.error(f"--arms: unknown {', '.join(bad)}; choose from {', '.join(ARMS)}")
+    args.load_size = args.load_size or args.size
+    args.metric_list = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    args.threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
     seeds = [int(s) for s in args.seeds.split(",")]
     os.makedirs(args.out, exist_ok=True)
-    identity = identity_scores(args.dataroot, args.val_phase, args.direction)
+    identity = identity_scores(args)
     log.info("identity on %s: %s", args.val_phase, identity)
-    records = [run_arm(args, arm, seed) for seed in seeds for arm in arms]
-    rows = summarise(records, identity, arms)
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:  # threads that wait on subprocesses
+        records = list(pool.map(lambda job: run_arm(args, *job), [(arm, seed) for seed in seeds for arm in arms]))
+    rows = summarise(records, identity, arms, args.metric_list)
+    saved = {k: v for k, v in vars(args).items() if k not in ("metric_list", "threads")}
     with open(os.path.join(args.out, "study.json"), "w") as f:
-        json.dump({"args": vars(args), "identity": identity, "rows": rows, "runs": records}, f, indent=2)
-    table = markdown(rows, identity)
+        json.dump({"args": saved, "identity": identity, "rows": rows, "runs": records}, f, indent=2)
+    table = markdown(rows, identity, args.metric_list) + "\n" + swd_levels_markdown(rows)
     with open(os.path.join(args.out, "study.md"), "w") as f:
         f.write(table)
     print(table)

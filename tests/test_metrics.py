@@ -50,7 +50,7 @@ def test_parse_metrics():
     assert set(METRICS) == set(HIGHER_IS_BETTER)
     with pytest.raises(ValueError) as e:
         parse_metrics("psnr,fidd")
-    assert "'fidd'" in str(e.value) and "psnr, ssim, lpips, fid, kid, swd" in str(e.value)
+    assert "'fidd'" in str(e.value) and "psnr, ssim, l1, pixacc, lpips, fid, kid, swd" in str(e.value)
     with pytest.raises(ValueError, match="fidd"):
         MetricSuite(["fidd"], "cpu", None, None, 0)
 
@@ -68,6 +68,21 @@ def test_psnr():
     suite.reset()
     empty = suite.compute()
     assert empty["n"] == 0 and math.isnan(empty["psnr"])
+
+
+def test_l1_and_pixel_accuracy():
+    """l1 is the mean absolute error on [0, 1]; pixacc counts a pixel right when all its channels are within 5/255."""
+    real = torch.zeros(1, 3, 4, 4)
+    fake = real.clone()
+    fake[0, 0, 0, :] = 4 / 255  # row 0: within the tolerance in one channel
+    fake[0, 2, 1, :] = 6 / 255  # row 1: one channel off by 6 levels: wrong
+    fake[0, :, 2, :2] = 0.5  # two pixels of row 2: every channel far off: wrong
+    suite = MetricSuite(["l1", "pixacc"], "cpu", None, None, 0)
+    rows = suite.update(fake * 2 - 1, real * 2 - 1)
+    assert rows[0]["pixacc"] == pytest.approx(10 / 16)
+    assert rows[0]["l1"] == pytest.approx((4 * 4 + 4 * 6 + 6 * 127.5) / 255 / 48, rel=1e-5)
+    assert suite.compute()["pixacc"] == pytest.approx(10 / 16)
+    assert not HIGHER_IS_BETTER["l1"] and HIGHER_IS_BETTER["pixacc"]
 
 
 def test_ssim_matches_scikit_image(caplog):

@@ -6,6 +6,7 @@ import os
 import sys
 
 import pytest
+from PIL import Image
 
 from conftest import ROOT, make_pairs
 
@@ -27,11 +28,12 @@ def test_study_runs_arms_scores_them_and_reuses_finished_runs(tmp_path, monkeypa
     wide = next(r for r in result["runs"] if r["arm"] == "wide")
     base = next(r for r in result["runs"] if r["arm"] == "baseline")
     assert wide["flags"] == ["--ngf", "8", "--ndf", "8"] and wide["params_G"] > 3 * base["params_G"]
-    assert base["iterations"] == 3 and set(base["scores"]) == {"psnr", "ssim", "swd"}
+    assert base["iterations"] == 3 and {"psnr", "ssim", "swd", "swd_32", "swd_16"} <= set(base["scores"])
     # B = 255 - A in these pairs: the identity is far off, and the table says so first.
     table = (out / "study.md").read_text()
     assert table.splitlines()[2].startswith(f"| identity | output = input | {result['identity']['psnr']:.2f}")
-    assert "| wide | `--ngf 8 --ndf 8` |" in table
+    assert "| wide | `--ngf 8 --ndf 8` |" in table and "*" not in table  # one seed: no difference is marked
+    assert "| arm | swd_32 | swd_16 |" in table  # SWD per pyramid level, finest first
     page = (out / "index.html").read_text()
     for src in ("baseline_s0/val_latest/images/img000_real_A.png", "wide_s0/val_latest/images/img000_fake_B.png"):
         assert src in page and os.path.exists(out / "results" / src)
@@ -42,3 +44,40 @@ def test_study_runs_arms_scores_them_and_reuses_finished_runs(tmp_path, monkeypa
     with pytest.raises(SystemExit):
         study_512.main([*argv, "--arms", "baseline,nope"])
     assert "--arms: unknown nope" in capsys.readouterr().err
+
+
+def test_study_per_direction_metrics_crops_parallel_jobs_and_seed_agreement(tmp_path, monkeypatch):
+    """Two jobs at once, val scaled to --load_size and centre-cropped, the metrics chosen, and a difference marked
+    only where both seeds lie on one side of both baseline seeds."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = tmp_path / "data"
+    make_pairs(str(data / "train"), 2, seed=1, w=40, h=40)
+    make_pairs(str(data / "val"), 2, seed=2, w=40, h=40)
+    out = tmp_path / "study"
+    argv = ["--dataroot", str(data), "--out", str(out), "--arms", "baseline,l1_10", "--seeds", "0,1", "--width", "4"]
+    argv += ["--size", "32", "--load_size", "40", "--epochs", "1", "0", "--metrics", "pixacc,l1", "--jobs", "2"]
+    assert study_512.main([*argv, "--extra", "--num_downs 5 --num_threads 0"]) == 0
+    result = json.loads((out / "study.json").read_text())
+    assert len(result["runs"]) == 4 and set(result["identity"]) == {"n", "pixacc", "l1"}
+    assert {"pixacc", "l1"} <= set(result["runs"][0]["scores"]) and "psnr" not in result["runs"][0]["scores"]
+    meta = json.loads((out / "results" / "baseline_s1" / "val_latest" / "metrics.json").read_text())
+    assert meta["summary"]["n"] == 2
+    image = out / "results" / "baseline_s1" / "val_latest" / "images" / "img000_fake_B.png"
+    assert Image.open(image).size == (32, 32)
+    header = (out / "study.md").read_text().splitlines()[0]
+    assert header.startswith("| arm | flags | pixacc (seeds) | vs base | l1 (seeds) | vs base |")
+
+
+def test_summary_marks_only_differences_the_seeds_agree_on():
+    def rec(arm, seed, psnr, swd):
+        return {"arm": arm, "seed": seed, "flags": [], "scores": {"psnr": psnr, "swd": swd}, "s_per_iter": 1.0}
+
+    records = [rec("baseline", 0, 30.0, 50.0), rec("baseline", 1, 30.4, 52.0)]
+    records += [rec("a", 0, 30.5, 49.0), rec("a", 1, 30.6, 51.0), rec("b", 0, 29.0, 60.0)]
+    rows = study_512.summarise(records, {"psnr": 29.5}, ["baseline", "a", "b"], ["psnr", "swd"])
+    a, b = rows[1], rows[2]
+    assert a["psnr_apart"] and not a["swd_apart"]  # PSNR: both seeds above both baseline seeds; SWD overlaps
+    assert a["psnr_vs_base"] == pytest.approx(0.35) and a["beats_identity"]
+    assert "psnr_apart" not in b  # one seed cannot agree with anything
+    table = study_512.markdown(rows, {"psnr": 29.5}, ["psnr", "swd"])
+    assert "| a | `(baseline)` | 30.55 (30.50, 30.60) | +0.35* | 50.0 (49.0, 51.0) | -1.0 |" in table

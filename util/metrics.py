@@ -1,4 +1,4 @@
-"""Image-quality metrics: PSNR, SSIM, LPIPS per image; FID, KID, SWD per set (conventions in docs/metrics.md)."""
+"""Image-quality metrics: PSNR, SSIM, L1, pixel accuracy, LPIPS per image; FID, KID, SWD per set (docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,21 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-METRICS = ("psnr", "ssim", "lpips", "fid", "kid", "swd")
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "kid": False, "swd": False}
-PER_IMAGE = ("psnr", "ssim", "lpips")
+METRICS = ("psnr", "ssim", "l1", "pixacc", "lpips", "fid", "kid", "swd")
+HIGHER_IS_BETTER = {
+    "psnr": True,
+    "ssim": True,
+    "l1": False,
+    "pixacc": True,
+    "lpips": False,
+    "fid": False,
+    "kid": False,
+    "swd": False,
+}
+PER_IMAGE = ("psnr", "ssim", "l1", "pixacc", "lpips")
+# pixacc: a pixel is right when every channel is within 5 levels of 256 of the target's (the tolerance used to score
+# aerial -> map translations, whose flat map colours a good model hits exactly up to JPEG noise)
+PIXACC_DELTA = 5 / 255
 
 SSIM_WIN, SSIM_K1, SSIM_K2 = 7, 0.01, 0.03  # scikit-image's structural_similarity defaults
 # On the CPU, SSIM runs over strips of rows of about this many values per channel stack (x 4 statistics x 4 bytes:
@@ -67,6 +79,12 @@ def psnr(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0) -> tor
     images. A metric, not a loss: no gradient."""
     mse = (fake - real).square_().flatten(1).mean(1)
     return 10 * torch.log10(data_range**2 / mse)
+
+
+@torch.no_grad()
+def pixel_accuracy(fake: torch.Tensor, real: torch.Tensor, delta: float = PIXACC_DELTA) -> torch.Tensor:
+    """(N,) share of pixels whose channels all lie within delta of real's; inputs in [0, 1]."""
+    return ((fake - real).abs_().amax(1) <= delta).flatten(1).float().mean(1)
 
 
 def _window_mean(x: torch.Tensor, win: int, dim: int) -> torch.Tensor:
@@ -415,7 +433,7 @@ class MetricSuite:
         n, h, w = fake.shape[0], fake.shape[2], fake.shape[3]
         rows: list[dict[str, float]] = [{} for _ in range(n)]
         values: dict[str, list[float]] = {}
-        pixel: dict[str, torch.Tensor] = {}  # PSNR and SSIM come back to the host together: one sync per batch
+        pixel: dict[str, torch.Tensor] = {}  # the pixel metrics come back to the host together: one sync per batch
         if "psnr" in self.names:  # on [-1, 1], range 2: no rounding of (x + 1) / 2 in fake - real
             pixel["psnr"] = psnr(fake, real, data_range=2.0).double()
         if "ssim" in self.names:
@@ -424,6 +442,10 @@ class MetricSuite:
             else:
                 self._warn_once("ssim", "ssim: images smaller than %d px (%dx%d) get no SSIM (nan)", SSIM_WIN, h, w)
                 pixel["ssim"] = torch.full((n,), math.nan, dtype=torch.float64, device=fake.device)
+        if "l1" in self.names:  # mean absolute error on [0, 1]: a fraction of the value range
+            pixel["l1"] = (f01 - r01).abs_().flatten(1).mean(1)
+        if "pixacc" in self.names:
+            pixel["pixacc"] = pixel_accuracy(f01, r01)
         if pixel:
             values.update(zip(pixel, torch.stack(list(pixel.values())).tolist(), strict=True))
         rgb_ok = fake.shape[1] in (1, 3)
