@@ -374,6 +374,8 @@ def open_device(name: str) -> torch.device:
     """The device, with cuDNN autotuning and TF32 on CUDA."""
     device = torch.device(name)
     if device.type == "cuda":
+        if device.index is None:  # memory calls (set_per_process_memory_fraction) refuse a device without an index
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return device

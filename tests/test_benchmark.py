@@ -3,8 +3,10 @@
 import json
 import os
 import sys
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 import benchmark  # noqa: E402
@@ -70,6 +72,27 @@ def test_max_batch_needs_cuda(capsys):
     with pytest.raises(SystemExit) as e:
         benchmark.main(["--device", "cpu", "--max_batch", "24"])
     assert e.value.code == 2 and "--max_batch measures CUDA memory" in capsys.readouterr().err
+
+
+def test_max_batch_on_cuda_caps_memory_on_an_indexed_device(tmp_path, monkeypatch, capsys):
+    """`--device cuda` names no index, and torch's set_per_process_memory_fraction refuses such a device; the
+    memory cap must go to cuda:N. CUDA is imitated: torch's own device-index check decides, the search is real."""
+    from torch.cuda._utils import _get_device_index
+
+    capped = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=80 * 2**30))
+    monkeypatch.setattr(
+        torch.cuda, "set_per_process_memory_fraction", lambda f, d: capped.append((f, _get_device_index(d)))
+    )
+    monkeypatch.setattr(benchmark, "fits_in_memory", lambda args, name, device, b: b <= (12 if "bf16" in name else 5))
+    out = tmp_path / "mb.json"
+    argv = ["--device", "cuda", "--max_batch", "24", "--configs", "bf16", "--max_batch_limit", "64"]
+    assert benchmark.main([*argv, "--json", str(out)]) == 0
+    assert capped == [(0.3, 0)]
+    rows = json.loads(out.read_text())["max_batch"]
+    assert [(r["config"], r["max_batch"]) for r in rows] == [(benchmark.BASELINE, 5), ("bf16", 12)]
+    assert "largest batch in 24 GB: 12" in capsys.readouterr().out
 
 
 def test_data_share_reads_real_images_through_the_training_pipeline(tiny_data, capsys):
