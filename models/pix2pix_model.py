@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import itertools
 import math
 import warnings
 from collections.abc import Callable
@@ -69,17 +69,21 @@ class Pix2PixModel:
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_lambda) for o in (optimizer_G, optimizer_D)]
         # An exponential moving average of G's weights (and buffers), which test.py prefers when present.
+        # It is stored as an AveragedModel (its state dict is the checkpoint's netG_ema_avg) but updated by
+        # _update_ema, which does what AveragedModel.update_parameters does without reading n_averaged on the host.
         self.netG_ema = None
+        self.ema_decay = ema_decay
+        self._ema_started = False  # the first update copies G
         if ema_decay > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            from torch.optim.swa_utils import AveragedModel
 
-            self.netG_ema = AveragedModel(self.netG, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-        # Skipping needs to look at each loss on the host: one sync per step, so it is opt-in.
+            self.netG_ema = AveragedModel(self.netG, use_buffers=True)
+        # A skipped step is undone on the device (torch.where), so skipping costs copies but no host sync.
         self.skip_nonfinite = skip_nonfinite
-        self.skipped_steps = 0
+        self._skipped = torch.zeros((), dtype=torch.int64, device=self.device)
         self.loss_names = loss.names
         self._loss_sum = torch.zeros(len(self.loss_names), device=self.device)  # in loss_names order
-        self._loss_steps = 0
+        self._loss_steps = torch.zeros((), device=self.device)  # steps summed (skipped steps are not)
         self.real_A = self.real_B = self.fake_B = torch.empty(0)
         self.image_paths: list[str] = []
 
@@ -116,6 +120,11 @@ class Pix2PixModel:
         self.real_B = self.translate.to_device(batch["B"])
         self.image_paths = list(batch["A_paths"])
 
+    @property
+    def skipped_steps(self) -> int:
+        """Steps skipped for a non-finite loss so far (a host sync: read it at print time)."""
+        return int(self._skipped)
+
     # ---- one training step --------------------------------------------------------------------
     def train_step(self, batches: list[dict]) -> None:
         """One optimiser step of D, then of G against the updated D, over the micro-batches `batches` (one, or
@@ -125,12 +134,13 @@ class Pix2PixModel:
         micro-batch's activations are alive at a time: G's forward runs without a graph in the D phase and is
         recomputed in the G phase with the same random state (the same dropout masks) and frozen batch-norm
         statistics. Under torchrun gradients are all-reduced once, after the last micro-batch.
-        With --skip_nonfinite a step whose D or G loss is NaN or inf changes nothing: no weights, optimiser
-        state or running statistics, of either network.
+        Nothing here reads a value back to the host. With --skip_nonfinite a step whose D or G loss is NaN or inf
+        changes nothing (no weights, optimiser or scaler state, running statistics or EMA, of either network):
+        see StepGuard.
         """
         k = len(batches)
         reuse = k == 1
-        backup = self._backup() if self.skip_nonfinite else None
+        guard = StepGuard(self) if self.skip_nonfinite else None
         rng = []
         terms: list[dict[str, torch.Tensor]] = []  # every micro-batch's D and G terms, logged at the end
 
@@ -143,10 +153,9 @@ class Pix2PixModel:
                 self.fake_B = self.translate(self.real_A)
             with self.D.no_sync(i < k - 1):
                 d = self.loss.discriminator(self.D, self.real_A, self.real_B, self.fake_B.detach())
-                if backup is None or torch.isfinite(d.total):
-                    self.scaler_D.scale(d.total / k).backward()
-            if backup is not None and not torch.isfinite(d.total):
-                return self._undo(backup)
+                self.scaler_D.scale(d.total / k).backward()
+            if guard is not None:
+                guard.check(d.total)
             terms.append(d.terms)
         self.scaler_D.step(self.optimizer_D)
         self.scaler_D.update()
@@ -160,46 +169,55 @@ class Pix2PixModel:
                     self._set_rng_state(rng[i])
                     self.fake_B = self.translate(self.real_A)
                 g = self.loss.generator(self.D, self.real_A, self.real_B, self.fake_B)
-                if backup is None or torch.isfinite(g.total):
-                    self.scaler_G.scale(g.total / k).backward()
-            if backup is not None and not torch.isfinite(g.total):
-                return self._undo(backup)
+                total = g.total if guard is None else guard.check(g.total)
+                self.scaler_G.scale(total / k).backward()
             terms.append(g.terms)
-        self.scaler_G.step(self.optimizer_G)
+        if guard is not None:
+            guard.step_G()
+        else:
+            self.scaler_G.step(self.optimizer_G)
         self.scaler_G.update()
         if self.netG_ema is not None:
-            self.netG_ema.update_parameters(self.netG)
-        self._record(terms, k)
+            self._update_ema()
+        ok = guard.finish() if guard is not None else None
+        self._record(terms, k, ok)
 
-    def _record(self, terms: list[dict[str, torch.Tensor]], k: int) -> None:
-        """Add the step's mean terms to the running sums: one stack and one add on the device (no sync)."""
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """AveragedModel.update_parameters (use_buffers, the EMA rule), without its host reads of n_averaged:
+        the first update copies G, later ones move each float tensor by (1 - decay) towards G's."""
+        ema, decay = self.netG_ema, self.ema_decay
+        pairs = list(
+            zip(
+                itertools.chain(ema.module.parameters(), ema.module.buffers()),
+                itertools.chain(self.netG.parameters(), self.netG.buffers()),
+                strict=True,
+            )
+        )
+        if not self._ema_started:
+            for e, p in pairs:
+                e.copy_(p)
+        else:
+            floats = [(e, p) for e, p in pairs if e.is_floating_point()]
+            torch._foreach_lerp_([e for e, _ in floats], [p for _, p in floats], 1 - decay)
+            for e, p in pairs:
+                if not e.is_floating_point():  # batch norm's step counters, rounded down as AveragedModel does
+                    e.copy_(e * decay + p * (1 - decay))
+        ema.n_averaged += 1
+        self._ema_started = True
+
+    def _record(self, terms: list[dict[str, torch.Tensor]], k: int, ok: torch.Tensor | None) -> None:
+        """Add the step's mean terms to the running sums: a few ops on the device, no sync. A skipped step
+        (ok false) adds nothing."""
         per_name = [[t[name] for t in terms if name in t] for name in self.loss_names]
         step = torch.stack([v[0] if len(v) == 1 else torch.stack(v).sum() for v in per_name]).detach()
-        self._loss_sum += step if k == 1 else step / k
-        self._loss_steps += 1
-
-    def _backup(self) -> dict:
-        """What a skipped step must put back: D (weights, buffers, optimiser and scaler state) and G's buffers
-        (the D phase's forward pass has moved G's running statistics)."""
-        return {
-            "netD": {k: v.clone() for k, v in self.netD.state_dict().items()},
-            "optimizer_D": copy.deepcopy(self.optimizer_D.state_dict()),
-            "scaler_D": self.scaler_D.state_dict(),
-            "netG_buffers": {k: v.clone() for k, v in self.netG.named_buffers()},
-        }
-
-    def _undo(self, backup: dict) -> None:
-        """--skip_nonfinite met a non-finite loss: undo the step so far and count it as skipped."""
-        self.netD.load_state_dict(backup["netD"])
-        self.optimizer_D.load_state_dict(backup["optimizer_D"])
-        if backup["scaler_D"]:
-            self.scaler_D.load_state_dict(backup["scaler_D"])
-        with torch.no_grad():
-            for name, buf in self.netG.named_buffers():
-                buf.copy_(backup["netG_buffers"][name])
-        self.optimizer_D.zero_grad(set_to_none=True)
-        self.optimizer_G.zero_grad(set_to_none=True)
-        self.skipped_steps += 1
+        step = step if k == 1 else step / k
+        if ok is None:
+            self._loss_sum += step
+            self._loss_steps += 1
+        else:
+            self._loss_sum += torch.where(ok, step, 0.0)
+            self._loss_steps += ok
 
     def _rng_state(self):
         return (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None)
@@ -212,12 +230,12 @@ class Pix2PixModel:
     def pop_losses(self, dist=None) -> tuple[dict[str, float], bool]:
         """Mean losses by name since the last call and whether all were finite; one host-device sync. Under
         torchrun (dist given) every process's means are averaged: all processes must call this together."""
-        mean = self._loss_sum / max(self._loss_steps, 1)
+        mean = self._loss_sum / self._loss_steps.clamp(min=1)
         if dist is not None:
             mean = mean_over_ranks(dist, mean)
         values = mean.tolist()
         self._loss_sum.zero_()
-        self._loss_steps = 0
+        self._loss_steps.zero_()
         losses = dict(zip(self.loss_names, values, strict=True))
         return losses, all(math.isfinite(v) for v in values)
 
@@ -258,6 +276,7 @@ class Pix2PixModel:
             s._last_lr = [group["lr"] for group in s.optimizer.param_groups]
         if self.netG_ema is not None and "netG_ema_avg" in state:
             self.netG_ema.load_state_dict(state["netG_ema_avg"])
+            self._ema_started = int(self.netG_ema.n_averaged) > 0
         if state.get("scaler_G") and self.scaler_G.is_enabled():  # empty when saved without --amp fp16
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])
@@ -271,3 +290,76 @@ class Pix2PixModel:
 
     def current_visuals(self) -> dict[str, torch.Tensor]:
         return {"real_A": self.real_A, "fake_B": self.fake_B, "real_B": self.real_B}
+
+
+class StepGuard:
+    """--skip_nonfinite without a host sync. At the start of a step it copies what the step may change apart from
+    G's weights and Adam state: D's weights, buffers and Adam state, G's buffers (the forward moves batch norm's
+    statistics), the EMA and the fp16 scalers' state. check() gathers the finiteness of every loss on the device;
+    step_G() has G's optimiser skip its update when a loss was not finite (fused Adam's found_inf; under fp16 the
+    loss is made NaN so that the scaler skips); finish() puts the copies back where a loss was not finite, with
+    torch.where, and returns the flag. Under torchrun every process skips when any does."""
+
+    def __init__(self, model: Pix2PixModel) -> None:
+        self.model = model
+        self.ok = torch.ones((), dtype=torch.bool, device=model.device)
+        opt_D = model.optimizer_D
+        tensors = [*model.netD.parameters(), *model.netD.buffers(), *model.netG.buffers()]
+        tensors += [v for st in opt_D.state.values() for v in st.values() if torch.is_tensor(v)]
+        # Adam without the fused kernel cannot be told to skip (no found_inf): G's side is copied as well
+        self.fused_G = bool(model.optimizer_G.defaults.get("fused"))
+        if not self.fused_G:
+            tensors += [*model.netG.parameters()]
+            tensors += [v for st in model.optimizer_G.state.values() for v in st.values() if torch.is_tensor(v)]
+        if model.netG_ema is not None:
+            tensors += [*model.netG_ema.parameters(), *model.netG_ema.buffers()]
+        for scaler in (model.scaler_D, model.scaler_G):
+            # made on the scaler's first use; a disabled scaler has none
+            tensors += [
+                t for t in (getattr(scaler, "_scale", None), getattr(scaler, "_growth_tracker", None)) if t is not None
+            ]
+        self.saved = [(t, t.detach().clone()) for t in tensors]
+        # D's Adam state is made on its first step: where that step is skipped, it goes back to zeros (as new)
+        self.new_state = [(opt_D, p) for p in model.netD.parameters() if p not in opt_D.state]
+        if not self.fused_G:
+            self.new_state += [
+                (model.optimizer_G, p) for p in model.netG.parameters() if p not in model.optimizer_G.state
+            ]
+
+    def check(self, loss: torch.Tensor) -> torch.Tensor:
+        """Note whether loss is finite; returns loss, made NaN under fp16 once any loss of the step was not."""
+        self.ok &= torch.isfinite(loss.detach())
+        if self.model.scaler_G.is_enabled():
+            return loss * torch.where(self.ok, 1.0, math.nan)
+        return loss
+
+    def step_G(self) -> None:
+        m = self.model
+        if m.scaler_G.is_enabled() or not self.fused_G:  # fp16: NaN gradients make the scaler skip the update
+            m.scaler_G.step(m.optimizer_G)
+            return
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(self.ok, op=torch.distributed.ReduceOp.MIN)
+        m.optimizer_G.found_inf = (~self.ok).float()  # fused Adam leaves weights and moments, and its step count
+        try:
+            m.optimizer_G.step()
+        finally:
+            del m.optimizer_G.found_inf
+
+    @torch.no_grad()
+    def finish(self) -> torch.Tensor:
+        m, ok = self.model, self.ok
+        if (
+            (m.scaler_G.is_enabled() or not self.fused_G)
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
+            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+        for t, old in self.saved:
+            t.copy_(torch.where(ok, t, old))
+        for opt, p in self.new_state:
+            for v in opt.state.get(p, {}).values():
+                if torch.is_tensor(v):
+                    v.copy_(torch.where(ok, v, 0))
+        m._skipped += (~ok).long()
+        return ok

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from models import create_model
 from models.pix2pix_model import lr_factor
@@ -120,8 +121,13 @@ def test_scheduler_steps_per_epoch():
 
 
 def full_state(model):
-    """Everything a step may change: both networks' weights and buffers, both optimisers' state."""
+    """Everything a step may change: both networks' weights and buffers, both optimisers' and scalers' state, the
+    EMA."""
     nets = {f"G.{k}": v.clone() for k, v in model.netG.state_dict().items()}
+    if model.netG_ema is not None:
+        nets.update({f"EMA.{k}": v.clone() for k, v in model.netG_ema.state_dict().items()})
+    for name in ("scaler_G", "scaler_D"):
+        nets.update({f"{name}.{k}": torch.tensor(v) for k, v in model.state_dict()[name].items()})
     nets.update({f"D.{k}": v.clone() for k, v in model.netD.state_dict().items()})
     for name, opt in (("optG", model.optimizer_G), ("optD", model.optimizer_D)):
         for i, st in enumerate(opt.state.values()):
@@ -135,9 +141,10 @@ def assert_same_state(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.parametrize("flags", [(), ("--ema_decay", "0.9"), ("--amp", "fp16")])
 @pytest.mark.parametrize("where", ["D", "G"])
-def test_skip_nonfinite_steps_are_counted_and_change_nothing(where):
-    model = tiny_model("--skip_nonfinite")
+def test_skip_nonfinite_steps_are_counted_and_change_nothing(where, flags):
+    model = tiny_model("--skip_nonfinite", *flags)
     model.train_step([batch()])  # a normal step first, so the optimisers have state to protect
     before = full_state(model)
     b = batch()
@@ -152,6 +159,70 @@ def test_skip_nonfinite_steps_are_counted_and_change_nothing(where):
     model.train_step([batch()])
     losses, finite = model.pop_losses()
     assert finite and model.skipped_steps == 1
+
+
+def test_a_skipped_first_step_leaves_the_optimisers_as_new():
+    """D's Adam state is made by its first step; when that step is skipped the state must act as if it never was."""
+    skipped, plain = tiny_model("--skip_nonfinite", "--no_dropout"), tiny_model("--no_dropout")
+    bad = batch()
+    bad["B"][0, 0, 0, 0] = float("nan")
+    skipped.train_step([bad])
+    assert skipped.skipped_steps == 1
+    skipped.train_step([batch()])
+    plain.train_step([batch()])
+    assert_same_state(full_state(plain), full_state(skipped))
+
+
+def test_ema_follows_averaged_models_rule():
+    """The EMA is updated without host reads, as torch's AveragedModel with the EMA rule would update it."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    model = tiny_model("--ema_decay", "0.9")
+    reference = AveragedModel(model.netG, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    for _ in range(3):
+        model.train_step([batch()])
+        reference.update_parameters(model.netG)
+    assert_same_state(reference.state_dict(), model.netG_ema.state_dict())
+    assert int(model.netG_ema.n_averaged) == 3
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the operations that copy a tensor's value to the host: .item(), bool(), tensor comparisons."""
+
+    READS = ("aten::_local_scalar_dense", "aten::is_nonzero", "aten::equal")
+
+    def __init__(self):
+        super().__init__()
+        self.reads = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._schema.name in self.READS:
+            self.reads.append(func._schema.name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        (),
+        ("--skip_nonfinite",),
+        ("--ema_decay", "0.9"),
+        ("--amp", "fp16", "--skip_nonfinite"),
+        ("--accum_steps", "2", "--lambda_feat", "10"),
+    ],
+)
+def test_the_step_reads_nothing_back_to_the_host(flags):
+    """On a GPU a host read waits for every queued kernel: the step must have none, so that only the print every
+    print_freq steps syncs. Counted here on the CPU, where the same code runs."""
+    model = tiny_model(*flags)
+    k = 2 if "--accum_steps" in flags else 1
+    model.train_step([batch() for _ in range(k)])  # the first step makes the optimiser state
+    with HostReads() as mode:
+        model.train_step([batch() for _ in range(k)])
+        model.train_step([batch() for _ in range(k)])
+    assert mode.reads == []
+    losses, finite = model.pop_losses()
+    assert finite and model.skipped_steps == 0
 
 
 def one_step_losses(*extra: str):
