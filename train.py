@@ -16,6 +16,7 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data import EpochSampler, create_dataloader, create_dataset
+from data.device_preprocess import DeviceLoader, DevicePreprocess, collate_raw
 from data.image_io import data_error
 from engine import checkpoint, resume
 from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver
@@ -60,7 +61,12 @@ def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
             f"{opt.dataroot}/{opt.phase})"
         )
     sampler = EpochSampler(len(dataset), opt.seed, not opt.serial_batches, d.rank, d.world_size)
-    loader = create_dataloader(dataset, opt.batch_size, opt.num_threads, sampler, pin_memory=device.type == "cuda")
+    dataset.raw = opt.device_preprocess  # after the split: validation images keep the loader's preprocessing
+    collate = collate_raw if opt.device_preprocess else None
+    loader = create_dataloader(dataset, opt.batch_size, opt.num_threads, sampler, device.type == "cuda", collate)
+    if opt.device_preprocess:
+        c = opt.config("preprocess")
+        loader = DeviceLoader(loader, DevicePreprocess(dataset.preprocess, c.filter_A, c.filter_B, dataset.aug, device))
     log.info("%d training images in %s/%s, batch size %d", len(dataset), opt.dataroot, opt.phase, opt.batch_size)
     if d.enabled:
         log.info(

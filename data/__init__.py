@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -110,10 +110,13 @@ def create_dataloader(
     num_workers: int,
     sampler: Sampler,
     pin_memory: bool = False,
+    collate_fn: Callable | None = None,
 ) -> DataLoader:
+    """collate_fn None: torch's default (stacks each key)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
+        collate_fn=collate_fn,
         sampler=sampler,
         num_workers=num_workers,
         pin_memory=pin_memory,

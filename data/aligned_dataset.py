@@ -103,6 +103,9 @@ class AlignedDataset(torch.utils.data.Dataset):
         self.pairs = find_pairs(dataroot, phase, max_dataset_size)
         self.cache: ImageCache | None = None
         self._sides: tuple[Side, Side] | None = None  # left, right: settled by check()
+        # --device_preprocess: samples are the images as read and their drawn parameters (raw_sample), which
+        # data.device_preprocess.DevicePreprocess finishes on the training device
+        self.raw = False
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -245,11 +248,34 @@ class AlignedDataset(torch.utils.data.Dataset):
             left, right, left_path, right_path = right, left, right_path, left_path
         rng = sample_rng(self.seed, epoch, index)
         params = get_params(self.preprocess, *size_of(left), rng)
+        if self.raw:
+            aug_seed = int(rng.integers(2**31)) if self.aug.enabled and self.preprocess.random else 0
+            return raw_sample(left, right, params, aug_seed, left_path, right_path)
         A = self._finish(left, params, self.filter_A)
         B = self._finish(right, params, self.filter_B)
         if self.aug.enabled and self.preprocess.random:
             A, B = augment(A, B, self.aug, int(rng.integers(2**31)))
         return {"A": A, "B": B, "A_paths": left_path, "B_paths": right_path}
+
+
+def raw_sample(left, right, params, aug_seed: int, left_path: str, right_path: str) -> dict:
+    """A sample for DevicePreprocess: A and B as read ((H, W, C) uint8, or float32 in [-1, 1]) and the parameters
+    drawn for them, as CPU tensors (crop (-1, -1): none)."""
+
+    def hwc(x: Image.Image | np.ndarray) -> torch.Tensor:
+        a = np.array(x)  # a copy: the loader's batch must own its memory
+        return torch.from_numpy(a[:, :, None] if a.ndim == 2 else a)
+
+    return {
+        "A": hwc(left),
+        "B": hwc(right),
+        "size": torch.tensor(params.size),
+        "crop": torch.tensor(params.crop if params.crop is not None else (-1, -1)),
+        "flip": torch.tensor(params.flip),
+        "aug_seed": torch.tensor(aug_seed),
+        "A_paths": left_path,
+        "B_paths": right_path,
+    }
 
 
 def check_min_size(dataset, min_side: int, skip_bad: bool, max_bad_fraction: float) -> None:

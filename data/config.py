@@ -62,6 +62,19 @@ class TrainDataConfig(DataConfig):
         "decode every training image once into shared memory that all loader workers read (resizing, cropping "
         "and flips stay per sample; the data order and resume are unchanged); stops at start if they do not fit",
     )
+    device_preprocess: bool = arg(
+        False,
+        "the loader hands over the images as read (uint8) with each sample's drawn crop and flip; resizing, "
+        "cropping, flips and --aug_* then run batched on the training device: the same crops, flips and data "
+        "order, resized pixels within 1 level of 256 of the loader's (nearly all equal). For a GPU the loader "
+        "cannot keep fed",
+    )
+
+    def check(self, o: Any) -> None:
+        super().check(o)
+        if self.device_preprocess:
+            lanczos = [f"--{k} lanczos" for k in ("filter_A", "filter_B") if getattr(o, k, None) == "lanczos"]
+            need(not lanczos, f"--device_preprocess: {', '.join(lanczos)} has no torch kernel; use bicubic")
 
 
 @dataclass(frozen=True)

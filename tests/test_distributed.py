@@ -92,9 +92,14 @@ def data(tmp_path_factory):
     return str(root)
 
 
-def test_two_processes_equal_one_at_the_same_global_batch(data, tmp_path):
-    common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS]
-    r = torchrun(2, [*common, "--name", "two", "--batch_size", "1"])
+@pytest.mark.parametrize(
+    "two_only, both",
+    [([], []), (["--device_preprocess"], ["--preprocess", "crop"])],  # crop-only: the device path is bit-exact
+    ids=["loader", "device_preprocess"],
+)
+def test_two_processes_equal_one_at_the_same_global_batch(data, tmp_path, two_only, both):
+    common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS, *both]
+    r = torchrun(2, [*common, "--name", "two", "--batch_size", "1", *two_only])
     assert r.returncode == 0, r.stderr[-3000:]
     r1 = run_script("train.py", *common, "--name", "one", "--batch_size", "2")
     assert r1.returncode == 0, r1.stderr[-3000:]
