@@ -31,6 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data import EpochSampler, create_dataloader, create_dataset  # noqa: E402
+from data.device_preprocess import DevicePreprocess, collate_raw  # noqa: E402
 from models import create_model  # noqa: E402
 from options.options import parse  # noqa: E402
 
@@ -130,41 +131,50 @@ def count_flops(model) -> tuple[float, float]:
     return float(train), float(fc.get_total_flops())
 
 
+_LOADERS: dict = {}  # batch size -> (loader, sampler, device step or None), built once per process, workers kept
+
+
+def training_loader(args: argparse.Namespace, device: torch.device, batch_size: int):
+    """train.py's loader over --dataroot at batch_size (with --cache_images and --device_preprocess as given), and
+    the device preprocessing step or None. The data set (and its cache) is built once and shared by every batch
+    size; each loader keeps its workers between rows."""
+    if batch_size in _LOADERS:
+        return _LOADERS[batch_size]
+    argv = ["--dataroot", args.dataroot, "--direction", args.direction, "--netG", args.netG]
+    argv += ["--crop_size", str(args.crop_size), "--load_size", str(args.load_size or args.crop_size)]
+    argv += ["--batch_size", str(batch_size), "--num_threads", str(args.num_threads), "--seed", "0"]
+    argv += ["--num_downs", str(args.num_downs)] if args.num_downs else []
+    opt = parse(True, argv)
+    c = opt.config
+    if _LOADERS:
+        ds = next(iter(_LOADERS.values()))[0].dataset
+    else:
+        ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
+        ds.check(False, opt.max_bad_fraction, workers=max(1, args.num_threads))
+        if args.cache_images:
+            t0 = time.perf_counter()
+            ds.cache_images(workers=max(1, args.num_threads))
+            print(f"  cached {len(ds)} pairs in {time.perf_counter() - t0:.1f} s", flush=True)
+        ds.raw = args.device_preprocess
+    sampler = EpochSampler(len(ds), 0, True)
+    collate, finish = None, None
+    if args.device_preprocess:
+        collate = collate_raw
+        finish = DevicePreprocess(ds.preprocess, opt.filter_A, opt.filter_B, ds.aug, device)
+    loader = create_dataloader(ds, batch_size, args.num_threads, sampler, device.type == "cuda", collate)
+    _LOADERS[batch_size] = (loader, sampler, finish)
+    return _LOADERS[batch_size]
+
+
 def data_share(args: argparse.Namespace, model, device: torch.device, batch_size: int) -> float | None:
-    """Share of the step time spent waiting for the data loader (real images from --dataroot)."""
+    """Share of the step time spent waiting for the data loader (real images from --dataroot); with
+    --device_preprocess the wait includes the preprocessing on the device."""
     if not args.dataroot:
         return None
-    opt = parse(
-        True,
-        [
-            "--dataroot",
-            args.dataroot,
-            "--direction",
-            args.direction,
-            "--netG",
-            args.netG,
-            "--crop_size",
-            str(args.crop_size),
-            "--load_size",
-            str(args.load_size or args.crop_size),
-            "--batch_size",
-            str(batch_size),
-            "--num_threads",
-            str(args.num_threads),
-            "--seed",
-            "0",
-            *(["--num_downs", str(args.num_downs)] if args.num_downs else []),
-        ],
-    )
-    c = opt.config
-    ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
-    if args.cache_images:
-        ds.check(False, opt.max_bad_fraction, workers=2)
-        ds.cache_images(workers=2)
-    sampler = EpochSampler(len(ds), 0, True)
-    loader = create_dataloader(ds, batch_size, args.num_threads, sampler, pin_memory=device.type == "cuda")
+    loader, sampler, finish = training_loader(args, device, batch_size)
     wait = step = 0.0
     epoch = 1
+    sampler.set_epoch(epoch)
     it = iter(loader)
     for i in range(args.warmup + args.steps):
         t0 = time.perf_counter()
@@ -174,6 +184,9 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
             sampler.set_epoch(epoch)
             it = iter(loader)
             b = next(it)
+        if finish is not None:
+            b = finish(b)
+            sync(device)
         t1 = time.perf_counter()
         model.train_step([b])
         sync(device)
@@ -353,6 +366,7 @@ def arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--direction", default="AtoB")
     p.add_argument("--num_threads", type=int, default=min(4, os.cpu_count() or 1))
     p.add_argument("--cache_images", action="store_true", help="with --dataroot: train.py's --cache_images")
+    p.add_argument("--device_preprocess", action="store_true", help="with --dataroot: train.py's --device_preprocess")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--roofline", action="store_true", help="also print FLOPs, bytes and intensity per G layer")
     p.add_argument(
@@ -396,10 +410,13 @@ def max_batch_main(p: argparse.ArgumentParser, args: argparse.Namespace, device:
 
 def timed_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
     """The baseline, each config, the baseline again; each row's speed as a ratio to the two baselines' mean."""
-    rows = [run(args, BASELINE, device)]
-    for name in args.configs:
+    names = [BASELINE, *args.configs, BASELINE]  # the baseline again at the end: the drift between the two is the noise
+    rows = []
+    for i, name in enumerate(names, start=1):
+        t0 = time.perf_counter()
         rows.append(run(args, name, device))
-    rows.append(run(args, BASELINE, device))  # again at the end: the drift between the two is the noise
+        speed = f"{rows[-1]['train_img_s']:.3f} img/s"
+        print(f"  [{i}/{len(names)}] {name}: {speed} ({time.perf_counter() - t0:.0f} s)", flush=True)
     base = statistics.mean([rows[0]["train_img_s"], rows[-1]["train_img_s"]])
     for r in rows:
         r["train_vs_baseline"] = r["train_img_s"] / base
@@ -459,6 +476,7 @@ def write_json(
 def main(argv: list[str] | None = None) -> int:
     p = arg_parser()
     args = p.parse_args(argv)
+    _LOADERS.clear()  # a second main() in one process (tests) reads its own --dataroot
     device = open_device(args.device)
     if args.max_batch is not None:
         return max_batch_main(p, args, device)

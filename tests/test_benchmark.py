@@ -102,3 +102,15 @@ def test_data_share_reads_real_images_through_the_training_pipeline(tiny_data, c
     row = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("bs1")][0]
     share = float(row.split()[-1])  # the "data %" column: measured, so present and a percentage
     assert 0 <= share <= 100
+
+
+def test_data_share_builds_the_cache_once_and_preprocesses_on_the_device(tiny_data, capsys):
+    """Three rows at two batch sizes: one cache, a progress line per row, the wait measured with the device step."""
+    argv = ["--dataroot", tiny_data, "--netG", "unet_256", "--num_downs", "5", "--crop_size", "32", "--ngf", "4"]
+    argv += ["--ndf", "4", "--configs", "bs2", "--steps", "2", "--repeats", "1", "--warmup", "1", "--device", "cpu"]
+    assert benchmark.main([*argv, "--num_threads", "0", "--cache_images", "--device_preprocess"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("cached 4 pairs") == 1
+    assert "[1/3] bs1:" in out and "[2/3] bs2:" in out and "[3/3] bs1:" in out
+    rows = [ln for ln in out.splitlines() if ln.startswith(("bs1", "bs2"))]
+    assert len(rows) == 3 and all(0 <= float(r.split()[-1]) <= 100 for r in rows)
