@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scoring = make_scoring(opt, given, device)
     sampler = EpochSampler(n, seed=0, shuffle=False)  # the first n images, in order
     # Batch 1 as in the reference: test images may differ in size, and batch norm sees one image.
-    loader = create_dataloader(dataset, 1, opt.num_threads, sampler, pin_memory=device.type == "cuda")
+    loader = create_dataloader(dataset, 1, opt.num_threads, sampler, device)
     log.info("translating %d images from %s/%s with %s on %s", n, opt.dataroot, opt.phase, ckpt.path, device)
     t0 = time.perf_counter()
     try:

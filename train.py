@@ -16,7 +16,6 @@ import torch
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data import EpochSampler, create_dataloader, create_dataset
-from data.device_preprocess import DeviceLoader, DevicePreprocess, collate_raw
 from data.image_io import data_error
 from engine import checkpoint, resume
 from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver
@@ -25,6 +24,7 @@ from engine.resume import Start
 from engine.training import InterruptedTwice, LoopConfig, StopFlag, TrainLoop
 from engine.validation import Validator, split_validation
 from models import WeightsMismatch, create_model
+from models.graphed_step import GraphedStep
 from models.perceptual import WeightsMissing
 from options import presets
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
@@ -62,11 +62,7 @@ def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
         )
     sampler = EpochSampler(len(dataset), opt.seed, not opt.serial_batches, d.rank, d.world_size)
     dataset.raw = opt.device_preprocess  # after the split: validation images keep the loader's preprocessing
-    collate = collate_raw if opt.device_preprocess else None
-    loader = create_dataloader(dataset, opt.batch_size, opt.num_threads, sampler, device.type == "cuda", collate)
-    if opt.device_preprocess:
-        c = opt.config("preprocess")
-        loader = DeviceLoader(loader, DevicePreprocess(dataset.preprocess, c.filter_A, c.filter_B, dataset.aug, device))
+    loader = create_dataloader(dataset, opt.batch_size, opt.num_threads, sampler, device)
     log.info("%d training images in %s/%s, batch size %d", len(dataset), opt.dataroot, opt.phase, opt.batch_size)
     if d.enabled:
         log.info(
@@ -135,6 +131,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     """Resolve and save the options, build, restore and run the loop; returns the exit status."""
     try:
         start = resolve_training(opt, d, run_dir, given_flags(argv))
+        device = training_device(start.opt, d)
     except (CheckpointError, OptionError) as e:
         fail(str(e))
     if start.finished:
@@ -142,7 +139,6 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     opt = start.opt
     if start.state is not None and d.is_main:
         run_folder.trim_logs(run_dir, start.progress.epoch, start.progress.total_iters)
-    device = training_device(opt, d)
     if d.is_main:  # only now: every value above is the one this run uses
         record_options(start, run_dir, argv)
     torch.manual_seed(opt.seed)
@@ -174,6 +170,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
         len(dataset),
         d,
         validator,
+        GraphedStep(model) if opt.cuda_graph else None,
     )
     try:
         with logging_redirect_tqdm():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.aligned_dataset import AlignedDataset
 from data.config import AugmentConfig, DataConfig, PreprocessConfig, ValuesConfig
+from data.device_preprocess import DeviceLoader, DevicePreprocess, collate_raw
 from data.single_dataset import SingleDataset
 from data.transforms import Augment, Preprocess
 
@@ -109,20 +110,22 @@ def create_dataloader(
     batch_size: int,
     num_workers: int,
     sampler: Sampler,
-    pin_memory: bool = False,
-    collate_fn: Callable | None = None,
-) -> DataLoader:
-    """collate_fn None: torch's default (stacks each key)."""
-    return DataLoader(
+    device: torch.device | None = None,
+) -> DataLoader | DeviceLoader:
+    """The loader of dataset's batches, in pinned memory for a CUDA device. A dataset whose `raw` is set
+    (--device_preprocess) gives raw samples, batched by collate_raw and finished on `device` by a DeviceLoader."""
+    raw = getattr(dataset, "raw", False)
+    loader = DataLoader(
         dataset,
         batch_size=batch_size,
-        collate_fn=collate_fn,
+        collate_fn=collate_raw if raw else None,
         sampler=sampler,
         num_workers=num_workers,
-        pin_memory=pin_memory,
+        pin_memory=device is not None and device.type == "cuda",
         persistent_workers=num_workers > 0,
         prefetch_factor=2 if num_workers > 0 else None,
         worker_init_fn=_worker_init if num_workers > 0 else None,
         # A private generator keeps the loader from drawing on the global RNG (dropout's stream).
         generator=torch.Generator(),
     )
+    return DeviceLoader(loader, DevicePreprocess.of(dataset, device or torch.device("cpu"))) if raw else loader

@@ -51,6 +51,11 @@ class DevicePreprocess:
                 raise ValueError(f"--device_preprocess: no torch resampling filter for {f!r}")
         self.pre, self.filters, self.aug, self.device = preprocess, (filter_A, filter_B), aug, torch.device(device)
 
+    @classmethod
+    def of(cls, dataset, device: torch.device) -> DevicePreprocess:
+        """The preprocessing of an AlignedDataset (its crops, filters and augmentation)."""
+        return cls(dataset.preprocess, dataset.filter_A, dataset.filter_B, dataset.aug, device)
+
     def __call__(self, batch: dict) -> dict:
         sizes, crops, flips = batch["size"].tolist(), batch["crop"].tolist(), batch["flip"]
         A, B = (self._side(batch[k], sizes, crops, flips, f) for k, f in zip("AB", self.filters, strict=True))

@@ -63,7 +63,8 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
 
 
 def training_device(opt: TrainOptions, d: distributed.Dist) -> torch.device:
-    """This process's device, with a warning for settings that do not do what they might seem to."""
+    """This process's device, with a warning for settings that do not do what they might seem to; OptionError for
+    --cuda_graph off a single CUDA device."""
     if d.enabled and opt.norm == "batch":
         log.warning(
             "--norm batch with %d processes: each process normalises with its own batch's statistics "
@@ -72,7 +73,11 @@ def training_device(opt: TrainOptions, d: distributed.Dist) -> torch.device:
         )
     if len(opt.gpu_ids_list) > 1:
         log.warning("--gpu_ids %s: this trainer uses one device per process; using the first", opt.gpu_ids)
-    return distributed.training_device(d, opt.gpu_ids_list, opt.config("preprocess").crops)
+    device = distributed.training_device(d, opt.gpu_ids_list, opt.config("preprocess").crops)
+    if opt.cuda_graph and (device.type != "cuda" or d.enabled):
+        where = "under torchrun" if d.enabled else f"on the {device.type.upper()}"
+        raise OptionError(f"--cuda_graph captures the step's CUDA kernels in one process; this run is {where}")
+    return device
 
 
 def contradictions(opt: Options, ckpt: GeneratorCheckpoint, given: set[str]) -> list[str]:

@@ -93,6 +93,7 @@ class TrainLoop:
     n_images: int
     dist: distributed.Dist
     validator: object | None = None
+    step: Callable[[list[dict]], None] | None = None  # the training step (default model.train_step; --cuda_graph)
 
     def best(self) -> dict | None:
         return self.validator.best if self.validator is not None else None
@@ -144,8 +145,9 @@ class TrainLoop:
         self.sampler.set_epoch(p.epoch, p.epoch_iter * opt.batch_size * k)  # epoch_iter counts steps
         self.t_window, self.window_steps = time.perf_counter(), 0  # the loss log's time per image
         desc = f"epoch {p.epoch}/{opt.last_epoch}"
+        step = self.step or self.model.train_step
         for batches in batched(self.loader, k):
-            self.model.train_step(batches)
+            step(batches)
             if step_hook is not None:
                 step_hook(self.dist.rank, p.total_iters + 1)
             p.epoch_iter += 1
@@ -199,7 +201,7 @@ class TrainLoop:
         images = max(1, self.window_steps) * opt.batch_size * opt.accum_steps
         per_image = (time.perf_counter() - self.t_window) / images
         self.t_window, self.window_steps = time.perf_counter(), 0
-        lr = self.model.optimizer_G.param_groups[0]["lr"]
+        lr = self.model.current_lr()
         log.info(self.vis.print_current_losses(p.epoch, p.epoch_iter, p.total_iters, losses, per_image, lr))
         if self.model.skipped_steps:
             log.warning("%d steps skipped so far for a non-finite loss", self.model.skipped_steps)

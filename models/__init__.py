@@ -52,7 +52,7 @@ def build_translator(
         load_reference_weights(netG, netG_state, g)
     else:
         load_weights(netG, netG_state, "generator")
-    G = Runner(netG, device, amp, channels_last, compile=False)
+    G = Runner(netG, device, amp, channels_last, compile=None)
     return Translator(G, g.size_multiple, g.residual)
 
 
@@ -67,7 +67,7 @@ def create_model(c: ModelConfig, device: torch.device) -> Pix2PixModel:
         netD = nn.SyncBatchNorm.convert_sync_batchnorm(netD)
 
     def runner(net: nn.Module, compile: bool) -> Runner:
-        return Runner(net, device, speed.amp, speed.channels_last, compile)
+        return Runner(net, device, speed.amp, speed.channels_last, speed.compile_mode if compile else None)
 
     vgg = runner(build_vgg_loss(loss.vgg_weights), False) if loss.lambda_vgg > 0 else None
     criterion = Pix2PixLoss(
@@ -81,8 +81,15 @@ def create_model(c: ModelConfig, device: torch.device) -> Pix2PixModel:
     adam = {"betas": (optim.beta1, 0.999), "weight_decay": optim.weight_decay}
     if torch.device(device).type in ("cuda", "cpu"):
         adam["fused"] = True
-    optimizer_G = torch.optim.Adam(netG.parameters(), lr=optim.lr, **adam)
-    optimizer_D = torch.optim.Adam(netD.parameters(), lr=optim.lr_D or optim.lr, **adam)
+
+    def lr(value: float):
+        # a CUDA graph replays the rate it captured: it must be a device tensor that the schedule fills in
+        return torch.tensor(value, device=device) if speed.cuda_graph else value
+
+    if speed.cuda_graph:
+        adam["capturable"] = True
+    optimizer_G = torch.optim.Adam(netG.parameters(), lr=lr(optim.lr), **adam)
+    optimizer_D = torch.optim.Adam(netD.parameters(), lr=lr(optim.lr_D or optim.lr), **adam)
 
     def lr_lambda(step: int) -> float:
         # LambdaLR counts steps from 0; step k means epoch epoch_count + k.

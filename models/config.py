@@ -20,7 +20,7 @@ from models.networks import (
 )
 from models.perceptual import WeightsMissing, find_vgg_weights
 from models.pix2pix_model import LR_POLICIES
-from models.runner import AMP_MODES
+from models.runner import AMP_MODES, COMPILE_MODES
 from util.config import Config, OptionError, arg, need
 
 
@@ -154,12 +154,38 @@ class SpeedConfig(Config):
 @dataclass(frozen=True)
 class TrainSpeedConfig(SpeedConfig):
     compile: bool = arg(False, "torch.compile the networks (falls back to eager)")
+    compile_mode: str = arg(
+        "default",
+        "torch.compile's mode with --compile: reduce-overhead adds CUDA graphs per network, max-autotune also "
+        "searches kernels (long first compile)",
+        choices=COMPILE_MODES,
+    )
+    cuda_graph: bool = arg(
+        False,
+        "capture the whole training step (both networks' forward and backward, both Adam updates, the EMA) in one "
+        "CUDA graph and replay it: for small batches, where launching kernels takes longer than running them. "
+        "CUDA only; batches of another shape (an epoch's smaller last batch) run eagerly",
+    )
     grad_checkpoint: bool = arg(
         False,
         "recompute activations of the U-Net generator and the PatchGAN discriminator in the backward pass instead "
         "of storing them (less memory, more time)",
         unet_only=True,
     )
+
+    def check(self, o: Any) -> None:
+        if self.cuda_graph:
+            clash = [
+                flag
+                for flag, on in (
+                    ("--compile", self.compile),
+                    ("--amp fp16", self.amp == "fp16"),
+                    (f"--accum_steps {getattr(o, 'accum_steps', 1)}", getattr(o, "accum_steps", 1) > 1),
+                    ("--skip_nonfinite", getattr(o, "skip_nonfinite", False)),
+                )
+                if on
+            ]
+            need(not clash, f"--cuda_graph cannot be used with {', '.join(clash)} (bf16 and fp32 can)")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,11 @@ class Pix2PixModel:
         self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.schedulers = [torch.optim.lr_scheduler.LambdaLR(o, lr_lambda) for o in (optimizer_G, optimizer_D)]
+        for s in self.schedulers:  # plain numbers even where the rate is a tensor (--cuda_graph): filled into it
+            s.base_lrs = [float(b) for b in s.base_lrs]
+        # each group's rate as built (a float, or a device tensor under --cuda_graph): a loaded optimiser state
+        # brings the saving run's kind, which load_state_dict puts back to this run's
+        self._lrs = {id(o): [g["lr"] for g in o.param_groups] for o in (optimizer_G, optimizer_D)}
         # An exponential moving average of G's weights (and buffers), which test.py prefers when present.
         # It is stored as an AveragedModel (its state dict is the checkpoint's netG_ema_avg) but updated by
         # _update_ema, which does what AveragedModel.update_parameters does without reading n_averaged on the host.
@@ -106,7 +111,7 @@ class Pix2PixModel:
     def served_translator(self) -> Translator:
         """A Translator over served_generator(), with training's precision and layout, never through DDP or
         torch.compile (for validation)."""
-        G = Runner(self.served_generator(), self.device, self.G.amp, self.G.channels_last, compile=False)
+        G = Runner(self.served_generator(), self.device, self.G.amp, self.G.channels_last, compile=None)
         return Translator(G, self.translate.pad_multiple, self.translate.residual)
 
     def wrap_ddp(self) -> None:
@@ -148,7 +153,8 @@ class Pix2PixModel:
         self.optimizer_D.zero_grad(set_to_none=True)
         for i, batch in enumerate(batches):
             self.set_input(batch)
-            rng.append(self._rng_state())
+            if not reuse:  # the G phase replays this micro-batch's dropout
+                rng.append(self._rng_state())
             with torch.set_grad_enabled(reuse):
                 self.fake_B = self.translate(self.real_A)
             with self.D.no_sync(i < k - 1):
@@ -247,7 +253,11 @@ class Pix2PixModel:
             warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
             for s in self.schedulers:
                 s.step()
-        return self.optimizer_G.param_groups[0]["lr"]
+        return self.current_lr()
+
+    def current_lr(self) -> float:
+        """G's learning rate now (a host read where it is a device tensor: call it at print time)."""
+        return float(self.optimizer_G.param_groups[0]["lr"])
 
     # ---- state ------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -263,6 +273,9 @@ class Pix2PixModel:
             **({"netG_ema_avg": self.netG_ema.state_dict()} if self.netG_ema is not None else {}),
         }
 
+    def _lr_kinds(self, optimizer: torch.optim.Optimizer) -> list:
+        return self._lrs[id(optimizer)]
+
     def load_state_dict(self, state: dict) -> None:
         load_weights(self.netG, state["netG"], "generator")  # WeightsMismatch, not a raw dump, if they do not fit
         load_weights(self.netD, state["netD"], "discriminator")
@@ -271,9 +284,13 @@ class Pix2PixModel:
         self.schedulers[0].load_state_dict(state["scheduler_G"])
         self.schedulers[1].load_state_dict(state["scheduler_D"])
         for s in self.schedulers:  # the rate of the current epoch under this run's schedule (--n_epochs may have grown)
-            for group, base, factor in zip(s.optimizer.param_groups, s.base_lrs, s.lr_lambdas, strict=True):
-                group["lr"] = base * factor(s.last_epoch)
-            s._last_lr = [group["lr"] for group in s.optimizer.param_groups]
+            s.base_lrs = [float(b) for b in s.base_lrs]
+            for group, base, factor, now in zip(
+                s.optimizer.param_groups, s.base_lrs, s.lr_lambdas, self._lr_kinds(s.optimizer), strict=True
+            ):
+                rate = base * factor(s.last_epoch)
+                group["lr"] = torch.tensor(rate, device=now.device) if torch.is_tensor(now) else rate
+            s._last_lr = [float(group["lr"]) for group in s.optimizer.param_groups]
         if self.netG_ema is not None and "netG_ema_avg" in state:
             self.netG_ema.load_state_dict(state["netG_ema_avg"])
             self._ema_started = int(self.netG_ema.n_averaged) > 0

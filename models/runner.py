@@ -10,6 +10,7 @@ from torch import nn
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 AMP_MODES = tuple(AMP_DTYPES)  # --amp
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # --compile_mode
 log = logging.getLogger(__name__)
 
 
@@ -18,13 +19,22 @@ class Runner:
     torch.compile when asked (falling back to eager, once, with a message, when compilation fails) or through
     DistributedDataParallel under torchrun, inside autocast, and return fp32 (a list for a multi-scale D)."""
 
-    def __init__(self, net: nn.Module, device: torch.device, amp: str, channels_last: bool, compile: bool) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        device: torch.device,
+        amp: str,
+        channels_last: bool,
+        compile: str | None,
+    ) -> None:
         self.device = torch.device(device)
         self.amp, self.channels_last = amp, channels_last
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = net.to(self.device, memory_format=self.memory_format)
         self.amp_dtype = AMP_DTYPES[amp]
-        self._compiled = torch.compile(self.net) if compile else None
+        # compile: torch.compile's mode, or None for eager. dynamic=False: one graph per input shape, as eager
+        # sees them, instead of a slower shape-generic one
+        self._compiled = torch.compile(self.net, mode=compile, dynamic=False) if compile else None
         self._ddp: nn.Module | None = None
 
     @property

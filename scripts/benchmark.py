@@ -31,7 +31,6 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data import EpochSampler, create_dataloader, create_dataset  # noqa: E402
-from data.device_preprocess import DevicePreprocess, collate_raw  # noqa: E402
 from models import create_model  # noqa: E402
 from options.options import parse  # noqa: E402
 
@@ -131,15 +130,15 @@ def count_flops(model) -> tuple[float, float]:
     return float(train), float(fc.get_total_flops())
 
 
-_LOADERS: dict = {}  # batch size -> (loader, sampler, device step or None), built once per process, workers kept
+_LOADERS: dict = {}  # batch size -> (loader, sampler, data set), built once per process, workers kept
 
 
 def training_loader(args: argparse.Namespace, device: torch.device, batch_size: int):
-    """train.py's loader over --dataroot at batch_size (with --cache_images and --device_preprocess as given), and
-    the device preprocessing step or None. The data set (and its cache) is built once and shared by every batch
-    size; each loader keeps its workers between rows."""
+    """train.py's loader over --dataroot at batch_size (with --cache_images and --device_preprocess as given) and
+    its sampler. The data set (and its cache) is built once and shared by every batch size; each loader keeps its
+    workers between rows."""
     if batch_size in _LOADERS:
-        return _LOADERS[batch_size]
+        return _LOADERS[batch_size][:2]
     argv = ["--dataroot", args.dataroot, "--direction", args.direction, "--netG", args.netG]
     argv += ["--crop_size", str(args.crop_size), "--load_size", str(args.load_size or args.crop_size)]
     argv += ["--batch_size", str(batch_size), "--num_threads", str(args.num_threads), "--seed", "0"]
@@ -147,7 +146,7 @@ def training_loader(args: argparse.Namespace, device: torch.device, batch_size: 
     opt = parse(True, argv)
     c = opt.config
     if _LOADERS:
-        ds = next(iter(_LOADERS.values()))[0].dataset
+        ds = next(iter(_LOADERS.values()))[2]
     else:
         ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
         ds.check(False, opt.max_bad_fraction, workers=max(1, args.num_threads))
@@ -157,13 +156,8 @@ def training_loader(args: argparse.Namespace, device: torch.device, batch_size: 
             print(f"  cached {len(ds)} pairs in {time.perf_counter() - t0:.1f} s", flush=True)
         ds.raw = args.device_preprocess
     sampler = EpochSampler(len(ds), 0, True)
-    collate, finish = None, None
-    if args.device_preprocess:
-        collate = collate_raw
-        finish = DevicePreprocess(ds.preprocess, opt.filter_A, opt.filter_B, ds.aug, device)
-    loader = create_dataloader(ds, batch_size, args.num_threads, sampler, device.type == "cuda", collate)
-    _LOADERS[batch_size] = (loader, sampler, finish)
-    return _LOADERS[batch_size]
+    _LOADERS[batch_size] = (create_dataloader(ds, batch_size, args.num_threads, sampler, device), sampler, ds)
+    return _LOADERS[batch_size][:2]
 
 
 def data_share(args: argparse.Namespace, model, device: torch.device, batch_size: int) -> float | None:
@@ -171,7 +165,7 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
     --device_preprocess the wait includes the preprocessing on the device."""
     if not args.dataroot:
         return None
-    loader, sampler, finish = training_loader(args, device, batch_size)
+    loader, sampler = training_loader(args, device, batch_size)
     wait = step = 0.0
     epoch = 1
     sampler.set_epoch(epoch)
@@ -184,9 +178,7 @@ def data_share(args: argparse.Namespace, model, device: torch.device, batch_size
             sampler.set_epoch(epoch)
             it = iter(loader)
             b = next(it)
-        if finish is not None:
-            b = finish(b)
-            sync(device)
+        sync(device)  # with --device_preprocess the batch is made on the device
         t1 = time.perf_counter()
         model.train_step([b])
         sync(device)

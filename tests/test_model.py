@@ -265,7 +265,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
         def forward(self, x):
             raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(torch, "compile", lambda net: Broken(net))
+    monkeypatch.setattr(torch, "compile", lambda net, **kw: Broken(net))
     _, ref = one_step_losses()
     model, got = one_step_losses("--compile")
     assert not model.compiled and "--compile failed (RuntimeError: no C++ compiler); running eagerly" in caplog.text
@@ -344,3 +344,39 @@ def test_lambda_gan_weighs_the_adversarial_term_only(weight):
     assert torch.equal(out[0].terms["G_L1"], out[1].terms["G_L1"])  # same seed: same G, D and output
     assert torch.allclose(out[1].terms["G_GAN"], out[0].terms["G_GAN"] * weight)
     assert torch.allclose(out[1].total, out[1].terms["G_L1"] + out[1].terms["G_GAN"])
+
+
+def test_cuda_graph_rates_are_device_tensors_that_the_schedule_fills():
+    """--cuda_graph replays the lr tensors it captured: the schedule and a resume must fill them in place, and a
+    checkpoint moves between runs with and without the flag (plain numbers without it)."""
+    graphed = tiny_model("--cuda_graph", "--n_epochs", "1", "--n_epochs_decay", "3")
+    lr = graphed.optimizer_G.param_groups[0]["lr"]
+    assert torch.is_tensor(lr) and graphed.optimizer_G.param_groups[0]["capturable"]
+    graphed.train_step([batch()])
+    assert graphed.update_learning_rate() == pytest.approx(0.0002 * 0.75)
+    assert graphed.optimizer_G.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.0002 * 0.75)
+    plain = tiny_model("--n_epochs", "1", "--n_epochs_decay", "3")
+    plain.load_state_dict(graphed.state_dict())
+    assert type(plain.optimizer_G.param_groups[0]["lr"]) is float and plain.current_lr() == pytest.approx(0.00015)
+    plain.train_step([batch()])
+    assert plain.update_learning_rate() == pytest.approx(0.0001)
+    again = tiny_model("--cuda_graph", "--n_epochs", "1", "--n_epochs_decay", "3")
+    again.load_state_dict(plain.state_dict())
+    assert torch.is_tensor(again.optimizer_G.param_groups[0]["lr"]) and again.current_lr() == pytest.approx(0.0001)
+    assert torch.is_tensor(again.optimizer_D.param_groups[0]["lr"])
+
+
+def test_cuda_graph_refusals(tmp_path, capsys):
+    import train
+    from conftest import TINY, make_dataroot
+    from models.graphed_step import GraphedStep
+
+    with pytest.raises(SystemExit):
+        parse(True, ["--cuda_graph", "--amp", "fp16", "--skip_nonfinite"])
+    assert "--cuda_graph cannot be used with --amp fp16, --skip_nonfinite" in capsys.readouterr().err
+    data = make_dataroot(tmp_path / "data", train=2)
+    with pytest.raises(SystemExit) as e:
+        train.main(["--dataroot", data, "--checkpoints_dir", str(tmp_path), "--name", "g", *TINY, "--cuda_graph"])
+    assert e.value.code == 2 and "this run is on the CPU" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        GraphedStep(tiny_model())
