@@ -3,9 +3,10 @@
     python scripts/benchmark.py --netG unet_256 --crop_size 256 --configs bs1 bf16,bs1 cl,bs4 --json out.json
 
 A configuration is a comma-separated list of: bsN (batch size), bf16 / fp16 (autocast), cl (channels_last),
-compile, gc (--grad_checkpoint). The baseline (fp32, eager, batch 1) runs first and last in the same
-process; each configuration's speed is printed as a ratio to the baseline's mean, because absolute times
-on shared machines drift.
+compile (torch.compile's default mode), ro (torch.compile with mode reduce-overhead), graph (--cuda_graph: the
+whole step as one CUDA graph), gc (--grad_checkpoint). The baseline (fp32, eager, batch 1) runs first and last in
+the same process; each configuration's speed is printed as a ratio to the baseline's mean, because absolute
+times on shared machines drift.
 FLOPs are counted with torch.utils.flop_counter on one step, not estimated.
 
     python scripts/benchmark.py --netG unet_512 --crop_size 512 --configs bf16,gc --max_batch 24
@@ -32,13 +33,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from data import EpochSampler, create_dataloader, create_dataset  # noqa: E402
 from models import create_model  # noqa: E402
+from models.graphed_step import GraphedStep  # noqa: E402
 from options.options import parse  # noqa: E402
 
 BASELINE = "bs1"
 
 
 def parse_config(text: str) -> dict:
-    cfg = {"batch_size": 1, "amp": "none", "channels_last": False, "compile": False, "grad_checkpoint": False}
+    cfg = {"batch_size": 1, "amp": "none", "channels_last": False, "compile": None, "grad_checkpoint": False}
+    cfg["cuda_graph"] = False
     for tok in text.split(","):
         if tok.startswith("bs") and tok[2:].isdigit():
             cfg["batch_size"] = int(tok[2:])
@@ -47,11 +50,17 @@ def parse_config(text: str) -> dict:
         elif tok == "cl":
             cfg["channels_last"] = True
         elif tok == "compile":
-            cfg["compile"] = True
+            cfg["compile"] = "default"
+        elif tok == "ro":
+            cfg["compile"] = "reduce-overhead"
+        elif tok == "graph":
+            cfg["cuda_graph"] = True
         elif tok == "gc":
             cfg["grad_checkpoint"] = True
         elif tok not in ("fp32", "eager"):
-            raise SystemExit(f"benchmark.py: unknown config token {tok!r} (use bsN, bf16, fp16, cl, compile, gc)")
+            raise SystemExit(
+                f"benchmark.py: unknown config token {tok!r} (use bsN, bf16, fp16, cl, compile, ro, graph, gc)"
+            )
     return cfg
 
 
@@ -78,7 +87,8 @@ def build(args: argparse.Namespace, cfg: dict, device: torch.device):
     ]
     flags += ["--num_downs", str(args.num_downs)] if args.num_downs else []
     flags += ["--channels_last"] if cfg["channels_last"] else []
-    flags += ["--compile"] if cfg["compile"] else []
+    flags += ["--compile", "--compile_mode", cfg["compile"]] if cfg["compile"] else []
+    flags += ["--cuda_graph"] if cfg["cuda_graph"] else []
     flags += ["--grad_checkpoint"] if cfg["grad_checkpoint"] else []
     opt = parse(True, flags)
     torch.manual_seed(0)
@@ -87,12 +97,13 @@ def build(args: argparse.Namespace, cfg: dict, device: torch.device):
     batch = {"A": torch.rand(n, 3, s, s) * 2 - 1, "B": torch.rand(n, 3, s, s) * 2 - 1, "A_paths": ["x"] * n}
     model.set_input(batch)
     model.batch = batch  # the step's input, for step() below
+    model.run_step = GraphedStep(model) if cfg["cuda_graph"] else model.train_step
     return model
 
 
 def step(model) -> None:
-    """One training step on the model's fixed batch."""
-    model.train_step([model.batch])
+    """One training step on the model's fixed batch (through the CUDA graph with 'graph')."""
+    model.run_step([model.batch])
 
 
 def forward(model) -> None:
@@ -122,8 +133,8 @@ def count_flops(model) -> tuple[float, float]:
     """FLOPs of one training step and of one generator forward (whole batch)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as fc:
-        step(model)
+    with FlopCounterMode(display=False) as fc:  # eagerly: a graph's replay dispatches no operators to count
+        model.train_step([model.batch])
     train = fc.get_total_flops()
     with FlopCounterMode(display=False) as fc, torch.no_grad():
         forward(model)
@@ -391,7 +402,7 @@ def max_batch_main(p: argparse.ArgumentParser, args: argparse.Namespace, device:
     """--max_batch: the largest batch per config (no timing), printed and written to --json."""
     if device.type != "cuda":
         p.error("--max_batch measures CUDA memory: it needs --device cuda")
-    if any("compile" in c.split(",") for c in args.configs):
+    if any(parse_config(c)["compile"] for c in args.configs):
         p.error("--max_batch: leave compile out (a failed allocation would look like a failed compile)")
     rows = max_batch(args, [BASELINE, *args.configs], device)
     if args.json:
