@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The prepared GPU check for docs/performance.md (issue 15), sized for one device call of under 8 minutes:
+# The prepared GPU check for docs/performance.md (issues 15 and 23), sized for one device call of under 8 minutes:
 #   1. CPU vs CUDA agreement in fp32 with TF32 off (G and D at 256 and 512);
-#   2. speed against the fp32 eager batch-1 baseline at 256 and 512, with counted FLOPs and the share of the peak;
+#   2. speed against the fp32 eager batch-1 baseline at 256 and 512 (fp32 and bf16 + channels_last at the same
+#      batches, --cuda_graph at batch 1), with counted FLOPs and the share of the peak; torch.compile's
+#      reduce-overhead mode in a stage of its own (its first compile is long);
 #   3. the largest batch in 24 GB at 512: fp32, bf16, bf16 + --grad_checkpoint;
-#   4. the loader at 512 with --cache_images and the recommended workers: data wait at large batches;
-#   5. a real run: train.py 572->512 with bf16 + channels_last for 50 steps, --continue_train for 10, test.py.
+#   4. the loader at 512 with --cache_images and --device_preprocess: data wait at a large batch;
+#   5. train.py beside the reference implementation at batch 1 and 512 (REFERENCE: a checkout of it);
+#   6. a real run: train.py 572->512 with bf16 + channels_last for 50 steps, --continue_train for 10, test.py.
 # Every stage has its own time limit and writes JSON under OUT_DIR, so a failing or slow stage costs only itself;
-# scripts/gpu_report.py then writes OUT_DIR/summary.md (tables for the docs, the four targets met or not) and
-# summary.json. The script prints its elapsed time per stage and in all.
+# each prints a line per measurement as it goes. scripts/gpu_report.py then writes OUT_DIR/summary.md (tables for
+# the docs, issue 23's targets met or not) and summary.json. The script prints its elapsed time per stage and in all.
 #
 # Usage: bash scripts/gpu_check.sh OUT_DIR [PEAK_TFLOPS]   (989: H100/H200 dense bf16)
 # The device tool returns at most 8 files: end the call with
@@ -15,7 +18,9 @@
 # Data: DATAROOT (default datasets/polyu512, 36 MB: copy ../shared/data/polyu512 there, it is git-ignored, and
 # name it in the device call's carry); without it a 512 demo set is built offline. The device image lacks
 # dominate: put its wheel in .device/wheels (pip download --no-deps -d .device/wheels dominate) and carry
-# .device; it is installed from there. SMOKE=1 runs every stage tiny on the CPU, to test this script here.
+# .device; it is installed from there. REFERENCE (default .device/reference): the reference implementation's
+# files (git archive 2a7afba of L22000011/pytorch-CycleGAN-and-pix2pix); stage 5 is skipped without it.
+# SMOKE=1 runs every stage tiny on the CPU, to test this script here.
 set -uo pipefail
 out=${1:?usage: gpu_check.sh OUT_DIR [PEAK_TFLOPS]}
 peak=${2:-989}
@@ -43,12 +48,14 @@ if [ -d .device/wheels ]; then
 fi
 if [ "${SMOKE:-0}" = 1 ]; then
     dev=cpu; s256=32; s512=64; nd=(--num_downs 5); steps=(--steps 1 --repeats 1 --warmup 1); n_train=4
-    cfg256=(bs2); cfg512=(bs2); load=72; crop=64; agree=(unet_256:256)
+    cfg256=(bs2 bf16,cl,bs2); cfg512=(bs2); cfg512c=(bs2); load=72; crop=64; agree=(unet_256:256); ref_iters=(1 2)
 else
-    dev=cuda; s256=256; s512=512; nd=(); steps=(--steps 20 --repeats 3 --warmup 3); n_train=50
-    cfg256=(bf16,cl bf16,cl,bs16 bf16,cl,bs64)  # compile at 512 only: each compile costs about a minute
-    cfg512=(bf16,cl bf16,cl,compile bf16,cl,bs8 bf16,cl,bs32)
-    load=572; crop=512; agree=(unet_256:256 unet_512:512)
+    dev=cuda; s256=256; s512=512; nd=(); steps=(--steps 10 --repeats 3 --warmup 3); n_train=50
+    # fp32 and bf16 + channels_last at each batch (bf16 must never be slower); --cuda_graph at batch 1
+    cfg256=(bf16,cl graph bf16,cl,graph bs16 bf16,cl,bs16 bs64 bf16,cl,bs64)
+    cfg512=(bf16,cl graph bf16,cl,graph bs8 bf16,cl,bs8 bs32 bf16,cl,bs32)
+    cfg512c=(bf16,cl,ro)  # compile: about a minute for its first step
+    load=572; crop=512; agree=(unet_256:256 unet_512:512); ref_iters=(20 120)
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 fi
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$out/gpu.txt"
@@ -67,15 +74,27 @@ small=(--ngf 8 --ndf 8)
 stage agreement 40 $PY scripts/cuda_agreement.py --device "$dev" --json "$out/agreement.json" --sizes "${agree[@]}"
 stage unet256 60 "${bench[@]}" --netG unet_256 --crop_size "$s256" "${small[@]}" "${nd[@]}" --configs "${cfg256[@]}" \
     --json "$out/unet256.json"
-stage unet512 100 "${bench[@]}" --netG unet_512 --crop_size "$s512" "${small[@]}" "${nd[@]}" --configs "${cfg512[@]}" \
+stage unet512 120 "${bench[@]}" --netG unet_512 --crop_size "$s512" "${small[@]}" "${nd[@]}" --configs "${cfg512[@]}" \
     --json "$out/unet512.json"
+stage unet512compile 120 "${bench[@]}" --netG unet_512 --crop_size "$s512" "${small[@]}" "${nd[@]}" \
+    --configs "${cfg512c[@]}" --json "$out/unet512compile.json"
 if [ "$dev" = cuda ]; then
     stage maxbatch512 75 $PY scripts/benchmark.py --device cuda --netG unet_512 --crop_size 512 \
         --configs bf16 bf16,gc --max_batch 24 --max_batch_limit 128 --json "$out/maxbatch512.json"
 fi
-# Loader: 10 workers with --cache_images at 512 (docs/performance.md: about 7 at 25% of the peak, plus headroom).
-stage data512 40 "${bench[@]}" --netG unet_512 --crop_size "$s512" "${small[@]}" "${nd[@]}" --configs "${cfg512[-1]}" \
-    --dataroot "$data" --load_size "$load" --num_threads 10 --cache_images --json "$out/data512.json"
+# Loader: --cache_images (built once) and --device_preprocess at the large batch, 8 workers.
+stage data512 60 "${bench[@]}" --netG unet_512 --crop_size "$s512" "${small[@]}" "${nd[@]}" --configs "${cfg512[-1]}" \
+    --dataroot "$data" --load_size "$load" --num_threads 8 --cache_images --device_preprocess --json "$out/data512.json"
+ref=${REFERENCE:-.device/reference}
+if [ -f "$ref/train.py" ]; then
+    flags="--netG unet_512 --load_size $load --crop_size $crop --num_threads 4"  # flags both programs know
+    fast="graph_bf16=--cuda_graph --amp bf16 --channels_last"
+    if [ "${SMOKE:-0}" = 1 ]; then
+        flags="--netG unet_256 --load_size 256 --crop_size 256 --ngf 8 --ndf 8 --num_threads 0"; fast="bf16=--amp bf16"
+    fi
+    stage reference512 150 $PY scripts/reference_speed.py --reference "$ref" --dataroot "$data" --flags "$flags" \
+        --iters "${ref_iters[@]}" --repeats 1 --run "$fast" --json "$out/reference512.json"
+fi
 
 run=(--dataroot "$data" --checkpoints_dir "$out/ck" --name gpu512 --netG unet_512 --load_size "$load"
     --crop_size "$crop" "${nd[@]}" "${small[@]}" --amp bf16 --channels_last --cache_images --num_threads 8

@@ -114,14 +114,16 @@ def reference_table(ref: dict) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     out = (argv or sys.argv[1:])[0]
-    names = ("unet256", "unet512", "maxbatch512", "data512", "agreement", "train_run", "reference512")
+    names = ("unet256", "unet512", "unet512compile", "maxbatch512", "data512", "agreement", "train_run", "reference512")
     results = {n: load(out, f"{n}.json") for n in names}
     results = {k: v for k, v in results.items() if v is not None}
+    if "unet512" in results and "unet512compile" in results:  # the compiled configs count for the targets too
+        results["unet512"]["rows"] += results["unet512compile"]["rows"][1:-1]
     lines = ["# GPU check", ""]
     gpu = os.path.join(out, "gpu.txt")
     if os.path.exists(gpu):
         lines += ["    " + ln for ln in open(gpu).read().strip().splitlines()] + [""]
-    for n in ("unet256", "unet512", "data512"):
+    for n in ("unet256", "unet512", "unet512compile", "data512"):
         if n in results:
             lines += speed_table(results[n]) + [""]
     if "maxbatch512" in results:
