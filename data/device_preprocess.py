@@ -93,8 +93,8 @@ class DevicePreprocess:
 
     def _resize(self, x: tuple[torch.Tensor, bool], size: list[int], filt: str) -> tuple[torch.Tensor, bool]:
         """Scale (N, C, H, W) to size (w, h) as Pillow does. For 8-bit levels that means Pillow's two passes,
-        horizontal then vertical, each rounded (halves up) and clipped to 0..255: then 99.6% of pixels or more come out
-        identical to the loader's and none differs by more than 1 level (docs/performance.md). Full-precision
+        horizontal then vertical, each rounded (halves up) and clipped to 0..255: then 99.7% of values or more come
+        out identical to the loader's and none differs by more than 2 levels (docs/performance.md). Full-precision
         values are scaled in one pass and clipped to [-1, 1], as data.transforms.apply_array does."""
         t, eight_bit = x
         w, h = size

@@ -71,8 +71,8 @@ def test_crops_flips_and_augmentation_equal_the_loaders(tmp_path, layout, direct
 
 
 @pytest.mark.parametrize("filt", ["bicubic", "bilinear", "nearest"])
-def test_resized_pixels_within_one_level(tmp_path, filt):
-    """Pillow resizes 8-bit images in two rounded passes; the device path copies that, so pixels agree to 1 level
+def test_resized_pixels_within_two_levels(tmp_path, filt):
+    """Pillow resizes 8-bit images in two rounded passes; the device path copies that, so pixels agree to 2 levels
     of 256 at most, and nearly all exactly (the figures in docs/performance.md come from real photos). Nearest
     picks Pillow's pixels exactly."""
     smooth_pairs(str(tmp_path / "train"), 3, 48, 48)
@@ -82,7 +82,7 @@ def test_resized_pixels_within_one_level(tmp_path, filt):
     for x, y in ((A, dA), (B, dB)):
         levels = (x - y).abs() * 127.5
         assert levels.max() <= 2.0 + 1e-3
-        assert (levels < 1e-3).float().mean() > 0.98
+        assert (levels < 1e-3).float().mean() > 0.98 if filt != "nearest" else torch.equal(x, y)
 
 
 def test_images_of_different_sizes_are_resized_one_by_one(tmp_path):
