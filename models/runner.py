@@ -44,7 +44,10 @@ class Runner:
     def autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        # autocast's cache of cast weights lives only until autocast exits; a CUDA graph (--cuda_graph) would keep
+        # replaying reads of it, so the cache is off while a graph is being captured (as PyTorch's docs require)
+        capturing = self.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, cache_enabled=not capturing)
 
     def wrap_ddp(self) -> None:
         """DistributedDataParallel for the calls that share gradients (torchrun)."""
