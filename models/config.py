@@ -180,6 +180,7 @@ class TrainSpeedConfig(SpeedConfig):
                 for flag, on in (
                     ("--compile", self.compile),
                     ("--amp fp16", self.amp == "fp16"),
+                    ("--grad_checkpoint", self.grad_checkpoint),  # recomputation saves and restores RNG state
                     (f"--accum_steps {getattr(o, 'accum_steps', 1)}", getattr(o, "accum_steps", 1) > 1),
                     ("--skip_nonfinite", getattr(o, "skip_nonfinite", False)),
                 )
