@@ -343,6 +343,13 @@ class StepGuard:
                 (model.optimizer_G, p) for p in model.netG.parameters() if p not in model.optimizer_G.state
             ]
 
+    def _agree(self) -> None:
+        """Under torchrun: ok everywhere only if ok in every process (an all-reduce, not a host read)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            flag = self.ok.to(torch.int32)  # collectives do not all take bool tensors
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            self.ok = flag.bool()
+
     def check(self, loss: torch.Tensor) -> torch.Tensor:
         """Note whether loss is finite; returns loss, made NaN under fp16 once any loss of the step was not."""
         self.ok &= torch.isfinite(loss.detach())
@@ -355,8 +362,7 @@ class StepGuard:
         if m.scaler_G.is_enabled() or not self.fused_G:  # fp16: NaN gradients make the scaler skip the update
             m.scaler_G.step(m.optimizer_G)
             return
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(self.ok, op=torch.distributed.ReduceOp.MIN)
+        self._agree()
         m.optimizer_G.found_inf = (~self.ok).float()  # fused Adam leaves weights and moments, and its step count
         try:
             m.optimizer_G.step()
@@ -365,13 +371,10 @@ class StepGuard:
 
     @torch.no_grad()
     def finish(self) -> torch.Tensor:
-        m, ok = self.model, self.ok
-        if (
-            (m.scaler_G.is_enabled() or not self.fused_G)
-            and torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-        ):
-            torch.distributed.all_reduce(ok, op=torch.distributed.ReduceOp.MIN)
+        m = self.model
+        if m.scaler_G.is_enabled() or not self.fused_G:  # step_G did not agree yet
+            self._agree()
+        ok = self.ok
         for t, old in self.saved:
             t.copy_(torch.where(ok, t, old))
         for opt, p in self.new_state:
