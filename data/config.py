@@ -66,7 +66,7 @@ class TrainDataConfig(DataConfig):
         False,
         "the loader hands over the images as read (uint8) with each sample's drawn crop and flip; resizing, "
         "cropping, flips and --aug_* then run batched on the training device: the same crops, flips and data "
-        "order, resized pixels within 2 levels of 256 of the loader's (99.7% or more equal). For a GPU the loader "
+        "order, resized pixels within 2 levels of 256 of the loader's, nearly all equal. For a GPU the loader "
         "cannot keep fed",
     )
 

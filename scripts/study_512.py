@@ -62,6 +62,7 @@ ARMS: dict[str, list[str]] = {
     "ema": ["--ema_decay", "0.99"],
     "l1_10": ["--lambda_L1", "10"],
     "l1_300": ["--lambda_L1", "300"],
+    "num_D3_l1_10": ["--num_D", "3", "--lambda_L1", "10"],  # the two map -> aerial winners together
 }
 
 

@@ -153,3 +153,13 @@ def test_saved_options_round_trip_by_group():
     del saved["generator"]["attention"]
     saved["generator"]["retired_flag"] = 1
     assert TrainOptions.from_dict(saved).attention is False
+
+
+@pytest.mark.parametrize("which", [True, False])
+def test_help_prints_every_flag(capsys, which):
+    """argparse formats help strings with %: a stray one breaks --help for every flag."""
+    with pytest.raises(SystemExit) as e:
+        parse(which, ["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "--dataroot" in out and ("--device_preprocess" in out) == which
