@@ -87,7 +87,8 @@ stage data512 60 "${bench[@]}" --netG unet_512 --crop_size "$s512" "${small[@]}"
     --dataroot "$data" --load_size "$load" --num_threads 8 --cache_images --device_preprocess --json "$out/data512.json"
 ref=${REFERENCE:-.device/reference}
 if [ -f "$ref/train.py" ]; then
-    flags="--netG unet_512 --load_size $load --crop_size $crop --num_threads 4"  # flags both programs know
+    # flags both programs know: the reference has no unet_512, so both run unet_256 on the 512 crops
+    flags="--netG unet_256 --load_size $load --crop_size $crop --num_threads 4"
     fast="graph_bf16=--cuda_graph --amp bf16 --channels_last"
     if [ "${SMOKE:-0}" = 1 ]; then
         flags="--netG unet_256 --load_size 256 --crop_size 256 --ngf 8 --ndf 8 --num_threads 0"; fast="bf16=--amp bf16"
