@@ -77,9 +77,7 @@ def test_the_loss_logs_time_per_image_counts_the_steps_it_timed(clock):
     # An epoch of 3 steps with --print_freq 4: the line at iteration 4 timed one step of the new epoch.
     seen = {}
     opt = SimpleNamespace(batch_size=2, accum_steps=1, print_freq=4)
-    model = SimpleNamespace(
-        pop_losses=lambda _d: ({"G_L1": 1.0}, True), optimizer_G=SimpleNamespace(param_groups=[{"lr": 1e-4}])
-    )
+    model = SimpleNamespace(pop_losses=lambda _d: ({"G_L1": 1.0}, True), current_lr=lambda: 1e-4)
     model.skipped_steps = 0
 
     def print_current_losses(epoch, epoch_iter, total_iters, losses, per_image, lr):
