@@ -61,11 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     short, long = args.iters
     # The reference imports wandb whether or not it logs to it: an empty module stands in where it is missing.
-    stub = tempfile.mkdtemp(prefix="refstub")
-    with open(os.path.join(stub, "wandb.py"), "w") as f:
-        f.write("")
-    missing = importlib.util.find_spec("wandb") is None
-    env = dict(os.environ, PYTHONPATH=stub if missing else os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ)
+    if importlib.util.find_spec("wandb") is None:
+        stub = tempfile.mkdtemp(prefix="refstub")
+        with open(os.path.join(stub, "wandb.py"), "w") as f:
+            f.write("")
+        env["PYTHONPATH"] = stub
     times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="refspeed") as out:
         for rep in range(args.repeats):
