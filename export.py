@@ -73,24 +73,24 @@ def _is_run_folder(folder: str) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     opt = parse(ExportOptions, argv)
-    setup_logging(opt.verbose)
-    if opt.format == "onnx":
+    setup_logging(opt.basic.verbose)
+    if opt.export.format == "onnx":
         missing = missing_packages(ONNX_PACKAGES)
         if missing:
             fail(f"--format onnx needs {', '.join(missing)}: {ONNX_INSTALL} (or pip install -e '.[onnx]')")
     try:
         opt, ckpt, _ = resolve_checkpoint(opt, given_flags(argv))
-        t = ImageTranslator.from_checkpoint(ckpt, torch.device("cpu"), "none", False, opt.eval)
+        t = ImageTranslator.from_checkpoint(ckpt, torch.device("cpu"), "none", False, opt.source.eval)
     except (FileNotFoundError, CheckpointError, OptionError) as e:
         fail(str(e))
     except WeightsMismatch as e:
         fail(f"{ckpt.path}: {e}")
-    out = opt.out or default_out(ckpt.path, opt.format)
-    check_out(out, opt.format, ckpt.path)
-    torch.manual_seed(opt.seed)
+    out = opt.export.out or default_out(ckpt.path, opt.export.format)
+    check_out(out, opt.export.format, ckpt.path)
+    torch.manual_seed(opt.source.seed)
     weights = "EMA weights" if ckpt.ema else "weights"
     try:
-        if opt.format == "safetensors":
+        if opt.export.format == "safetensors":
             if ckpt.reference:  # a reference file's tensors in this project's layout, so the file loads as a run's
                 ckpt = dataclasses.replace(ckpt, netG=t.net.state_dict(), reference=False)
             save_safetensors(ckpt, out, new=True)
@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 t.pad_multiple,
             )
             return 0
-        data, meta = export_network(t, ckpt, opt.format, opt.eval, opt.opset)
+        data, meta = export_network(t, ckpt, opt.export.format, opt.source.eval, opt.export.opset)
         atomic_write(out, lambda f: f.write(data), new=True)
     except ExportFailed as e:
         log.error("%s: %s", ckpt.path, e)
@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WriteFailed as e:  # a full disk, say: no part of the file is left
         log.error("%s", e)
         return 1
-    kind = f"ONNX opset {opt.opset}" if opt.format == "onnx" else "TorchScript"
+    kind = f"ONNX opset {opt.export.opset}" if opt.export.format == "onnx" else "TorchScript"
     log.info(
         "wrote %s (%s, %s, %s of %s): %s; size multiple %d (H and W of real_A must be multiples of it: padding and "
         "cropping are not in the graph)",

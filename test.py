@@ -22,6 +22,7 @@ from engine.training import StopFlag
 from models import WeightsMismatch
 from options.options import TestOptions, given_flags, parse, save_options
 from util.config import OptionError
+from util.distributed import device_ids
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.progress import ProgressReport
@@ -30,7 +31,6 @@ from util.util import (
     WriteFailed,
     atomic_write,
     is_inside,
-    preview_channels,
     printable,
     save_image,
     setup_logging,
@@ -89,7 +89,7 @@ def translate_all(
     rows: list[Row] = []
     stop = StopFlag("finishing this image, then the page for the images done")
     stop.install()
-    report = ProgressReport(len(names), 0, 1, opt.progress_every, "test", log, what="images")
+    report = ProgressReport(len(names), 0, 1, opt.basic.progress_every, "test", log, what="images")
     try:
         for stem, batch in zip(names, loader, strict=False):
             rows.append(translate_one(opt, translate, batch, stem, img_dir, scoring))
@@ -111,10 +111,10 @@ def translate_one(
     if "B" in batch:
         visuals["real_B"] = batch["B"].to(fake_B.device)
     images = {}
-    chans = preview_channels(opt.preview_channels)
+    chans = opt.values.preview_channels
     for label, t in visuals.items():
         images[label] = f"{stem}_{label}.png"  # an 8-bit preview for the page, unless the data is 8-bit
-        save_image(tensor2im(t, chans), os.path.join(img_dir, images[label]), opt.aspect_ratio, new=True)
+        save_image(tensor2im(t, chans), os.path.join(img_dir, images[label]), opt.testing.aspect_ratio, new=True)
     if translate.full_output:  # the output itself, in the data's kind and units
         data = translate.encode(fake_B)
         out = os.path.join(os.path.dirname(img_dir), OUTPUTS, f"{stem}_fake_B{translate.output_extension}")
@@ -131,9 +131,12 @@ def prepare_results(opt: TestOptions, tag: str, argv: list[str], full: bool = Fa
     writes over a file it did not write in this run: when that folder holds anything (an earlier run's results),
     the results go to <phase>_<tag>_2 (_3, ...), said in a warning; a results folder inside --dataroot, where a
     later run would read the results as data, is refused."""
-    base = os.path.join(opt.results_dir, opt.name, f"{opt.phase}_{tag}")
-    if opt.dataroot and is_inside(base, opt.dataroot):
-        fail(f"--results_dir {opt.results_dir}: {base} is inside --dataroot {opt.dataroot}; choose a folder outside")
+    base = os.path.join(opt.testing.results_dir, opt.basic.name, f"{opt.data.phase}_{tag}")
+    if opt.data.dataroot and is_inside(base, opt.data.dataroot):
+        fail(
+            f"--results_dir {opt.testing.results_dir}: {base} is inside --dataroot {opt.data.dataroot}; "
+            "choose a folder outside"
+        )
     web_dir, k = base, 1
     while os.path.lexists(web_dir) and not (os.path.isdir(web_dir) and not os.listdir(web_dir)):
         k += 1
@@ -151,7 +154,7 @@ def prepare_results(opt: TestOptions, tag: str, argv: list[str], full: bool = Fa
     except WriteFailed as e:
         fail(str(e))
     except OSError as e:
-        fail(f"--results_dir {opt.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
+        fail(f"--results_dir {opt.testing.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
     return web_dir, img_dir
 
 
@@ -159,32 +162,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     given = given_flags(argv)
     opt = parse(False, argv)
-    setup_logging(opt.verbose)
+    setup_logging(opt.basic.verbose)
     opt, ckpt, tag = load_run(opt, given)
     try:
-        c = opt.config
-        dataset = create_dataset(c("data"), c("preprocess"), c("generator"), None, opt.seed, False, c("values"))
-        dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
+        dataset = create_dataset(opt.data, opt.preprocess, opt.generator, None, opt.source.seed, False, opt.values)
+        dataset.check(opt.data.skip_bad_images, opt.data.max_bad_fraction, workers=max(1, opt.data.num_threads))
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
-    n = len(dataset) if opt.num_test is None else min(opt.num_test, len(dataset))
-    device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
+    n = len(dataset) if opt.testing.num_test is None else min(opt.testing.num_test, len(dataset))
+    ids = device_ids(opt.basic.gpu_ids)
+    device = torch.device(f"cuda:{ids[0]}" if ids else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
         translate = ImageTranslator.from_checkpoint(
-            ckpt, device, opt.amp, opt.channels_last, opt.eval, opt.config("values")
+            ckpt, device, opt.speed.amp, opt.speed.channels_last, opt.source.eval, opt.values
         )
     except WeightsMismatch as e:
         fail(f"{ckpt.path}: {e}")
-    torch.manual_seed(opt.seed)  # dropout is on by default, so results depend on the seed; it is saved
+    torch.manual_seed(opt.source.seed)  # dropout is on by default, so results depend on the seed; it is saved
     web_dir, img_dir = prepare_results(opt, tag, argv, translate.full_output)
     scoring = make_scoring(opt, given, device)
     sampler = EpochSampler(n, seed=0, shuffle=False)  # the first n images, in order
     # Batch 1 as in the reference: test images may differ in size, and batch norm sees one image.
-    loader = create_dataloader(dataset, 1, opt.num_threads, sampler, device)
-    log.info("translating %d images from %s/%s with %s on %s", n, opt.dataroot, opt.phase, ckpt.path, device)
+    loader = create_dataloader(dataset, 1, opt.data.num_threads, sampler, device)
+    log.info("translating %d images from %s/%s with %s on %s", n, opt.data.dataroot, opt.data.phase, ckpt.path, device)
     t0 = time.perf_counter()
     try:
         # One result per input, never shared, each name short enough for the file system.
@@ -218,8 +221,8 @@ def write_results(
     """metrics.json and the page (rows sorted as --sort_by asks); returns the page's path."""
     units = value_units(translate)
     summary, baseline = write_metrics(web_dir, rows, scoring, units)
-    if opt.sort_by is not None and scoring is not None:
-        rows.sort(key=lambda r: r.scores[opt.sort_by], reverse=not HIGHER_IS_BETTER[opt.sort_by])
+    if opt.metrics.sort_by is not None and scoring is not None:
+        rows.sort(key=lambda r: r.scores[opt.metrics.sort_by], reverse=not HIGHER_IS_BETTER[opt.metrics.sort_by])
     return write_test_page(web_dir, opt, tag, rows, summary, baseline, units["note"])
 
 
@@ -239,19 +242,25 @@ def value_units(translate: ImageTranslator) -> dict:
 
 
 def make_scoring(opt: TestOptions, given: set[str], device: torch.device) -> Scoring | None:
-    if not opt.metric_list:  # --metrics "": nothing to score
+    if not opt.metrics.metrics:  # --metrics "": nothing to score
         return None
-    if opt.dataset_mode != "aligned":
+    if opt.data.dataset_mode != "aligned":
         if "metrics" in given:
             log.warning("--metrics ignored: --dataset_mode single has no real_B to compare with")
         return None
 
     def suite() -> MetricSuite:
-        return MetricSuite(opt.metric_list, device, opt.fid_weights, opt.lpips_weights, seed=opt.seed)
+        return MetricSuite(
+            opt.metrics.metrics, device, opt.metrics.fid_weights, opt.metrics.lpips_weights, seed=opt.source.seed
+        )
 
-    score_input = (opt.score_input or opt.residual) and opt.input_nc == opt.output_nc
-    if opt.score_input and not score_input:
-        log.warning("--score_input ignored: real_A has %d channels, real_B %d", opt.input_nc, opt.output_nc)
+    score_input = (
+        opt.metrics.score_input or opt.generator.residual
+    ) and opt.generator.input_nc == opt.generator.output_nc
+    if opt.metrics.score_input and not score_input:
+        log.warning(
+            "--score_input ignored: real_A has %d channels, real_B %d", opt.generator.input_nc, opt.generator.output_nc
+        )
     return Scoring(suite(), suite() if score_input else None)
 
 
@@ -292,8 +301,8 @@ def write_test_page(
 ) -> str:
     """index.html: a summary at the top, a per-image table of metrics that sorts on a click on a column header,
     then per row the name, real_A, fake_B, real_B, a slider comparing fake_B with real_B, and its metrics."""
-    page = HTML(web_dir, f"Experiment = {opt.name}, Phase = {opt.phase}, Epoch = {tag}")
-    page.add_header(f"{opt.name}: {opt.phase}, checkpoint {tag}, {len(rows)} images")
+    page = HTML(web_dir, f"Experiment = {opt.basic.name}, Phase = {opt.data.phase}, Epoch = {tag}")
+    page.add_header(f"{opt.basic.name}: {opt.data.phase}, checkpoint {tag}, {len(rows)} images")
     if units:
         page.add_text(units)
     if summary:
@@ -303,13 +312,17 @@ def write_test_page(
         )
     if baseline:
         page.add_table(baseline, caption="no-op baseline: real_A itself against real_B, what the model must beat")
-    if opt.sort_by:
-        page.add_text(f"rows sorted by {opt.sort_by}, worst first")
+    if opt.metrics.sort_by:
+        page.add_text(f"rows sorted by {opt.metrics.sort_by}, worst first")
     ids = [f"row{i}" for i in range(len(rows))]  # plain ids: the names themselves may hold any character
     columns = list(dict.fromkeys(k for r in rows for k in r.scores))
     if columns:
         # Worst first is ascending for a metric where higher is better.
-        order = (opt.sort_by, "ascending" if HIGHER_IS_BETTER[opt.sort_by] else "descending") if opt.sort_by else None
+        order = (
+            (opt.metrics.sort_by, "ascending" if HIGHER_IS_BETTER[opt.metrics.sort_by] else "descending")
+            if opt.metrics.sort_by
+            else None
+        )
         page.add_sortable_table(
             columns,
             [(i, r.name, r.scores) for i, r in zip(ids, rows, strict=True)],
@@ -320,7 +333,7 @@ def write_test_page(
         labels = list(r.images)
         captions = [f"{lb}  ({format_scores(r.scores)})" if lb == "fake_B" and r.scores else lb for lb in labels]
         files = [r.images[lb] for lb in labels]
-        page.add_item(i, r.name, files, captions, files, width=opt.display_winsize)
+        page.add_item(i, r.name, files, captions, files, width=opt.testing.display_winsize)
     return page.save(new=True)
 
 

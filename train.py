@@ -27,7 +27,7 @@ from models import WeightsMismatch, create_model
 from models.graphed_step import GraphedStep
 from models.perceptual import WeightsMissing
 from options import presets
-from options.options import TrainOptions, format_options, given_flags, parse, save_options
+from options.options import TrainOptions, flat_saved, format_options, given_flags, parse, save_options
 from util import distributed, run_folder
 from util.config import OptionError
 from util.util import WriteFailed, printable, setup_logging
@@ -44,33 +44,28 @@ def fail(msg: str) -> None:
 
 def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
     """(training set, validation set or None, sampler, loader); a data problem ends with exit status 2."""
+    data, seed = opt.data, opt.run.seed
     try:
-        c = opt.config
-        dataset = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
-        dataset.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
-        dataset.check_batchable(opt.batch_size)
-        dataset.check_min_size(opt.min_side, opt.skip_bad_images, opt.max_bad_fraction)
-        val_set = split_validation(opt, dataset)
-        if opt.cache_images:  # after the split: held-out images are not trained on, nor cached
-            dataset.cache_images(workers=max(1, opt.num_threads))
+        dataset = create_dataset(data, opt.preprocess, opt.generator, opt.augment, seed, True, opt.values)
+        dataset.check(data.skip_bad_images, data.max_bad_fraction, workers=max(1, data.num_threads))
+        dataset.check_batchable(data.batch_size)
+        dataset.check_min_size(opt.discriminator.min_side, data.skip_bad_images, data.max_bad_fraction)
+        dataset, val_set = split_validation(opt.metrics, data, opt.preprocess, opt.generator, opt.values, seed, dataset)
+        if data.cache_images:  # after the split: held-out images are not trained on, nor cached
+            dataset.cache_images(workers=max(1, data.num_threads))
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
-    if opt.batch_size > len(dataset):
+    if data.batch_size > len(dataset):
         fail(
-            f"--batch_size {opt.batch_size} is larger than the data set ({len(dataset)} images in "
-            f"{opt.dataroot}/{opt.phase})"
+            f"--batch_size {data.batch_size} is larger than the data set ({len(dataset)} images in "
+            f"{data.dataroot}/{data.phase})"
         )
-    sampler = EpochSampler(len(dataset), opt.seed, not opt.serial_batches, d.rank, d.world_size)
-    dataset.raw = opt.device_preprocess  # after the split: validation images keep the loader's preprocessing
-    loader = create_dataloader(dataset, opt.batch_size, opt.num_threads, sampler, device)
-    log.info("%d training images in %s/%s, batch size %d", len(dataset), opt.dataroot, opt.phase, opt.batch_size)
+    sampler = EpochSampler(len(dataset), seed, not data.serial_batches, d.rank, d.world_size)
+    loader = create_dataloader(dataset, data.batch_size, data.num_threads, sampler, device)
+    log.info("%d training images in %s/%s, batch size %d", len(dataset), data.dataroot, data.phase, data.batch_size)
     if d.enabled:
-        log.info(
-            "torchrun: %d processes, batch %d each (%d in all)",
-            d.world_size,
-            opt.batch_size,
-            d.world_size * opt.batch_size,
-        )
+        n = data.batch_size
+        log.info("torchrun: %d processes, batch %d each (%d in all)", d.world_size, n, d.world_size * n)
     return dataset, val_set, sampler, loader
 
 
@@ -80,30 +75,41 @@ def build_model(opt: TrainOptions, device: torch.device):
         model = create_model(opt.model_config(), device)
     except WeightsMissing as e:
         fail(str(e))
-    if opt.verbose:
+    if opt.basic.verbose:
         log.debug("netG:\n%s\nnetD:\n%s", model.netG, model.netD)
     n_g, n_d = (sum(p.numel() for p in net.parameters()) / 1e6 for net in (model.netG, model.netD))
-    log.info("netG %s: %.3f M parameters; netD %s: %.3f M parameters", opt.netG, n_g, opt.netD, n_d)
-    if opt.init_from is not None:
+    log.info(
+        "netG %s: %.3f M parameters; netD %s: %.3f M parameters", opt.generator.netG, n_g, opt.discriminator.netD, n_d
+    )
+    if opt.checkpoints.init_from is not None:
         try:
-            resume.init_from(model, opt.init_from, opt.config("generator"))
+            resume.init_from(model, opt.checkpoints.init_from, opt.generator)
         except CheckpointError as e:
             fail(f"--init_from: {e}")
     return model
 
 
+def visualizer(opt: TrainOptions, run_dir: str) -> Visualizer:
+    """The run's display; --continue_train --epoch N restarts from an older snapshot whose steps go back: a new
+    W&B run then, not the same one continued."""
+    resume = opt.checkpoints.continue_train and opt.checkpoints.epoch == "latest"
+    flat = flat_saved(opt.to_dict())
+    return Visualizer.for_run(opt.display, run_dir, opt.basic.name, resume, opt.values.preview_channels, flat)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     opt = parse(True, argv)
-    setup_logging(opt.verbose)
-    d = distributed.setup(use_cuda=bool(opt.gpu_ids_list))
+    setup_logging(opt.basic.verbose)
+    d = distributed.setup(use_cuda=bool(distributed.device_ids(opt.basic.gpu_ids)))
     if not d.is_main:  # under torchrun only rank 0 talks; errors still show
         logging.getLogger().setLevel(logging.ERROR)
-    if opt.preset != "none":
+    preset = opt.run.preset
+    if preset != "none":
         given = given_flags(argv)
-        log.info("%s", presets.describe(opt.preset, presets.preset_values(opt.preset, given), given))
+        log.info("%s", presets.describe(preset, presets.preset_values(preset, given), given))
     try:
-        run_dir = checkpoint.prepare_run_dir(opt.checkpoints_dir, opt.name)
+        run_dir = checkpoint.prepare_run_dir(opt.basic.checkpoints_dir, opt.basic.name)
         lock = run_folder.claim(run_dir) if d.is_main else None  # under torchrun, rank 0 holds it
     except (CheckpointError, run_folder.RunFolderBusy) as e:
         fail(str(e))
@@ -141,14 +147,14 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
         run_folder.trim_logs(run_dir, start.progress.epoch, start.progress.total_iters)
     if d.is_main:  # only now: every value above is the one this run uses
         record_options(start, run_dir, argv)
-    torch.manual_seed(opt.seed)
+    torch.manual_seed(opt.run.seed)
     dataset, val_set, sampler, loader = build_data(opt, d, device)
     model = build_model(opt, device)
-    saver = Saver(run_dir, opt.to_dict(), opt.save_by_iter, opt.keep_last, enabled=d.is_main)
+    saver = Saver(run_dir, opt.to_dict(), opt.checkpoints.save_by_iter, opt.checkpoints.keep_last, enabled=d.is_main)
     validator = None
     if val_set is not None and d.is_main:
-        validator = Validator(opt.config("metrics"), opt.seed, val_set, device, saver)
-    vis = Visualizer.for_run(opt, run_dir) if d.is_main else NullVisualizer()
+        validator = Validator(opt.metrics, opt.run.seed, val_set, device, saver)
+    vis = visualizer(opt, run_dir) if d.is_main else NullVisualizer()
     vis.check_display()  # one warning now if the visdom display asked for is not there
     try:
         resume.restore(start, model, validator, device)  # last: nothing may draw random numbers after this
@@ -170,7 +176,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
         len(dataset),
         d,
         validator,
-        GraphedStep(model) if opt.cuda_graph else None,
+        GraphedStep(model) if opt.speed.cuda_graph else None,
     )
     try:
         with logging_redirect_tqdm():

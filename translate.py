@@ -30,6 +30,7 @@ from engine.training import StopFlag
 from models import WeightsMismatch
 from options.options import TranslateOptions, given_flags, parse
 from util.config import OptionError
+from util.distributed import device_ids
 from util.progress import ProgressReport
 from util.util import NAME_MAX, WriteFailed, atomic_write, is_inside, printable, setup_logging, unique_names
 
@@ -159,7 +160,7 @@ def batches(paths: Sequence[str], sizes: dict[str, tuple[int, int]], batch_size:
 def max_pixels(opt: TranslateOptions) -> int | None:
     """The image size limit: with --tile, images over Pillow's decompression-bomb limit are read (up to
     TILE_MAX_PIXELS), since they are what tiles are for; without it, Pillow's limit."""
-    return TILE_MAX_PIXELS if opt.tile is not None else None
+    return TILE_MAX_PIXELS if opt.translate.tile is not None else None
 
 
 def translate_batch(t: ImageTranslator, opt: TranslateOptions, batch: list[str], names: dict[str, str]) -> dict:
@@ -175,10 +176,10 @@ def translate_batch(t: ImageTranslator, opt: TranslateOptions, batch: list[str],
             failed[p] = f"cannot read image {p}: {e}"
     if not images:
         return failed
-    fake = t.translate(torch.cat(list(images.values())), opt.tile, opt.overlap)
+    fake = t.translate(torch.cat(list(images.values())), opt.translate.tile, opt.translate.overlap)
     for i, p in enumerate(images):
         try:
-            path = os.path.join(opt.out, names[p])
+            path = os.path.join(opt.translate.out, names[p])
             if t.full_output:  # 16-bit, float, many channels: in the data's own kind and units
                 data = t.encode(fake[i])
                 atomic_write(path, lambda f, data=data: f.write(data), new=True)
@@ -196,47 +197,44 @@ def translate_batch(t: ImageTranslator, opt: TranslateOptions, batch: list[str],
 def load(opt: TranslateOptions, argv: list[str]) -> tuple[TranslateOptions, list[str], ImageTranslator, str]:
     """(options completed from the run, inputs, translator, checkpoint path); exit 2 for what stops it."""
     try:
-        paths = expand_inputs(opt.inputs, opt.out)
+        paths = expand_inputs(opt.translate.inputs, opt.translate.out)
         opt, ckpt, _ = resolve_checkpoint(opt, given_flags(argv))
-        device = torch.device(f"cuda:{opt.gpu_ids_list[0]}" if opt.gpu_ids_list else "cpu")
-        t = ImageTranslator.from_checkpoint(ckpt, device, opt.amp, opt.channels_last, opt.eval, opt.config("values"))
+        ids = device_ids(opt.basic.gpu_ids)
+        device = torch.device(f"cuda:{ids[0]}" if ids else "cpu")
+        t = ImageTranslator.from_checkpoint(
+            ckpt, device, opt.speed.amp, opt.speed.channels_last, opt.source.eval, opt.values
+        )
     except (FileNotFoundError, CheckpointError, OptionError) as e:
         fail(str(e))
     except WeightsMismatch as e:
         fail(f"{ckpt.path}: {e}")
-    if opt.tile is not None and opt.tile % t.pad_multiple:
-        m = t.pad_multiple
-        fail(
-            f"--tile {opt.tile}: must be a multiple of {m}, the generator's size multiple "
-            f"(e.g. {max(m, opt.tile // m * m)})"
-        )
     return opt, paths, t, ckpt.path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     opt = parse(TranslateOptions, argv)
-    setup_logging(opt.verbose)
-    check_out_path(opt.out)
+    setup_logging(opt.basic.verbose)
+    check_out_path(opt.translate.out)
     opt, paths, t, ckpt_path = load(opt, argv)
     names = dict(zip(paths, output_names(paths, t.output_extension if t.full_output else None), strict=True))
-    check_outputs(paths, names, opt.out)
-    prepare_out(opt.out)
-    batch_size = opt.batch_size
+    check_outputs(paths, names, opt.translate.out)
+    prepare_out(opt.translate.out)
+    batch_size = opt.translate.batch_size
     if t.batch_statistics and batch_size > 1:
         log.info("one image per batch: in train-mode testing batch norm normalises with each batch's statistics")
         batch_size = 1
     sizes, failed, _ = scan(paths, decode=False, max_pixels=max_pixels(opt))
     readable = [p for p in paths if p in sizes]
-    torch.manual_seed(opt.seed)  # dropout is on unless --eval
-    log.info("translating %d images with %s on %s into %s", len(readable), ckpt_path, t.device, opt.out)
+    torch.manual_seed(opt.source.seed)  # dropout is on unless --eval
+    log.info("translating %d images with %s on %s into %s", len(readable), ckpt_path, t.device, opt.translate.out)
     return translate_all(t, opt, paths, batches(readable, sizes, batch_size), names, failed)
 
 
 def translate_all(t: ImageTranslator, opt: TranslateOptions, paths: list[str], todo: list, names: dict, failed: dict):
     """Every batch of todo, until a write fails for the system's reason or a SIGINT/SIGTERM asks to stop (the
     batch being written is finished, so no temp file is left); the exit status."""
-    report = ProgressReport(sum(map(len, todo)), 0, 1, opt.progress_every, "translate", log, what="images")
+    report = ProgressReport(sum(map(len, todo)), 0, 1, opt.basic.progress_every, "translate", log, what="images")
     stop = StopFlag("finishing this batch, then stopping")
     stop.install()
     try:
@@ -246,14 +244,16 @@ def translate_all(t: ImageTranslator, opt: TranslateOptions, paths: list[str], t
             if stop.signum is not None:
                 break
     except WriteFailed as e:
-        done = sum(os.path.lexists(os.path.join(opt.out, names[p])) for p in paths)  # none existed at the start
-        log.error("%s; stopped: %d of %d images written to %s", e, done, len(paths), opt.out)
+        done = sum(
+            os.path.lexists(os.path.join(opt.translate.out, names[p])) for p in paths
+        )  # none existed at the start
+        log.error("%s; stopped: %d of %d images written to %s", e, done, len(paths), opt.translate.out)
         return 1
     finally:
         report.close()
         stop.uninstall()
-    done = sum(os.path.lexists(os.path.join(opt.out, names[p])) for p in paths)
-    log.info("%d of %d images written to %s", done, len(paths), opt.out)
+    done = sum(os.path.lexists(os.path.join(opt.translate.out, names[p])) for p in paths)
+    log.info("%d of %d images written to %s", done, len(paths), opt.translate.out)
     if stop.signum is not None:
         log.warning("interrupted: %d of %d images written", done, len(paths))
         return 130

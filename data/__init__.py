@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.aligned_dataset import AlignedDataset
-from data.config import AugmentConfig, DataConfig, PreprocessConfig, ValuesConfig
+from data.config import AugmentConfig, DataConfig, PreprocessConfig, TrainDataConfig, ValuesConfig
 from data.device_preprocess import DeviceLoader, DevicePreprocess, collate_raw
 from data.single_dataset import SingleDataset
 from data.transforms import Augment, Preprocess
@@ -71,7 +71,8 @@ def create_dataset(
 ) -> Dataset:
     """The dataset of --dataset_mode. generator: a models.config.GeneratorConfig (direction and channels);
     augment None: no augmentation; values: the ranges of real_A and real_B (None: the value types' own).
-    Test-time datasets (train False) use centre crops and no flips."""
+    Test-time datasets (train False) use centre crops and no flips; a training set's samples are raw for
+    --device_preprocess (data.device_preprocess finishes them)."""
     values = values or ValuesConfig()
     pre = Preprocess(preprocess.preprocess, preprocess.load_size, preprocess.crop_size, not data.no_flip, train)
     if data.dataset_mode == "single":
@@ -102,6 +103,7 @@ def create_dataset(
         aug=aug,
         range_A=values.range_A,
         range_B=values.range_B,
+        raw=train and isinstance(data, TrainDataConfig) and data.device_preprocess,
     )
 
 
@@ -114,7 +116,7 @@ def create_dataloader(
 ) -> DataLoader | DeviceLoader:
     """The loader of dataset's batches, in pinned memory for a CUDA device. A dataset whose `raw` is set
     (--device_preprocess) gives raw samples, batched by collate_raw and finished on `device` by a DeviceLoader."""
-    raw = getattr(dataset, "raw", False)
+    raw = dataset.raw
     loader = DataLoader(
         dataset,
         batch_size=batch_size,

@@ -26,7 +26,7 @@ from data.transforms import (
     scaled_size,
     to_tensor,
 )
-from data.values import EIGHT_BIT, ValueRange, fit_channels, fit_problem, range_for
+from data.values import EIGHT_BIT, RangeSpec, ValueRange, fit_channels, fit_problem, range_for
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Side:
         return self.range.to_unit(fit_channels(a, self.nc))
 
 
-def settle_side(paths: list[str], kinds: dict[str, Kind], nc: int, spec: str, flag: str, nc_flag: str) -> Side:
+def settle_side(paths: list[str], kinds: dict[str, Kind], nc: int, spec: RangeSpec, flag: str, nc_flag: str) -> Side:
     """The Side of files that must share one value type (the first file's); ValueError naming a file that does not,
     or whose channels cannot be read as nc, or float data without a range."""
     first = kinds[paths[0]]
@@ -94,18 +94,19 @@ class AlignedDataset(torch.utils.data.Dataset):
         seed: int,
         max_dataset_size: int | None,
         aug: Augment,
-        range_A: str,
-        range_B: str,
+        range_A: RangeSpec,
+        range_B: RangeSpec,
+        raw: bool = False,
     ) -> None:
+        """raw (--device_preprocess): samples are the images as read and their drawn parameters (raw_sample),
+        which data.device_preprocess.DevicePreprocess finishes on the training device."""
         self.direction, self.input_nc, self.output_nc = direction, input_nc, output_nc
         self.preprocess, self.filter_A, self.filter_B, self.seed = preprocess, filter_A, filter_B, seed
         self.aug, self.range_A, self.range_B = aug, range_A, range_B
         self.pairs = find_pairs(dataroot, phase, max_dataset_size)
         self.cache: ImageCache | None = None
         self._sides: tuple[Side, Side] | None = None  # left, right: settled by check()
-        # --device_preprocess: samples are the images as read and their drawn parameters (raw_sample), which
-        # data.device_preprocess.DevicePreprocess finishes on the training device
-        self.raw = False
+        self.raw = raw
 
     def __len__(self) -> int:
         return len(self.pairs)

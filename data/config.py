@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from data.arrays import OUTPUT_FORMATS, VALUE_TYPES, png_problem
+from data.arrays import OUTPUT_FORMATS, VALUE_TYPES
 from data.transforms import CROP_MODES, PREPROCESS_MODES, RESIZE_CROP_MODES, RESIZE_FILTERS
-from data.values import check_range_flag
-from util.config import Config, OptionError, arg, need
-from util.util import preview_channels
+from data.values import OWN_RANGE, ChannelList, RangeSpec
+from util.config import Config, arg, need
 
 
 def default_threads() -> int:
@@ -34,22 +33,23 @@ class DataConfig(Config):
         None,
         "folder with train/, test/ ... sub-folders of A|B images, or A/ and B/ folders (default: a small demo set "
         "built offline on first use under datasets/demo)",
+        resume="source",
     )
-    dataset_mode: str = arg("aligned", "aligned pairs or A only", choices=("aligned", "single"))
-    phase: str = arg("train", "sub-folder of --dataroot to read")
-    batch_size: int = arg(1, "images per batch", lo=1)
-    no_flip: bool = arg(False, "no random horizontal flips")
+    dataset_mode: str = arg("aligned", "aligned pairs or A only", choices=("aligned", "single"), resume="source")
+    phase: str = arg("train", "sub-folder of --dataroot to read", resume="source")
+    batch_size: int = arg(1, "images per batch", lo=1, resume="sampling")
+    no_flip: bool = arg(False, "no random horizontal flips", resume="sampling")
     num_threads: int = arg(default_threads(), "data loader worker processes (0 = main)", lo=0)
-    serial_batches: bool = arg(False, "take images in order, not shuffled")
+    serial_batches: bool = arg(False, "take images in order, not shuffled", resume="sampling")
     skip_bad_images: bool = arg(
         False, "decode every image first and skip unreadable ones (default: stop at the first, naming it)"
     )
     max_bad_fraction: float = arg(
         0.05, "with --skip_bad_images, stop if more than this share of the images is unreadable", lo=0, below=1
     )
-    max_dataset_size: int | None = arg(None, "use at most this many images (default: all)", lo=1)
+    max_dataset_size: int | None = arg(None, "use at most this many images (default: all)", lo=1, resume="source")
 
-    def check(self, o: Any) -> None:
+    def check(self) -> None:
         plain_name("phase", self.phase, "train, test or val")
         if self.dataroot is not None:
             need(os.path.isdir(self.dataroot), f"--dataroot {self.dataroot}: no such folder")
@@ -69,12 +69,6 @@ class TrainDataConfig(DataConfig):
         "order, resized pixels within 2 levels of 256 of the loader's, nearly all equal. For a GPU the loader "
         "cannot keep fed",
     )
-
-    def check(self, o: Any) -> None:
-        super().check(o)
-        if self.device_preprocess:
-            lanczos = [f"--{k} lanczos" for k in ("filter_A", "filter_B") if getattr(o, k, None) == "lanczos"]
-            need(not lanczos, f"--device_preprocess: {', '.join(lanczos)} has no torch kernel; use bicubic")
 
 
 @dataclass(frozen=True)
@@ -96,6 +90,7 @@ class PreprocessConfig(Config):
     key: ClassVar[str] = "preprocess"
     title: ClassVar[str] = "preprocessing (test.py takes the training run's unless given)"
     from_run: ClassVar[bool] = True
+    resume_role: ClassVar[str | None] = "sampling"  # another value is how batches are drawn
 
     load_size: int = arg(286, "scale images to this size before cropping", lo=1)
     crop_size: int = arg(256, "then crop to this size", lo=1)
@@ -108,50 +103,25 @@ class PreprocessConfig(Config):
         """Every image is cut to crop_size x crop_size (so a batch has one size)."""
         return self.preprocess in CROP_MODES
 
-    def check(self, o: Any) -> None:
-        check_sizes(self, o.config("generator"), trained=getattr(o, "CHECK_AFTER_CHECKPOINT", False))
-
-
-def check_sizes(p: PreprocessConfig, generator: Any, trained: bool = False) -> None:
-    """Crops must fit the generator's depth (generator: a models.config.GeneratorConfig) and fit inside the
-    loaded image. trained: the generator is a trained run's (test.py), whose depth is no longer a choice."""
-    if p.crops:
-        m = generator.size_multiple
-        if p.crop_size % m:
-            lo, hi = (p.crop_size // m) * m, (p.crop_size // m + 1) * m
-            valid = f"{lo} or {hi}" if lo > 0 else f"{hi}"
-            fix = "the trained run's depth" if trained else "or use a generator with fewer downsamplings (--num_downs)"
-            raise OptionError(
-                f"--crop_size {p.crop_size} does not fit {generator.describe()}: it must be a multiple of {m} "
-                f"(for example {valid}), {fix}"
+    def check(self) -> None:
+        if self.preprocess in RESIZE_CROP_MODES:
+            need(
+                self.crop_size <= self.load_size,
+                f"--crop_size {self.crop_size} is larger than --load_size {self.load_size}: "
+                f"the crop must fit inside the resized image (use --load_size >= {self.crop_size})",
             )
-    if p.preprocess in RESIZE_CROP_MODES:
-        need(
-            p.crop_size <= p.load_size,
-            f"--crop_size {p.crop_size} is larger than --load_size {p.load_size}: "
-            f"the crop must fit inside the resized image (use --load_size >= {p.crop_size})",
-        )
 
 
 @dataclass(frozen=True)
 class AugmentConfig(Config):
     key: ClassVar[str] = "augment"
     title: ClassVar[str] = "augmentation (off by default; same geometry for A and B)"
+    resume_role: ClassVar[str | None] = "sampling"
 
     aug_scale: float = arg(0.0, "random zoom in [1 - S, 1 + S]", lo=0, below=1)
     aug_rotate: float = arg(0.0, "random rotation in [-D, D] degrees", lo=0, hi=180, note="degrees")
     aug_color: float = arg(0.0, "brightness/contrast/saturation jitter (hue a quarter of it)", lo=0, hi=1)
     aug_color_on: str = arg("input", "jitter real_A only, or A and B alike", choices=("input", "both"))
-
-    def check(self, o: Any) -> None:
-        g = o.config("generator")
-        jittered = [("input_nc", g.input_nc)] + ([("output_nc", g.output_nc)] if self.aug_color_on == "both" else [])
-        for flag, nc in jittered:
-            need(
-                not self.aug_color or nc in (1, 3),
-                f"--aug_color jitters brightness, contrast and colour of grey or RGB images: --{flag} is {nc} "
-                "(use --aug_scale and --aug_rotate, which work on any channels)",
-            )
 
 
 @dataclass(frozen=True)
@@ -163,13 +133,13 @@ class ValuesConfig(Config):
     title: ClassVar[str] = "data values (16-bit, float, many channels; test.py takes the training run's unless given)"
     from_run: ClassVar[bool] = True
 
-    range_A: str = arg(
-        "",
+    range_A: RangeSpec = arg(
+        OWN_RANGE,
         "MIN,MAX of real_A's values, mapped to [-1, 1], values outside clipped (a CT window: --range_A=-1024,3071); "
         "auto: measured over the training set (0.1 and 99.9 percentiles); default: the value type's range for "
         "integer images (0..255, 0..65535), measured for float ones",
     )
-    range_B: str = arg("", "the same for real_B and fake_B (outputs are mapped back by it)")
+    range_B: RangeSpec = arg(OWN_RANGE, "the same for real_B and fake_B (outputs are mapped back by it)")
     output_dtype: str = arg(
         "auto",
         "value type of written outputs (default: real_B's in the training data, saved with the run)",
@@ -181,25 +151,8 @@ class ValuesConfig(Config):
         "TIFF otherwise); 8-bit runs with the default write the PNGs they always did",
         choices=OUTPUT_FORMATS,
     )
-    preview_channels: str = arg(
-        "",
+    preview_channels: ChannelList = arg(
+        ChannelList(),
         "channels the pages and visdom show of images with other than 1 or 3 channels: one (grey) or three "
         "(R,G,B), e.g. 0 or 2,1,0 (default: the first, as grey)",
     )
-
-    def check(self, o: Any) -> None:
-        check_range_flag(self.range_A, "range_A")
-        check_range_flag(self.range_B, "range_B")
-        try:
-            chans = preview_channels(self.preview_channels)
-        except ValueError as e:
-            raise OptionError(str(e)) from None
-        g = o.config("generator")
-        for flag, nc in (("input_nc", g.input_nc), ("output_nc", g.output_nc)):
-            need(
-                not chans or nc in (1, 3) or max(chans) < nc,
-                f"--preview_channels {self.preview_channels}: --{flag} is {nc} (channels 0 to {nc - 1})",
-            )
-        if self.output_format == "png":
-            problem = png_problem("uint8" if self.output_dtype == "auto" else self.output_dtype, g.output_nc)
-            need(problem is None, f"--output_format png: {problem}; use tif or npy")

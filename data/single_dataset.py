@@ -10,10 +10,13 @@ from data.aligned_dataset import Side, drop_bad, settle_side, size_of, split_key
 from data.image_folder import IMG_EXTENSIONS, make_dataset
 from data.image_io import load_image, read_file, scan
 from data.transforms import Preprocess, apply, apply_array, array_to_tensor, get_params, to_tensor
+from data.values import RangeSpec
 
 
 class SingleDataset(torch.utils.data.Dataset):
     """Yields {'A', 'A_paths'} from images under dataroot/phase (or dataroot itself if it has no phase folder)."""
+
+    raw = False  # its samples are always finished by the loader (--device_preprocess is for training)
 
     def __init__(
         self,
@@ -24,7 +27,7 @@ class SingleDataset(torch.utils.data.Dataset):
         preprocess: Preprocess,
         filter_A: str,
         max_dataset_size: int | None,
-        range_A: str,
+        range_A: RangeSpec,
     ) -> None:
         folder = os.path.join(dataroot, phase)
         folder = folder if os.path.isdir(folder) else dataroot

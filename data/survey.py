@@ -16,27 +16,27 @@ from data.values import (
     AUTO_PERCENTILES,
     DTYPE_RANGES,
     EIGHT_BIT,
+    RangeSpec,
     ValueRange,
     fit_channels,
     fit_problem,
     measure,
-    parse_range,
 )
 
 log = logging.getLogger(__name__)
 SAMPLE_FILES = 32  # files decoded to measure a range or count clipped values, spread evenly over the set
 
 
-def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dict[str, str]:
-    """{"range_A", "range_B", "output_dtype"} as this run uses them (a range: its numbers, or "" for the value
-    type's own), each side reported in one line. generator: a models.config.GeneratorConfig (direction,
+def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dict[str, Any]:
+    """{"range_A", "range_B", "output_dtype"} as this run uses them (a range: a RangeSpec of its numbers, or of
+    the value type's own), each side reported in one line. generator: a models.config.GeneratorConfig (direction,
     channels). Raises FileNotFoundError, ValueError or data.image_io.BadImageError (a RuntimeError) naming what
     is wrong. Unreadable files are left to the data set's check, which names them (or skips them with
     --skip_bad_images); with no readable file in the sample, the options stay as they are."""
     pairs = find_pairs(data.dataroot, data.phase, data.max_dataset_size)
     step = max(1, len(pairs) // SAMPLE_FILES)
     sample = pairs[::step][:SAMPLE_FILES]
-    out: dict[str, str] = {}
+    out: dict[str, Any] = {}
     kinds = {}
     headers = {p: _kind(p) for pair in sample for p in pair if p is not None}  # each file's header read once
     for real, nc in (("A", generator.input_nc), ("B", generator.output_nc)):
@@ -49,7 +49,7 @@ def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dic
         rng, kinds[real], note = settle_side(files, nc, spec, f"range_{real}")
         # The value type's range stays "" (it is the rule for any type: a 16-bit file given to a run trained on
         # 8-bit images maps 0..65535, as it always was); a measured or given range is saved as its numbers.
-        out[f"range_{real}"] = "" if spec == "" and kinds[real].dtype in DTYPE_RANGES else rng.text
+        out[f"range_{real}"] = spec if spec.own and kinds[real].dtype in DTYPE_RANGES else RangeSpec(rng)
         log.info("real_%s: %s, range %s%s", real, kinds[real].describe(), rng.text, note)
     out["output_dtype"] = kinds["B"].dtype if values.output_dtype == "auto" else values.output_dtype
     return out
@@ -63,15 +63,15 @@ def _kind(path: str) -> Kind | None:
 
 
 def settle_side(
-    files: list[tuple[str, bool | None, Kind]], nc: int, spec: str, flag: str
+    files: list[tuple[str, bool | None, Kind]], nc: int, spec: RangeSpec, flag: str
 ) -> tuple[ValueRange, Kind, str]:
     """(range, kind of the first file, what to say about it) for one side; files: (path, half, kind) where half is
     None for a whole file, False/True for the left/right half of an A|B image. Files of another kind than the
     first are left out (the data set's check names them)."""
     kind = files[0][2]
-    if spec not in ("", "auto"):
-        rng, why = parse_range(spec, flag), f" (--{flag})"
-    elif spec == "" and kind.dtype in DTYPE_RANGES:
+    if spec.range is not None:
+        rng, why = spec.range, f" (--{flag})"
+    elif spec.own and kind.dtype in DTYPE_RANGES:
         return ValueRange(*DTYPE_RANGES[kind.dtype]), kind, " (the value type's)"
     else:
         rng, why = None, ""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.arrays import VALUE_TYPES, Kind
-from util.config import OptionError
+from util.config import FlagValue, OptionError
 
 log = logging.getLogger(__name__)
 
@@ -48,30 +48,76 @@ class ValueRange:
 EIGHT_BIT = ValueRange(*DTYPE_RANGES["uint8"])
 
 
-def parse_range(text: str, flag: str) -> ValueRange:
-    """'MIN,MAX' -> ValueRange; OptionError naming the flag otherwise."""
-    parts = text.split(",")
-    try:
-        lo, hi = (float(p) for p in parts) if len(parts) == 2 else (None, None)
-    except ValueError:
-        lo = hi = None
-    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        raise OptionError(f"--{flag} {text!r}: give MIN,MAX (for example --{flag}=-1024,3071), or auto")
-    if not lo < hi:
-        raise OptionError(f"--{flag} {text}: MIN must be below MAX")
-    return ValueRange(lo, hi)
+@dataclass(frozen=True)
+class RangeSpec(FlagValue):
+    """--range_A / --range_B as given: MIN,MAX (range), the value type's own range ("": neither set), or auto
+    (measured over the training set at train.py's start, which saves the numbers with the run)."""
+
+    range: ValueRange | None = None
+    auto: bool = False
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> RangeSpec:
+        """'MIN,MAX', '' or 'auto'; OptionError naming the flag otherwise. MIN and MAX must be finite with a finite,
+        non-zero span in float32 (the network's type), MIN below MAX."""
+        if text in ("", "auto"):
+            return cls(auto=text == "auto")
+        parts = text.split(",")
+        try:
+            lo, hi = (float(p) for p in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            lo = hi = None
+        if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+            raise OptionError(f"--{flag} {text!r}: give MIN,MAX (for example --{flag}=-1024,3071), or auto")
+        if not lo < hi:
+            raise OptionError(f"--{flag} {text}: MIN must be below MAX")
+        with np.errstate(over="ignore"):
+            span = np.float32(hi) - np.float32(lo)
+        if not (np.isfinite(np.float32(lo)) and np.isfinite(np.float32(hi)) and np.isfinite(span) and span > 0):
+            raise OptionError(
+                f"--{flag} {text}: MIN, MAX and MAX - MIN must be finite and MAX - MIN above 0 in float32 (|values| "
+                "below 3.4e38, and MAX - MIN within it)"
+            )
+        return cls(ValueRange(lo, hi))
+
+    def __str__(self) -> str:
+        return "auto" if self.auto else self.range.text if self.range is not None else ""
+
+    @property
+    def own(self) -> bool:
+        """Neither numbers nor auto: the value type's own range (integer data only)."""
+        return self.range is None and not self.auto
 
 
-def check_range_flag(text: str, flag: str) -> None:
-    if text not in ("", "auto"):
-        parse_range(text, flag)
+OWN_RANGE = RangeSpec()  # the default of --range_A and --range_B
 
 
-def range_for(spec: str, kind: Kind, flag: str) -> ValueRange:
-    """The range a side's values are mapped by: the flag's MIN,MAX, else the value type's for integers. Float data
-    has no such default: ValueError naming the flag (train.py measures it; afterwards the run's is used)."""
-    if spec not in ("", "auto"):
-        return parse_range(spec, flag)
+class ChannelList(tuple, FlagValue):
+    """--preview_channels: one channel (grey) or three (R,G,B) by index, e.g. 0 or 2,1,0; empty: the default."""
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> ChannelList:
+        if text == "":
+            return cls()
+        try:
+            chans = tuple(int(c) for c in text.split(","))
+        except ValueError:
+            chans = ()
+        if len(chans) not in (1, 3) or min(chans) < 0:
+            raise OptionError(f"--{flag} {text!r}: one channel (grey) or three (R,G,B), e.g. 0 or 2,1,0")
+        return cls(chans)
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self))
+
+    __repr__ = __str__
+
+
+def range_for(spec: RangeSpec, kind: Kind, flag: str) -> ValueRange:
+    """The range a side's values are mapped by: the flag's MIN,MAX, else the value type's own for integers.
+    Float data has none: ValueError naming the flag (train.py measures it; afterwards the run's is used)."""
+    if spec.range is not None:
+        return spec.range
     if kind.dtype in DTYPE_RANGES:
         return ValueRange(*DTYPE_RANGES[kind.dtype])
     raise ValueError(f"the {kind.describe()} images need --{flag} MIN,MAX: float values have no implied range")

@@ -24,11 +24,18 @@ from typing import Any
 
 import torch
 
+from data.config import AugmentConfig, PreprocessConfig, TrainDataConfig, ValuesConfig
 from models import build_generator
-from models.config import GeneratorConfig
+from models.config import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    InitConfig,
+    LossConfig,
+    OptimConfig,
+    TrainSpeedConfig,
+)
 from models.reference import is_bare_state_dict
-from options.options import TrainOptions
-from util.config import OptionError
+from util.config import Config, OptionError, check_bounds
 from util.util import atomic_write
 
 log = logging.getLogger("train")
@@ -36,6 +43,21 @@ log = logging.getLogger("train")
 # 1: options as one flat dict; snapshots carried no format number. 2: options by group, and a "kind". 3: options by
 # consumer config (models.config, data.config, options.groups: skip_nonfinite moved from "run" to "optim").
 FORMAT = 3
+# The configs of a run that a checkpoint's reader completes with their defaults: those of models/ and data/. The
+# scripts' own groups (run, checkpoints, display ...) are kept as saved, and completed by options.options when a
+# script reads them; the Python API never needs them.
+MODEL_AND_DATA_CONFIGS: tuple[type[Config], ...] = (
+    GeneratorConfig,
+    DiscriminatorConfig,
+    InitConfig,
+    TrainSpeedConfig,
+    TrainDataConfig,
+    PreprocessConfig,
+    ValuesConfig,
+    AugmentConfig,
+    LossConfig,
+    OptimConfig,
+)
 
 
 class CheckpointError(RuntimeError):
@@ -86,8 +108,8 @@ def project_checkpoint(state: Any, path: str) -> dict:
 
 
 def migrate(state: dict, path: str) -> dict:
-    """Any format this code knows -> FORMAT. Options come back complete: by group, every field of today's
-    TrainOptions, with the default for what an older run did not have."""
+    """Any format this code knows -> FORMAT. Options come back by config key, those of models/ and data/ complete
+    (the default for what an older run did not have)."""
     version = state.get("format", 1)  # format-1 snapshots had no number
     if not isinstance(version, int) or version > FORMAT:
         raise CheckpointError(
@@ -99,9 +121,22 @@ def migrate(state: dict, path: str) -> dict:
         state["options"] = {"all": state["options"]}
         state["kind"] = "latest" if "model" in state else "generator"
     # Formats 1 and 2 differ from 3 in how the fields are grouped only: regrouped by name into today's configs.
-    state["options"] = TrainOptions.from_dict(state["options"]).to_dict()
+    state["options"] = regroup(state["options"])
     state["format"] = FORMAT
     return state
+
+
+def regroup(saved: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Saved options in any grouping -> by config key: the configs of models/ and data/ complete with their
+    defaults; every other field kept, under its saved group (format 3) or "other" (an older format)."""
+    flat = {k: v for group in saved.values() for k, v in group.items()}
+    out = {c.key: c.from_dict(flat).to_dict() for c in MODEL_AND_DATA_CONFIGS}
+    taken = {k for group in out.values() for k in group}
+    for key, group in saved.items():
+        rest = {k: v for k, v in group.items() if k not in taken}
+        if rest:
+            out.setdefault(key if key not in out else "other", {}).update(rest)
+    return out
 
 
 def load_latest(path: str) -> dict:
@@ -219,18 +254,21 @@ def safetensors_options(text: str, path: str) -> dict[str, dict[str, Any]]:
         saved = json.loads(text)
         if not isinstance(saved, dict) or not all(isinstance(g, dict) for g in saved.values()):
             raise ValueError("not an object of option groups")
-        opt = TrainOptions.from_dict(saved)
+        options = regroup(saved)
+        configs = [c.from_dict(options[c.key]) for c in MODEL_AND_DATA_CONFIGS]
+        g = configs[0]
         for f in dataclasses.fields(GeneratorConfig):
-            value, default = getattr(opt, f.name), f.default
+            value, default = getattr(g, f.name), f.default
             kinds = (int,) if default is None else (int, float) if isinstance(default, float) else (type(default),)
             if value is not None or default is not None:
                 if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, kinds):
                     raise OptionError(f"--{f.name} {value!r}: not a {kinds[0].__name__}")
-        opt.check_fields()
-        opt.config(GeneratorConfig).check(opt)
+        for c in configs:
+            check_bounds(c)
+        g.check()
     except (ValueError, TypeError) as e:  # OptionError is a ValueError; json.JSONDecodeError too
         raise CheckpointError(f"cannot load {path}: bad options in its metadata: {e}") from e
-    return opt.to_dict()
+    return options
 
 
 def check_generator_shapes(g: GeneratorConfig, tensors: dict[str, torch.Tensor], path: str) -> None:

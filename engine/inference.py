@@ -12,29 +12,25 @@ import torch
 from PIL import Image
 
 from data.arrays import Kind, as_hwc, as_value_type, encode, output_format, probe, read_array
-from data.config import ValuesConfig
+from data.config import PreprocessConfig, ValuesConfig
 from data.image_io import check_mode, convert, inspect_file, load_image, read_file
 from data.transforms import array_to_tensor, to_tensor
 from data.values import EIGHT_BIT, ValueRange, fit_channels, fit_problem, range_for, to_output
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from models import build_translator
-from models.config import GeneratorConfig, SpeedConfig
+from models.config import GeneratorConfig, SourceConfig, SpeedConfig
 from models.tiling import translate_tiled
 from models.translator import Translator, frozen_state
-from options.groups import SourceOptions
-from options.options import TrainOptions
-from util.util import preview_channels, tensor2im
+from util.util import tensor2im
 
 
 def reference_options(generator: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Options by config for a file that has none (a reference state dict): the defaults (the reference's:
     unet_256, batch norm, dropout, ngf 64) with the given generator flags, checked as a command line's are.
-    Raises util.config.OptionError naming a bad flag, TypeError for an unknown one."""
-    opt = TrainOptions(**generator)
-    opt.check_fields()
-    g = opt.config(GeneratorConfig)
-    g.check(opt)
-    return opt.to_dict()
+    Raises util.config.OptionError naming a bad flag, TypeError for one that is not a generator flag."""
+    g = GeneratorConfig(**generator)
+    g.validate()
+    return {"generator": g.to_dict(), "preprocess": PreprocessConfig().to_dict(), "values": ValuesConfig().to_dict()}
 
 
 def checkpoint_path(run_dir: str, epoch: str, load_iter: int) -> tuple[str, str]:
@@ -60,24 +56,6 @@ def find_checkpoint(path: str) -> str:
     return path
 
 
-def open_checkpoint(opt: Any) -> tuple[GeneratorCheckpoint, str]:
-    """The generator a script's options name (--checkpoint FILE, or --checkpoints_dir/--name/--epoch/--load_iter)
-    and its tag; a reference file is described by the options' generator flags. Raises CheckpointError with a
-    message for the user (a missing file lists what the run folder has)."""
-    file = getattr(opt, "checkpoint", None)
-    if file is not None:
-        path, tag = file, os.path.splitext(os.path.basename(file))[0]
-    else:
-        run_dir = os.path.join(opt.checkpoints_dir, opt.name)
-        path, tag = checkpoint_path(run_dir, opt.epoch, opt.load_iter)
-        if not os.path.exists(path):
-            have = sorted(f for f in os.listdir(run_dir) if f.endswith(".pth")) if os.path.isdir(run_dir) else []
-            found = "found: " + ", ".join(have) if have else "that run folder has none"
-            raise CheckpointError(f"no checkpoint {path} (--name {opt.name}, --epoch {opt.epoch}); {found}")
-    generator = opt.group(GeneratorConfig)
-    return load_generator(path, not opt.no_ema, lambda: reference_options(generator)), tag
-
-
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -88,7 +66,7 @@ def load_translator(
     device: str | torch.device | None = None,
     amp: str = SpeedConfig.amp,  # the defaults of the flags of the same names
     channels_last: bool = SpeedConfig.channels_last,
-    eval: bool = SourceOptions.eval,
+    eval: bool = SourceConfig.eval,
     prefer_ema: bool = True,
     **generator: Any,
 ) -> ImageTranslator:
@@ -134,7 +112,7 @@ class ImageTranslator:
         the run's unless given)."""
         self.translator = translator
         self.checkpoint = checkpoint
-        self.values = values or TrainOptions.from_dict(checkpoint.options).config(ValuesConfig)
+        self.values = values or ValuesConfig.from_dict(checkpoint.options.get("values", {}))
         self.set_eval(eval)
 
     @classmethod
@@ -294,7 +272,7 @@ class ImageTranslator:
     def to_image(self, t: torch.Tensor) -> Image.Image:
         """The first image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> an 8-bit PIL image (L for one
         channel): the image itself for a plain 8-bit run, a preview (--preview_channels) otherwise."""
-        chans = preview_channels(self.values.preview_channels)
+        chans = self.values.preview_channels
         c = t.shape[-3]
         shown = c if c in (1, 3) else len(chans or (0,))
         arr = tensor2im(t, chans)
@@ -328,5 +306,4 @@ __all__ = [
     "checkpoint_path",
     "find_checkpoint",
     "load_translator",
-    "open_checkpoint",
 ]

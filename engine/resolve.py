@@ -17,9 +17,10 @@ from data.demo import DEMO_DIR, ensure_demo_dataset
 from data.image_io import BadImageError
 from data.survey import settle_values
 from engine import resume
-from engine.checkpoint import CheckpointError, GeneratorCheckpoint
-from engine.inference import open_checkpoint
+from engine.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
+from engine.inference import checkpoint_path, reference_options
 from engine.resume import Start
+from options import rules
 from options.options import (
     ARCHITECTURE_KEYS,
     INHERITED_DATA_KEYS,
@@ -39,42 +40,52 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
     settings), then the seed, the data set and compile under torchrun, settled into new frozen options
     (Start.opt) before they are saved. Nothing changes them after this. Raises CheckpointError, and OptionError
     when the checkpoint's data options and the command line's do not fit together."""
+    parsed = opt
     start = resume.plan_start(opt, run_dir, given)
     opt = start.opt
-    seed = opt.seed if opt.seed is not None else random.SystemRandom().randrange(2**31)
+    seed = opt.run.seed if opt.run.seed is not None else random.SystemRandom().randrange(2**31)
     settled = {"seed": distributed.broadcast_int(d, seed)}  # every process must share the data order
-    if opt.dataroot is None:
+    if opt.data.dataroot is None:
         if not d.is_main:
             distributed.barrier(d)  # rank 0 builds the demo set first
         settled["dataroot"] = ensure_demo_dataset()
         if d.is_main:
             distributed.barrier(d)
-    if d.enabled and opt.compile:
+    if d.enabled and opt.speed.compile:
         log.warning("--compile is not used under torchrun yet; running eagerly")
         settled["compile"] = False
-    opt = dataclasses.replace(opt, **settled)
+    opt = opt.replace(**settled)
     try:  # the value types of the data and their ranges (measured where asked), before the options are saved
-        c = opt.config
-        opt = dataclasses.replace(opt, **settle_values(c("data"), c("generator"), c("values")))
+        opt = opt.replace(**settle_values(opt.data, opt.generator, opt.values))
     except (FileNotFoundError, ValueError, BadImageError) as e:
         raise OptionError(str(e)) from None
-    opt.validate()  # the checkpoint's data options beside the command line's must fit together too
+    check_settled(parsed, opt)
     return dataclasses.replace(start, opt=opt)
+
+
+def check_settled(parsed: Options, opt: Options) -> None:
+    """The options a script runs with, checked once: the configs the resolve step changed (a checkpoint's,
+    measured ranges) on their own, as parse() checked the command line's, then the rules across configs."""
+    for before, after in zip(parsed.configs(), opt.configs(), strict=True):
+        if after != before:
+            after.validate()
+    rules.check(opt)
 
 
 def training_device(opt: TrainOptions, d: distributed.Dist) -> torch.device:
     """This process's device, with a warning for settings that do not do what they might seem to; OptionError for
     --cuda_graph off a single CUDA device."""
-    if d.enabled and opt.norm == "batch":
+    if d.enabled and opt.generator.norm == "batch":
         log.warning(
             "--norm batch with %d processes: each process normalises with its own batch's statistics "
             "(--norm syncbatch shares them, on CUDA)",
             d.world_size,
         )
-    if len(opt.gpu_ids_list) > 1:
-        log.warning("--gpu_ids %s: this trainer uses one device per process; using the first", opt.gpu_ids)
-    device = distributed.training_device(d, opt.gpu_ids_list, opt.config("preprocess").crops)
-    if opt.cuda_graph and (device.type != "cuda" or d.enabled):
+    ids = distributed.device_ids(opt.basic.gpu_ids)
+    if len(ids) > 1:
+        log.warning("--gpu_ids %s: this trainer uses one device per process; using the first", opt.basic.gpu_ids)
+    device = distributed.training_device(d, ids, opt.preprocess.crops)
+    if opt.speed.cuda_graph and (device.type != "cuda" or d.enabled):
         where = "under torchrun" if d.enabled else f"on the {device.type.upper()}"
         raise OptionError(f"--cuda_graph captures the step's CUDA kernels in one process; this run is {where}")
     return device
@@ -85,9 +96,9 @@ def contradictions(opt: Options, ckpt: GeneratorCheckpoint, given: set[str]) -> 
     unet_128 ignored: the checkpoint was trained with unet_256'. The run's own values are accepted silently."""
     saved = ckpt.options["generator"]
     return [
-        f"--{k} {getattr(opt, k)} ignored: the checkpoint was trained with {saved[k]}"
+        f"--{k} {getattr(opt.generator, k)} ignored: the checkpoint was trained with {saved[k]}"
         for k in ARCHITECTURE_KEYS
-        if k in given and getattr(opt, k) != saved[k]
+        if k in given and getattr(opt.generator, k) != saved[k]
     ]
 
 
@@ -115,20 +126,21 @@ def resolve_checkpoint(opt: Options, given: set[str]) -> tuple[Options, Generato
     if foreign:
         shown = " ".join(f"--{k}" for k in foreign)
         logging.getLogger(opt.script).warning("%s: train.py's flags, ignored by %s.py", shown, opt.script)
+    parsed = opt
     ckpt, tag = open_checkpoint(opt)
-    if opt.seed is None:  # type: ignore[attr-defined]
-        run_seed = None if ckpt.reference else TrainOptions.from_dict(ckpt.options).seed
-        opt = dataclasses.replace(opt, seed=run_seed or 0)
+    if opt.source.seed is None:  # type: ignore[attr-defined]
+        run_seed = None if ckpt.reference else TrainOptions.from_dict(ckpt.options).run.seed
+        opt = opt.replace(seed=run_seed or 0)
     if ckpt.reference:
         if "load_size" in opt.names() and "load_size" not in given:
-            opt = dataclasses.replace(opt, load_size=opt.crop_size)  # type: ignore[attr-defined]
+            opt = opt.replace(load_size=opt.preprocess.crop_size)  # type: ignore[attr-defined]
     else:
         for line in contradictions(opt, ckpt, given):  # the weights define the generator; the flag cannot
             logging.getLogger(opt.script).warning("%s", line)
-        opt = dataclasses.replace(opt, **inherited(opt, ckpt, given))
-    if hasattr(opt, "dataroot"):
+        opt = opt.replace(**inherited(opt, ckpt, given))
+    if hasattr(opt, "data"):
         opt = settle_dataroot(opt, ckpt, given)
-    opt.validate()
+    check_settled(parsed, opt)
     if ckpt.ema:
         logging.getLogger(opt.script).info(
             "using the generator's exponential moving average (--no_ema for the trained weights)"
@@ -141,12 +153,32 @@ def settle_dataroot(opt: Any, ckpt: GeneratorCheckpoint, given: set[str]) -> Any
     the run trained on it or names none. Raises OptionError when there is no such folder."""
     if ckpt.reference and "dataroot" not in given:
         raise OptionError(f"{ckpt.path} holds no options, so no --dataroot either: pass --dataroot")
-    if opt.dataroot is None or (opt.dataroot == DEMO_DIR and not os.path.isdir(DEMO_DIR)):
-        return dataclasses.replace(opt, dataroot=ensure_demo_dataset())
-    if not os.path.isdir(opt.dataroot):
+    root = opt.data.dataroot
+    if root is None or (root == DEMO_DIR and not os.path.isdir(DEMO_DIR)):
+        return opt.replace(dataroot=ensure_demo_dataset())
+    if not os.path.isdir(root):
         where = "" if "dataroot" in given else " (from the training run)"
-        raise OptionError(f"--dataroot {opt.dataroot}{where}: no such folder")
+        raise OptionError(f"--dataroot {root}{where}: no such folder")
     return opt
+
+
+def open_checkpoint(opt: Any) -> tuple[GeneratorCheckpoint, str]:
+    """The generator a script's options name (--checkpoint FILE, or --checkpoints_dir/--name/--epoch/--load_iter)
+    and its tag; a reference file is described by the options' generator flags. Raises CheckpointError with a
+    message for the user (a missing file lists what the run folder has)."""
+    file = opt.checkpoint_file.checkpoint if hasattr(opt, "checkpoint_file") else None
+    source = opt.source
+    if file is not None:
+        path, tag = file, os.path.splitext(os.path.basename(file))[0]
+    else:
+        run_dir = os.path.join(opt.basic.checkpoints_dir, opt.basic.name)
+        path, tag = checkpoint_path(run_dir, source.epoch, source.load_iter)
+        if not os.path.exists(path):
+            have = sorted(f for f in os.listdir(run_dir) if f.endswith(".pth")) if os.path.isdir(run_dir) else []
+            found = "found: " + ", ".join(have) if have else "that run folder has none"
+            raise CheckpointError(f"no checkpoint {path} (--name {opt.basic.name}, --epoch {source.epoch}); {found}")
+    generator = opt.generator.to_dict()
+    return load_generator(path, not source.no_ema, lambda: reference_options(generator)), tag
 
 
 __all__ = ["CheckpointError", "resolve_checkpoint"]

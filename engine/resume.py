@@ -15,7 +15,7 @@ import torch
 from engine.checkpoint import CheckpointError, Progress, load, load_latest, project_checkpoint, read, snapshot_path
 from models.config import GeneratorConfig
 from models.reference import adapt_reference, is_bare_state_dict
-from options.options import RESUME_KEYS, TrainOptions, flat_saved
+from options.options import DATA_SAMPLING_KEYS, DATA_SOURCE_KEYS, RESUME_KEYS, TrainOptions
 
 log = logging.getLogger("train")
 
@@ -37,9 +37,9 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     """A new run, --continue_train (latest.pth) or --continue_train --epoch N (the generator of N_net_G.pth at
     epoch N + 1). A resumed run keeps its checkpoint's seed and epoch_count (the data order and the lr schedule
     depend on them): Start.opt holds them. Raises CheckpointError naming what does not fit."""
-    if not opt.continue_train:
-        return Start(opt, Progress(opt.epoch_count, 0, 0))
-    if opt.epoch != "latest":
+    if not opt.checkpoints.continue_train:
+        return Start(opt, Progress(opt.optim.epoch_count, 0, 0))
+    if opt.checkpoints.epoch != "latest":
         return _from_snapshot(opt, run_dir, given)
     path = os.path.join(run_dir, "latest.pth")
     if not os.path.exists(path):
@@ -54,7 +54,7 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     if changes and p.epoch_iter > 0:  # the epoch's first steps saw the old data: it is trained again, whole
         log.warning("epoch %d restarts from its first iteration on the new data", p.epoch)
         p = Progress(p.epoch, 0, p.total_iters)
-    if state["epoch"] > opt.last_epoch:
+    if state["epoch"] > opt.optim.last_epoch:
         log.info(
             "training already finished after epoch %d; raise --n_epochs or --n_epochs_decay to train longer",
             p.epoch - 1,
@@ -66,29 +66,23 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     return Start(opt, p, state=state, data_changes=changes)
 
 
-# What a run trains on: another value on --continue_train is refused unless --new_data (a typo in a path must not
-# silently switch the training set, nor count the epoch as done on other images).
-DATA_SOURCE_KEYS = ("dataroot", "phase", "dataset_mode", "max_dataset_size", "val_phase", "val_split")
-# How it is sampled and preprocessed: another value is accepted at an epoch boundary (one warning each), refused
-# mid-epoch, where the rest of the epoch must be the same batches.
-DATA_SAMPLING_KEYS = ("batch_size", "serial_batches", "no_flip", "preprocess", "load_size", "crop_size")
-DATA_SAMPLING_KEYS += ("filter_A", "filter_B", "aug_scale", "aug_rotate", "aug_color", "aug_color_on")
-
-
 def _resumed_data(opt: TrainOptions, saved: dict, given: set[str], mid_epoch: bool) -> tuple[TrainOptions, dict]:
-    """opt, and {flag: (checkpoint's, command line's)} for the data options given with another value. Raises
-    CheckpointError for a change that is not allowed (see DATA_SOURCE_KEYS and DATA_SAMPLING_KEYS)."""
-    flat = flat_saved(saved)
-    keys = [k for k in DATA_SOURCE_KEYS + DATA_SAMPLING_KEYS if k in flat]
-    changes = {k: (flat[k], getattr(opt, k)) for k in keys if k in given and not _same(k, flat[k], getattr(opt, k))}
+    """opt, and {flag: (checkpoint's, command line's)} for the data options given with another value. What a run
+    trains on (options.DATA_SOURCE_KEYS): another value is refused unless --new_data (a typo in a path must not
+    silently switch the training set, nor count the epoch as done on other images). How it is sampled
+    (DATA_SAMPLING_KEYS): another value is accepted at an epoch boundary (one warning each), refused mid-epoch,
+    where the rest of the epoch must be the same batches. Raises CheckpointError for a change not allowed."""
+    flat, now = TrainOptions.from_dict(saved).flat(), opt.flat()
+    keys = DATA_SOURCE_KEYS + DATA_SAMPLING_KEYS
+    changes = {k: (flat[k], now[k]) for k in keys if k in given and not _same(k, flat[k], now[k])}
     shown = [f"--{k}: checkpoint {a!r}, command line {b!r}" for k, (a, b) in changes.items()]
     source = [line for line, k in zip(shown, changes, strict=True) if k in DATA_SOURCE_KEYS]
-    if source and not opt.new_data:
+    if source and not opt.checkpoints.new_data:
         raise CheckpointError(
             "--continue_train: the checkpoint was trained on other data:\n  " + "\n  ".join(source) + "\n"
             "leave these flags out to continue on the checkpoint's data, or pass --new_data to continue on this data"
         )
-    if mid_epoch and not opt.new_data and changes:
+    if mid_epoch and not opt.checkpoints.new_data and changes:
         raise CheckpointError(
             "--continue_train: the checkpoint was saved mid-epoch with other data options:\n  " + "\n  ".join(shown)
         )
@@ -106,33 +100,35 @@ def _same(key: str, a, b) -> bool:
 def _checkpoint_settings(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
     """opt with the checkpoint's seed, epoch_count and the optimiser settings its saved state holds; a flag given
     with another value is named in a warning."""
-    if opt.seed is not None and opt.seed != saved["run"]["seed"]:
-        log.warning("--seed %s ignored: resuming with the checkpoint's seed %s", opt.seed, saved["run"]["seed"])
+    seed = opt.run.seed
+    if seed is not None and seed != saved["run"]["seed"]:
+        log.warning("--seed %s ignored: resuming with the checkpoint's seed %s", seed, saved["run"]["seed"])
     kept = {"seed": saved["run"]["seed"], "epoch_count": saved["optim"]["epoch_count"]}
     for k in ("lr", "lr_D", "beta1", "weight_decay"):  # the optimisers' saved state holds these
-        if k in given and getattr(opt, k) != saved["optim"][k]:
-            log.warning("--%s %s ignored: resuming with the checkpoint's %s", k, getattr(opt, k), saved["optim"][k])
+        mine = getattr(opt.optim, k)
+        if k in given and mine != saved["optim"][k]:
+            log.warning("--%s %s ignored: resuming with the checkpoint's %s", k, mine, saved["optim"][k])
         kept[k] = saved["optim"][k]
-    return dataclasses.replace(opt, **kept)
+    return opt.replace(**kept)
 
 
 def _from_snapshot(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     """--continue_train --epoch N: the generator of N_net_G.pth, from epoch N + 1 unless --epoch_count says."""
-    path = snapshot_path(run_dir, opt.epoch)
+    path = snapshot_path(run_dir, opt.checkpoints.epoch)
     if not os.path.exists(path):
-        raise CheckpointError(f"--continue_train --epoch {opt.epoch}: no snapshot at {path}")
+        raise CheckpointError(f"--continue_train --epoch {opt.checkpoints.epoch}: no snapshot at {path}")
     snap = _load_for_resume(path, load)
     opt = _inherit(opt, snap["options"], given)
     opt = _same_networks(opt, snap["options"], given)
     if "epoch_count" not in given:  # continue after the snapshot's epoch
-        opt = dataclasses.replace(opt, epoch_count=snap["epoch"] + 1)
+        opt = opt.replace(epoch_count=snap["epoch"] + 1)
     log.warning(
         "starting from the generator of %s at epoch %d; the discriminator and optimisers start afresh "
         "(--epoch latest resumes the full state)",
         path,
-        opt.epoch_count,
+        opt.optim.epoch_count,
     )
-    return Start(opt, Progress(opt.epoch_count, 0, snap.get("total_iters", 0)), netG_state=snap["netG"])
+    return Start(opt, Progress(opt.optim.epoch_count, 0, snap.get("total_iters", 0)), netG_state=snap["netG"])
 
 
 def restore(start: Start, model, validator, device: torch.device) -> None:
@@ -166,7 +162,7 @@ def _inherit(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
     """opt with the checkpoint's value for every option the command line leaves out (but NOT_INHERITED): a run
     resumes with --continue_train alone, with its networks, data, schedule and logging."""
     flat = TrainOptions.from_dict(saved).flat()
-    return dataclasses.replace(opt, **{k: v for k, v in flat.items() if k not in given and k not in NOT_INHERITED})
+    return opt.replace(**{k: v for k, v in flat.items() if k not in given and k not in NOT_INHERITED})
 
 
 def _same_networks(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
@@ -253,12 +249,8 @@ def check_generator_share(
 
 def resume_differences(opt: TrainOptions, saved: dict) -> list[str]:
     """Every option that defines the networks and differs between the command line and saved options."""
-    flat = flat_saved(saved)
-    return [
-        f"--{k}: checkpoint {flat[k]!r}, command line {getattr(opt, k)!r}"
-        for k in RESUME_KEYS
-        if flat[k] != getattr(opt, k)
-    ]
+    flat, now = TrainOptions.from_dict(saved).flat(), opt.flat()
+    return [f"--{k}: checkpoint {flat[k]!r}, command line {now[k]!r}" for k in RESUME_KEYS if flat[k] != now[k]]
 
 
 def load_matching(net: torch.nn.Module, state: dict) -> tuple[list[str], list[str]]:

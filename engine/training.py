@@ -7,7 +7,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 from engine import checkpoint
@@ -74,8 +74,22 @@ class LoopConfig:
 
     @classmethod
     def from_options(cls, opt: Any) -> LoopConfig:
-        """From train.py's options (the fields of the same names; last_epoch is n_epochs + n_epochs_decay)."""
-        return cls(**{f.name: getattr(opt, f.name) for f in fields(cls)})
+        """From train.py's options (options.options.TrainOptions), each value from its config."""
+        run, display, ckpt = opt.run, opt.display, opt.checkpoints
+        return cls(
+            last_epoch=opt.optim.last_epoch,
+            batch_size=opt.data.batch_size,
+            accum_steps=run.accum_steps,
+            stop_after_iters=run.stop_after_iters,
+            progress_every=opt.basic.progress_every,
+            print_freq=display.print_freq,
+            display_freq=display.display_freq,
+            update_html_freq=display.update_html_freq,
+            save_latest_freq=ckpt.save_latest_freq,
+            save_epoch_freq=ckpt.save_epoch_freq,
+            val_freq=opt.metrics.val_freq,
+            no_html=display.no_html,
+        )
 
 
 @dataclass

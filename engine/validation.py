@@ -13,7 +13,9 @@ import numpy as np
 import torch
 
 from data import EpochSampler, create_dataloader, create_dataset
+from data.config import DataConfig, PreprocessConfig, ValuesConfig
 from engine.checkpoint import Saver
+from models.config import GeneratorConfig
 from models.translator import frozen_state
 from options.groups import ValidationOptions
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
@@ -22,30 +24,37 @@ from util.util import append_text
 log = logging.getLogger(__name__)
 
 
-def split_validation(opt, dataset) -> object | None:
-    """The validation set: dataroot/<val_phase>, or a seeded --val_split of the training pairs, which are then
-    removed from `dataset`. Test-time preprocessing (centre crops, no flips). None without validation."""
-    if opt.val_phase:
-        data = dataclasses.replace(opt.config("data"), phase=opt.val_phase, max_dataset_size=opt.val_max)
-        val = create_dataset(
-            data, opt.config("preprocess"), opt.config("generator"), None, opt.seed, False, opt.config("values")
-        )
-        val.check(opt.skip_bad_images, opt.max_bad_fraction, workers=max(1, opt.num_threads))
-        return val
-    if opt.val_split <= 0:
-        return None
+def split_validation(
+    metrics: ValidationOptions,
+    data: DataConfig,
+    preprocess: PreprocessConfig,
+    generator: GeneratorConfig,
+    values: ValuesConfig,
+    seed: int,
+    dataset,
+) -> tuple[object, object | None]:
+    """(training set, validation set or None): dataroot/<val_phase> beside the training set as it is, or a seeded
+    --val_split of its pairs held out of a copy of it (the dataset given is not changed). The validation set has
+    test-time preprocessing (centre crops, no flips), done by the loader."""
+    if metrics.val_phase:
+        data = dataclasses.replace(data, phase=metrics.val_phase, max_dataset_size=metrics.val_max)
+        val = create_dataset(data, preprocess, generator, None, seed, False, values)
+        val.check(data.skip_bad_images, data.max_bad_fraction, workers=max(1, data.num_threads))
+        return dataset, val
+    if metrics.val_split <= 0:
+        return dataset, None
     n = len(dataset.pairs)
-    k = max(1, round(n * opt.val_split))
+    k = max(1, round(n * metrics.val_split))
     if k >= n:
-        raise ValueError(f"--val_split {opt.val_split} leaves no training images out of {n}")
+        raise ValueError(f"--val_split {metrics.val_split} leaves no training images out of {n}")
     # Depends on the seed only, so a resumed run holds out the same images.
-    order = np.random.default_rng([opt.seed, 2024]).permutation(n)
+    order = np.random.default_rng([seed, 2024]).permutation(n)
     held, kept = sorted(order[:k].tolist()), sorted(order[k:].tolist())
-    val = copy.copy(dataset)
-    val.preprocess = dataclasses.replace(dataset.preprocess, random=False)
-    val.pairs = [dataset.pairs[i] for i in held][: opt.val_max]
-    dataset.pairs = [dataset.pairs[i] for i in kept]
-    return val
+    val, train = copy.copy(dataset), copy.copy(dataset)
+    val.preprocess, val.raw = dataclasses.replace(dataset.preprocess, random=False), False
+    val.pairs = [dataset.pairs[i] for i in held][: metrics.val_max]
+    train.pairs = [dataset.pairs[i] for i in kept]
+    return train, val
 
 
 class Validator:
@@ -59,7 +68,7 @@ class Validator:
         sampler = EpochSampler(len(val_set), seed=0, shuffle=False)
         self.loader = create_dataloader(val_set, 1, 0, sampler)  # batch 1: sizes may differ; no workers kept
         self.n = len(val_set)
-        self.suite = MetricSuite(metrics.metric_list, device, metrics.fid_weights, metrics.lpips_weights, seed=seed)
+        self.suite = MetricSuite(metrics.metrics, device, metrics.fid_weights, metrics.lpips_weights, seed=seed)
         self.best: dict | None = None  # {"metric", "value", "epoch"}, saved in latest.pth
 
     def is_better(self, value: float) -> bool:

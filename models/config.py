@@ -3,8 +3,8 @@ Each field is also a flag (options/ generates them); the valid values come from 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from models.networks import (
     DOWNSAMPLE_MODES,
@@ -22,6 +22,16 @@ from models.perceptual import WeightsMissing, find_vgg_weights
 from models.pix2pix_model import LR_POLICIES
 from models.runner import AMP_MODES, COMPILE_MODES
 from util.config import Config, OptionError, arg, need
+
+
+def check_unet_only(config: Config, generator: GeneratorConfig) -> None:
+    """config's fields declared unet_only (the U-Net's switches, --grad_checkpoint) at their default unless the
+    generator is a U-Net."""
+    for f in fields(config):  # type: ignore[arg-type]
+        v = getattr(config, f.name)
+        if f.metadata["unet_only"] and v != f.default and not generator.is_unet:
+            shown = f"--{f.name}" if v is True else f"--{f.name} {v}"
+            raise OptionError(f"{shown}: applies to U-Net generators only, not --netG {generator.netG}")
 
 
 @dataclass(frozen=True)
@@ -78,14 +88,21 @@ class GeneratorConfig(Config):
         "none", "spectral normalisation on the convolutions of D, G or both", choices=SPECTRAL_NORM_TARGETS
     )
 
-    def check(self, o: Any) -> None:
+    def check(self) -> None:
         need(
             not self.residual or self.input_nc == self.output_nc,
             f"--residual adds real_A to G's output: --input_nc {self.input_nc} and --output_nc {self.output_nc} "
             "must match",
         )
-        unet = self.netG.startswith("unet")
-        need(self.num_downs is None or unet, f"--num_downs applies to U-Net generators only, not --netG {self.netG}")
+        need(
+            self.num_downs is None or self.is_unet,
+            f"--num_downs applies to U-Net generators only, not --netG {self.netG}",
+        )
+        check_unet_only(self, self)
+
+    @property
+    def is_unet(self) -> bool:
+        return self.netG.startswith("unet")
 
     @property
     def depth(self) -> int | None:
@@ -173,20 +190,17 @@ class TrainSpeedConfig(SpeedConfig):
         unet_only=True,
     )
 
-    def check(self, o: Any) -> None:
-        if self.cuda_graph:
-            clash = [
-                flag
-                for flag, on in (
-                    ("--compile", self.compile),
-                    ("--amp fp16", self.amp == "fp16"),
-                    ("--grad_checkpoint", self.grad_checkpoint),  # recomputation saves and restores RNG state
-                    (f"--accum_steps {getattr(o, 'accum_steps', 1)}", getattr(o, "accum_steps", 1) > 1),
-                    ("--skip_nonfinite", getattr(o, "skip_nonfinite", False)),
-                )
-                if on
-            ]
-            need(not clash, f"--cuda_graph cannot be used with {', '.join(clash)} (bf16 and fp32 can)")
+    def graph_clashes(self) -> list[str]:
+        """This config's flags that --cuda_graph cannot be used with (options.rules adds the other configs')."""
+        return [
+            flag
+            for flag, on in (
+                ("--compile", self.compile),
+                ("--amp fp16", self.amp == "fp16"),
+                ("--grad_checkpoint", self.grad_checkpoint),  # recomputation saves and restores RNG state
+            )
+            if on
+        ]
 
 
 @dataclass(frozen=True)
@@ -218,13 +232,8 @@ class LossConfig(Config):
         "(default: the torch hub cache)",
     )
 
-    def check(self, o: Any) -> None:
-        need(
-            o.netD != "pixel" or (o.num_D == 1 and self.lambda_feat == 0),
-            "--num_D and --lambda_feat need a PatchGAN (--netD basic or n_layers), not --netD pixel",
-        )
+    def check(self) -> None:
         if self.lambda_vgg > 0:  # find the weights now, not after the data set has been scanned
-            need(o.output_nc in (1, 3), f"--lambda_vgg compares RGB features: --output_nc 1 or 3, not {o.output_nc}")
             try:
                 find_vgg_weights(self.vgg_weights)
             except WeightsMissing as e:
@@ -256,12 +265,38 @@ class OptimConfig(Config):
         False, "skip (and count) steps whose loss is NaN or inf instead of stopping; costs a host sync per step"
     )
 
-    def check(self, o: Any) -> None:
+    def check(self) -> None:
         need(self.n_epochs + self.n_epochs_decay >= 1, "--n_epochs + --n_epochs_decay: must be at least 1 epoch")
 
     @property
     def last_epoch(self) -> int:
         return self.n_epochs + self.n_epochs_decay
+
+
+@dataclass(frozen=True)
+class SourceConfig(Config):
+    """Which generator of a run, and how it runs (test.py, translate.py, export.py, the Python API's defaults)."""
+
+    key: ClassVar[str] = "source"
+    title: ClassVar[str] = "which generator"
+
+    seed: int | None = arg(
+        None,
+        "seed for dropout in train-mode testing (default: the training run's --seed, so repeating the training "
+        "command's --seed changes nothing; 0 for a file without options)",
+        lo=0,
+        below=2**63,
+    )
+    epoch: str = arg("latest", "which checkpoint: latest, best or an epoch number")
+    load_iter: int = arg(0, "load iter_<N>_net_G.pth instead of --epoch", lo=0)
+    eval: bool = arg(False, "eval mode: running batch-norm stats, no dropout")
+    no_ema: bool = arg(False, "use the trained G even if the checkpoint has an EMA")
+
+    def check(self) -> None:
+        need(
+            self.epoch in ("latest", "best") or self.epoch.isdigit(),
+            f"--epoch {self.epoch!r}: must be 'latest', 'best' or a number",
+        )
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
 from data.config import plain_name
 from options.presets import PRESETS
-from util.config import Config, OptionError, arg, need
-from util.metrics import METRICS, PER_IMAGE, parse_metrics
-from util.sinks import LOGGERS
+from util.config import Config, arg, need
+from util.distributed import DeviceIds
+from util.metrics import METRICS, MetricList
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class BasicOptions(Config):
 
     name: str = arg("experiment_name", "run name; files go to checkpoints_dir/name")
     checkpoints_dir: str = arg("./checkpoints", "where runs are stored")
-    gpu_ids: str | None = arg(
+    gpu_ids: DeviceIds | None = arg(
         None, "comma-separated CUDA device ids, -1 for the CPU (default: CUDA 0 if available, else CPU)"
     )
     model: str = arg("pix2pix", "accepted for reference compatibility", choices=("pix2pix",))
@@ -33,9 +33,9 @@ class BasicOptions(Config):
         60.0, "seconds between progress lines (speed, elapsed, ETA) when the output is not a terminal", positive=True
     )
 
-    def check(self, o: Any) -> None:
+    def check(self) -> None:
         plain_name("name", self.name, "facades")
-        ids = gpu_id_list(self.gpu_ids)  # raises OptionError on a bad list
+        ids = self.gpu_ids
         if ids:
             need(
                 torch.cuda.is_available(),
@@ -48,59 +48,36 @@ class BasicOptions(Config):
             )
 
 
-def gpu_id_list(value: str | None) -> list[int]:
-    """'0,1' -> [0, 1]; '-1' -> []; None -> [0] if CUDA is available else []."""
-    if value is None:
-        return [0] if torch.cuda.is_available() else []
-    try:
-        ids = [int(v) for v in value.split(",") if v.strip() != ""]
-    except ValueError:
-        ids = [-2]  # reported below
-    if any(i < -1 for i in ids) or (-1 in ids and len(ids) > 1):
-        raise OptionError(
-            f"--gpu_ids {value!r}: expected comma-separated integers such as 0 or 0,1 (CUDA ids, 0 or more), or -1 for "
-            "the CPU"
-        )
-    return [i for i in ids if i >= 0]
-
-
 @dataclass(frozen=True)
 class MetricOptions(Config):
     key: ClassVar[str] = "metrics"
     title: ClassVar[str] = "metrics"
 
-    metrics: str = arg("psnr,ssim", f"comma-separated: {', '.join(METRICS)} (see docs/metrics.md)")
+    metrics: MetricList = arg(
+        MetricList(("psnr", "ssim")), f"comma-separated: {', '.join(METRICS)} (see docs/metrics.md)"
+    )
     fid_weights: str | None = arg(None, "local InceptionV3 weights file for fid and kid (default: the torch hub cache)")
     lpips_weights: str | None = arg(None, "local backbone weights file for lpips (default: the torch hub cache)")
 
-    def check(self, o: Any) -> None:
-        self.metric_list  # noqa: B018  (parses, raising OptionError on a bad name)
+    def check(self) -> None:
         for flag in ("fid_weights", "lpips_weights"):
             path = getattr(self, flag)
             need(path is None or os.path.isfile(path), f"--{flag} {path}: no such file")
-
-    @property
-    def metric_list(self) -> list[str]:
-        try:
-            return parse_metrics(self.metrics)
-        except ValueError as e:
-            raise OptionError(f"--metrics {self.metrics!r}: {e}") from None
-
-    @property
-    def per_image_metrics(self) -> list[str]:
-        return [m for m in self.metric_list if m in PER_IMAGE]
 
 
 @dataclass(frozen=True)
 class ValidationOptions(MetricOptions):
     title: ClassVar[str] = "metrics and validation"
 
-    val_phase: str | None = arg(None, "validate on dataroot/<val_phase>, e.g. val (default: no validation folder)")
+    val_phase: str | None = arg(
+        None, "validate on dataroot/<val_phase>, e.g. val (default: no validation folder)", resume="source"
+    )
     val_split: float = arg(
         0.0,
         "hold out this seeded fraction of the training images for validation (when there is no val folder)",
         lo=0,
         below=1,
+        resume="source",
     )
     val_freq: int = arg(1, "validate every N epochs", lo=1)
     val_max: int | None = arg(None, "validate on at most N images (default: all)", lo=1)
@@ -108,21 +85,21 @@ class ValidationOptions(MetricOptions):
         None, "keep best_net_G.pth by this validation metric (default: the first of --metrics)"
     )
 
-    def check(self, o: Any) -> None:
-        MetricOptions.check(self, o)  # explicitly: super() would follow the flat class's order
+    def check(self) -> None:
+        super().check()
         need(not (self.val_phase and self.val_split), "--val_phase and --val_split: give one, not both")
         if self.val_phase is not None:
             plain_name("val_phase", self.val_phase, "val")
-        need(bool(self.metric_list), f"--metrics: name at least one of {', '.join(METRICS)}")
+        need(bool(self.metrics), f"--metrics: name at least one of {', '.join(METRICS)}")
         need(
-            self.best_metric is None or self.best_metric in self.metric_list,
-            f"--best_metric {self.best_metric}: must be one of --metrics ({', '.join(self.metric_list)})",
+            self.best_metric is None or self.best_metric in self.metrics,
+            f"--best_metric {self.best_metric}: must be one of --metrics ({', '.join(self.metrics)})",
         )
 
     @property
     def best_metric_name(self) -> str:
         """--best_metric, or the first of --metrics."""
-        return self.best_metric or self.metric_list[0]
+        return self.best_metric or self.metrics[0]
 
 
 @dataclass(frozen=True)
@@ -136,9 +113,9 @@ class TestMetricOptions(MetricOptions):
         "--residual generator, whose input and output are alike)",
     )
 
-    def check(self, o: Any) -> None:
-        MetricOptions.check(self, o)
-        per_image = self.per_image_metrics
+    def check(self) -> None:
+        super().check()
+        per_image = self.metrics.per_image
         need(
             self.sort_by is None or self.sort_by in per_image,
             f"--sort_by {self.sort_by}: must be a per-image metric of --metrics ({', '.join(per_image) or 'none'})",
@@ -164,22 +141,8 @@ class RunOptions(Config):
         0, "stop after this many iterations in this process, saving latest (0 = run to the end)", lo=0
     )
 
-    def check(self, o: Any) -> None:
-        need(
-            o.norm != "syncbatch" or bool(gpu_id_list(o.gpu_ids)),
-            "--norm syncbatch: SyncBatchNorm runs on CUDA only; on the CPU use --norm batch or instance",
-        )
+    def check(self) -> None:
         need(self.pool_size == 0, f"--pool_size {self.pool_size}: pix2pix uses no image pool; only 0 is accepted")
-        need(o.dataset_mode == "aligned", "--dataset_mode single has no targets; it is for test.py only")
-        need(not (self.accum_steps > 1 and o.skip_nonfinite), "--skip_nonfinite works with --accum_steps 1 only")
-        if o.config("preprocess").crops:  # other preprocessing: checked per image (check_min_size)
-            d = o.config("discriminator")
-            n, need_px = d.patch_layers, d.min_side
-            need(
-                o.crop_size >= need_px,
-                f"--crop_size {o.crop_size} is too small for --netD {o.netD} with {n} layers and --num_D {o.num_D}: "
-                f"it needs at least {need_px} pixels (or fewer --n_layers_D / --num_D)",
-            )
 
 
 @dataclass(frozen=True)
@@ -212,88 +175,12 @@ class CheckpointOptions(Config):
     save_by_iter: bool = arg(False, "also keep iter_<N>_net_G.pth at each latest save")
     keep_last: int = arg(0, "keep only the newest N snapshots (0 = keep all)", lo=0)
 
-    def check(self, o: Any) -> None:
+    def check(self) -> None:
         need(self.epoch == "latest" or self.epoch.isdigit(), f"--epoch {self.epoch!r}: must be 'latest' or a number")
         if self.init_from is not None:
             need(os.path.isfile(self.init_from), f"--init_from {self.init_from}: no such file")
             need(not self.continue_train, "--init_from starts a new run; it cannot be used with --continue_train")
         need(not self.new_data or self.continue_train, "--new_data applies to --continue_train only")
-
-
-@dataclass(frozen=True)
-class DisplayOptions(Config):
-    """Logging and display. logger is the one field the code reads for TensorBoard or W&B; the reference's
-    --use_wandb is settled into it once, when the options are parsed (--use_wandb == --logger wandb)."""
-
-    key: ClassVar[str] = "display"
-    title: ClassVar[str] = "logging and display"
-
-    print_freq: int = arg(100, "log losses every N iterations", lo=1)
-    display_freq: int = arg(400, "show images in visdom every N iterations", lo=1)
-    update_html_freq: int = arg(1000, "add images to the HTML page every N iterations", lo=1)
-    no_html: bool = arg(False, "do not write checkpoints_dir/name/web/")
-    display_id: int = arg(1, "visdom window id; 0 turns visdom off")
-    display_server: str = arg("http://localhost", "visdom server")
-    display_port: int = arg(8097, "visdom port", lo=0, hi=65535)
-    display_env: str = arg("main", "visdom environment")
-    display_winsize: int = arg(256, "visdom image size", lo=1)
-    display_ncols: int = arg(3, "images per row in visdom")
-    logger: str = arg(
-        "none",
-        "also log losses, validation scores and images to TensorBoard (checkpoints_dir/name/tensorboard) or to "
-        "Weights & Biases (project --wandb_project_name; WANDB_MODE=offline logs locally)",
-        choices=LOGGERS,
-    )
-    use_wandb: bool = arg(False, "the reference's flag: the same as --logger wandb")
-    wandb_project_name: str = arg("CycleGAN-and-pix2pix", "Weights & Biases project of --logger wandb")
-
-    def check(self, o: Any) -> None:
-        need(
-            not self.use_wandb or self.logger in ("none", "wandb"),
-            f"--use_wandb means --logger wandb; it cannot be combined with --logger {self.logger}",
-        )
-        if self.logger == "tensorboard":
-            try:
-                import torch.utils.tensorboard  # noqa: F401
-            except ImportError:
-                raise OptionError(
-                    "--logger tensorboard: the tensorboard package is not installed (pip install tensorboard)"
-                ) from None
-        if self.logger == "wandb" or self.use_wandb:
-            flag = "--use_wandb" if self.use_wandb else "--logger wandb"
-            try:
-                import wandb  # noqa: F401
-            except Exception as e:  # not installed, or installed but broken (a protobuf it cannot use, say)
-                missing = isinstance(e, ImportError) and e.name == "wandb"
-                why = "is not installed" if missing else f"cannot be imported ({type(e).__name__}: {e})"
-                raise OptionError(f"{flag}: the wandb package {why} (pip install wandb)") from None
-            need(self.wandb_project_name.strip() != "", "--wandb_project_name: must not be empty")
-
-
-@dataclass(frozen=True)
-class SourceOptions(Config):
-    """Which generator of a run, and how it runs (test.py, translate.py, export.py)."""
-
-    key: ClassVar[str] = "source"
-    title: ClassVar[str] = "which generator"
-
-    seed: int | None = arg(
-        None,
-        "seed for dropout in train-mode testing (default: the training run's --seed, so repeating the training "
-        "command's --seed changes nothing; 0 for a file without options)",
-        lo=0,
-        below=2**63,
-    )
-    epoch: str = arg("latest", "which checkpoint: latest, best or an epoch number")
-    load_iter: int = arg(0, "load iter_<N>_net_G.pth instead of --epoch", lo=0)
-    eval: bool = arg(False, "eval mode: running batch-norm stats, no dropout")
-    no_ema: bool = arg(False, "use the trained G even if the checkpoint has an EMA")
-
-    def check(self, o: Any) -> None:
-        need(
-            self.epoch in ("latest", "best") or self.epoch.isdigit(),
-            f"--epoch {self.epoch!r}: must be 'latest', 'best' or a number",
-        )
 
 
 @dataclass(frozen=True)
@@ -322,7 +209,7 @@ class CheckpointFileOptions(Config):
         ".safetensors, or a reference implementation's *_net_G.pth",
     )
 
-    def check(self, o: Any) -> None:
+    def check(self) -> None:
         if self.checkpoint is not None:
             need(os.path.isfile(self.checkpoint), f"--checkpoint {self.checkpoint}: no such file")
 
@@ -358,7 +245,7 @@ class TranslateGroup(Config):
         32, "with --tile: pixels by which neighbouring tiles overlap, blended with a smooth window", lo=0
     )
 
-    def check(self, o: Any) -> None:
+    def check(self) -> None:
         need(self.out is not None, "--out DIR: the folder for the results is required")
         if self.tile is not None:
             need(self.overlap < self.tile, f"--overlap {self.overlap}: must be smaller than --tile {self.tile}")

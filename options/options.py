@@ -1,5 +1,5 @@
-"""The options of train.py and test.py: composed from the groups, parsed from flags generated from their fields,
-validated once, saved with each run."""
+"""The options of the four scripts: each composed of the consumers' frozen configs, parsed from flags generated
+from their fields (each config checked on its own), saved with each run."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from models.config import (
     LossConfig,
     ModelConfig,
     OptimConfig,
+    SourceConfig,
     SpeedConfig,
     TrainSpeedConfig,
 )
@@ -31,175 +32,163 @@ from options.groups import (
     BasicOptions,
     CheckpointFileOptions,
     CheckpointOptions,
-    DisplayOptions,
     ExportGroup,
     RunOptions,
-    SourceOptions,
     TestingOptions,
     TestMetricOptions,
     TranslateGroup,
     ValidationOptions,
-    gpu_id_list,
 )
 from options.presets import preset_values
-from util.config import Config, OptionError, check_bounds
+from util.config import Config, FlagValue, OptionError
 from util.util import write_text
+from util.visualizer import DisplayConfig
 
 log = logging.getLogger(__name__)
 
 
 class Options:
-    """What the scripts' options have in common: the configs they are made of, and their use. Frozen: a changed
-    value is a new object (dataclasses.replace), made in the one resolve step of each script."""
+    """A script's options: one frozen config per consumer, by its key (opt.generator.netG, opt.data.dataroot), each
+    handed on alone to the code that consumes it. The command line is flat (--netG, --dataroot): every flag name
+    belongs to one config of a script. Frozen: a changed value is a new object (replace), made in the one resolve
+    step of each script."""
 
-    GROUPS: ClassVar[tuple[type[Config], ...]]
     script: ClassVar[str]
-    # test.py, translate.py, export.py: the cross-field rules are checked once the checkpoint's configs are known
-    # (engine.resolve), since they depend on the generator the run was trained with.
-    CHECK_AFTER_CHECKPOINT: ClassVar[bool] = False
+    description: ClassVar[str]
 
     @classmethod
-    def config_class(cls, group: type[Config] | str) -> type[Config]:
-        """This script's class for a config key or a config class (e.g. TrainSpeedConfig for SpeedConfig)."""
-        key = group if isinstance(group, str) else group.key
-        return next(g for g in cls.GROUPS if g.key == key)
+    def config_classes(cls) -> tuple[type[Config], ...]:
+        """The configs of this script, in --help order."""
+        return tuple(typing.get_type_hints(cls)[f.name] for f in fields(cls))  # type: ignore[arg-type]
 
     @classmethod
     def names(cls) -> set[str]:
         """Every option of this script (its flags, without dashes)."""
-        return {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return {f.name for c in cls.config_classes() for f in fields(c)}  # type: ignore[arg-type]
 
     @classmethod
-    def group_fields(cls, group: type[Config] | str) -> list[str]:
-        return [f.name for f in fields(cls.config_class(group))]
+    def key_of(cls, name: str) -> str:
+        """The key of the config that holds option `name` ('netG' -> 'generator')."""
+        return next(c.key for c in cls.config_classes() if name in {f.name for f in fields(c)})  # type: ignore
 
-    def config(self, group: type[Config] | str) -> Any:
-        """One consumer's frozen config (a models.config.GeneratorConfig for "generator", ...)."""
-        c = self.config_class(group)
-        return c(**{k: getattr(self, k) for k in self.group_fields(c)})
-
-    def group(self, group: type[Config] | str) -> dict[str, Any]:
-        """One config's values as a plain dict (JSON-able, as checkpoints store them)."""
-        return {k: getattr(self, k) for k in self.group_fields(group)}
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        """All options by consumer config: {"generator": {"netG": ..., ...}, "data": {...}, ...}, JSON-able."""
-        return {g.key: self.group(g) for g in self.GROUPS}
-
-    def model_config(self) -> ModelConfig:
-        """What models.create_model takes (train.py's options only)."""
-        return ModelConfig(*(self.config(k) for k in ("generator", "discriminator", "init", "loss", "optim", "speed")))
+    def configs(self) -> list[Config]:
+        return [getattr(self, f.name) for f in fields(self)]  # type: ignore[arg-type]
 
     def flat(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        """{flag name: value} over every config (as train_opt.txt lists them)."""
+        return {f.name: getattr(c, f.name) for c in self.configs() for f in fields(c)}  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """All options by config key: {"generator": {"netG": ..., ...}, "data": {...}, ...}, JSON-able (a structured
+        value as its flag text), as checkpoints store them."""
+        return {c.key: c.to_dict() for c in self.configs()}
 
     @classmethod
-    def from_dict(cls, saved: Mapping[str, Mapping[str, Any]]):
-        """The options saved by to_dict; fields a group lacks (older runs, newer switches) get their defaults,
-        names this code no longer knows are dropped."""
-        known = cls.names()
-        return cls(**{k: v for k, v in flat_saved(saved).items() if k in known})
+    def from_flat(cls, values: Mapping[str, Any]) -> Any:
+        """The options of {flag name: value}; names this script does not have are dropped, those left out get
+        their defaults. Text of a structured flag is parsed (OptionError naming the flag)."""
+        return cls(**{c.key: c.from_dict(values) for c in cls.config_classes()})
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Mapping[str, Any]]) -> Any:
+        """The options saved by to_dict (by config key, or grouped otherwise by an older format): regrouped by
+        name; fields the run lacks (older runs, newer switches) get their defaults, names this code no longer
+        knows are dropped."""
+        return cls.from_flat(flat_saved(saved))
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with options changed by flag name (seed=3, dataroot=...), each in the config that holds it."""
+        by_key: dict[str, dict[str, Any]] = {}
+        for name, v in changes.items():
+            by_key.setdefault(self.key_of(name), {})[name] = v
+        return dataclasses.replace(self, **{k: dataclasses.replace(getattr(self, k), **v) for k, v in by_key.items()})
 
     def check_fields(self) -> None:
-        """Each field on its own: choices and bounds."""
-        for g in self.GROUPS:
-            check_bounds(g, self)
-
-    def validate(self, before_checkpoint: bool = False) -> None:
-        """Every value checked once: the bounds of each field, then each config's cross-field rules.
-        before_checkpoint: all but the rules of configs a script takes from the run (engine.resolve checks the
-        whole again with the run's values)."""
-        self.check_fields()
-        for g in self.GROUPS:
-            if not (before_checkpoint and g.from_run):
-                g.check(self.config(g), self)
-
-    @property
-    def gpu_ids_list(self) -> list[int]:
-        return gpu_id_list(self.gpu_ids)  # type: ignore[attr-defined]
+        """Each config on its own: every field's choices and bounds, and the rules among its own fields. The rules
+        across configs are options.rules', checked once in each script's resolve step."""
+        for c in self.configs():
+            c.validate()
 
 
-TRAIN_GROUPS = (
-    BasicOptions,
-    GeneratorConfig,
-    DiscriminatorConfig,
-    InitConfig,
-    TrainSpeedConfig,
-    TrainDataConfig,
-    PreprocessConfig,
-    ValuesConfig,
-    ValidationOptions,
-    AugmentConfig,
-    LossConfig,
-    OptimConfig,
-    RunOptions,
-    CheckpointOptions,
-    DisplayOptions,
-)
-TEST_GROUPS = (
-    BasicOptions,
-    GeneratorConfig,
-    DiscriminatorConfig,
-    InitConfig,
-    SpeedConfig,
-    TestDataConfig,
-    PreprocessConfig,
-    ValuesConfig,
-    TestMetricOptions,
-    SourceOptions,
-    TestingOptions,
-)
-# translate.py and export.py: a generator from a run (or a file), and what to do with it. The generator flags
-# describe a reference implementation's file, which carries no options, and must agree with a run's.
-TRANSLATE_GROUPS = (
-    BasicOptions,
-    GeneratorConfig,
-    SpeedConfig,
-    ValuesConfig,
-    SourceOptions,
-    CheckpointFileOptions,
-    TranslateGroup,
-)
-EXPORT_GROUPS = (BasicOptions, GeneratorConfig, SourceOptions, CheckpointFileOptions, ExportGroup)
-
-
-# The flat classes: every field of every group is an attribute (opt.ngf, opt.batch_size); opt.group(G) and
-# opt.to_dict() give them back by group. Fields of a later base come first, so the bases are listed reversed.
 @dataclass(frozen=True)
-class TrainOptions(*reversed(TRAIN_GROUPS), Options):  # type: ignore[misc]
-    GROUPS: ClassVar[tuple[type[Config], ...]] = TRAIN_GROUPS
+class TrainOptions(Options):
     script: ClassVar[str] = "train"
     description: ClassVar[str] = "Train a pix2pix model on aligned image pairs."
 
+    basic: BasicOptions = BasicOptions()
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    init: InitConfig = InitConfig()
+    speed: TrainSpeedConfig = TrainSpeedConfig()
+    data: TrainDataConfig = TrainDataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    values: ValuesConfig = ValuesConfig()
+    metrics: ValidationOptions = ValidationOptions()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    run: RunOptions = RunOptions()
+    checkpoints: CheckpointOptions = CheckpointOptions()
+    display: DisplayConfig = DisplayConfig()
+
+    def model_config(self) -> ModelConfig:
+        """What models.create_model takes."""
+        return ModelConfig(self.generator, self.discriminator, self.init, self.loss, self.optim, self.speed)
+
 
 @dataclass(frozen=True)
-class TestOptions(*reversed(TEST_GROUPS), Options):  # type: ignore[misc]
-    GROUPS: ClassVar[tuple[type[Config], ...]] = TEST_GROUPS
+class TestOptions(Options):
     script: ClassVar[str] = "test"
-    CHECK_AFTER_CHECKPOINT: ClassVar[bool] = True
     description: ClassVar[str] = "Translate images with a trained pix2pix generator and write an HTML page."
 
+    basic: BasicOptions = BasicOptions()
+    generator: GeneratorConfig = GeneratorConfig()
+    discriminator: DiscriminatorConfig = DiscriminatorConfig()
+    init: InitConfig = InitConfig()
+    speed: SpeedConfig = SpeedConfig()
+    data: TestDataConfig = TestDataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    values: ValuesConfig = ValuesConfig()
+    metrics: TestMetricOptions = TestMetricOptions()
+    source: SourceConfig = SourceConfig()
+    testing: TestingOptions = TestingOptions()
 
+
+# translate.py and export.py: a generator from a run (or a file), and what to do with it. The generator flags
+# describe a reference implementation's file, which carries no options, and must agree with a run's.
 @dataclass(frozen=True)
-class TranslateOptions(*reversed(TRANSLATE_GROUPS), Options):  # type: ignore[misc]
-    GROUPS: ClassVar[tuple[type[Config], ...]] = TRANSLATE_GROUPS
+class TranslateOptions(Options):
     script: ClassVar[str] = "translate"
-    CHECK_AFTER_CHECKPOINT: ClassVar[bool] = True
     description: ClassVar[str] = "Translate image files with a trained generator; each result at its input's size."
 
+    basic: BasicOptions = BasicOptions()
+    generator: GeneratorConfig = GeneratorConfig()
+    speed: SpeedConfig = SpeedConfig()
+    values: ValuesConfig = ValuesConfig()
+    source: SourceConfig = SourceConfig()
+    checkpoint_file: CheckpointFileOptions = CheckpointFileOptions()
+    translate: TranslateGroup = TranslateGroup()
+
 
 @dataclass(frozen=True)
-class ExportOptions(*reversed(EXPORT_GROUPS), Options):  # type: ignore[misc]
-    GROUPS: ClassVar[tuple[type[Config], ...]] = EXPORT_GROUPS
+class ExportOptions(Options):
     script: ClassVar[str] = "export"
-    CHECK_AFTER_CHECKPOINT: ClassVar[bool] = True
     description: ClassVar[str] = "Export a trained generator to ONNX, TorchScript or safetensors."
 
+    basic: BasicOptions = BasicOptions()
+    generator: GeneratorConfig = GeneratorConfig()
+    source: SourceConfig = SourceConfig()
+    checkpoint_file: CheckpointFileOptions = CheckpointFileOptions()
+    export: ExportGroup = ExportGroup()
 
-# Derived from the groups, never listed by hand: what defines the generator (test.py takes it from the
-# checkpoint), what must match to resume, and the data options test.py inherits from the training run.
+
+# Derived from the configs, never listed by hand: what defines the generator (test.py takes it from the
+# checkpoint), what must match to resume, what a resumed run trains on and how it samples it (engine.resume), and
+# what test.py, translate.py and export.py take from the run unless given.
 ARCHITECTURE_KEYS = tuple(f.name for f in fields(GeneratorConfig))
 RESUME_KEYS = ARCHITECTURE_KEYS + tuple(f.name for f in fields(DiscriminatorConfig))
+DATA_SOURCE_KEYS = tuple(k for c in TrainOptions.config_classes() for k in c.resume_keys("source"))
+DATA_SAMPLING_KEYS = tuple(k for c in TrainOptions.config_classes() for k in c.resume_keys("sampling"))
 INHERITED_DATA_KEYS = tuple(f.name for f in fields(PreprocessConfig))
 INHERITED_VALUE_KEYS = tuple(f.name for f in fields(ValuesConfig))
 # Flags whose value may start with '-' (--range_A -1024,3071): argparse would take it for a flag.
@@ -218,31 +207,33 @@ def options_class(which: bool | type[Options]) -> type[Options]:
     return which
 
 
-def _flag_type(annotation: Any) -> type:
-    """int | None -> int; str -> str."""
+def _flag_type(annotation: Any) -> Any:
+    """int | None -> int; str -> str; a structured value (data.values.RangeSpec, ...) is read as text and parsed
+    when its config is made."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return args[0] if args else annotation
+    kind = args[0] if args else annotation
+    return str if isinstance(kind, type) and issubclass(kind, FlagValue) else kind
 
 
 def build_parser(which: bool | type[Options]) -> argparse.ArgumentParser:
-    """The parser of train.py (True), test.py (False) or an Options class: one flag per field, grouped as the
-    dataclasses are. The other scripts also take train.py's flags they do not have, unlisted in --help, so that
-    a training command can be repeated (engine.resolve names them in one warning: they change nothing there)."""
+    """The parser of train.py (True), test.py (False) or an Options class: one flag per field, grouped by config.
+    The other scripts also take train.py's flags they do not have, unlisted in --help, so that a training command
+    can be repeated (engine.resolve names them in one warning: they change nothing there)."""
     cls = options_class(which)
     # allow_abbrev=False: test.py must know exactly which flags were given
     epilog = None if cls is TrainOptions else "train.py's other flags are accepted and ignored (with a warning)."
     p = argparse.ArgumentParser(prog=f"{cls.script}.py", description=cls.description, epilog=epilog, allow_abbrev=False)
-    for group in cls.GROUPS:
-        g = p.add_argument_group(group.title)
-        for f in fields(group):
-            _add_flag(g, f, typing.get_type_hints(group)[f.name], hidden=False)
+    for config in cls.config_classes():
+        g = p.add_argument_group(config.title)
+        for f in fields(config):  # type: ignore[arg-type]
+            _add_flag(g, f, typing.get_type_hints(config)[f.name], hidden=False)
     if cls is not TrainOptions:
         own = cls.names()
         g = p.add_argument_group("train.py's other flags (accepted, and ignored)")
-        for group in TrainOptions.GROUPS:
-            for f in fields(group):
+        for config in TrainOptions.config_classes():
+            for f in fields(config):  # type: ignore[arg-type]
                 if f.name not in own:
-                    _add_flag(g, f, typing.get_type_hints(group)[f.name], hidden=True)
+                    _add_flag(g, f, typing.get_type_hints(config)[f.name], hidden=True)
     return p
 
 
@@ -288,8 +279,10 @@ def foreign_flags(opt: Options, given: set[str]) -> list[str]:
 
 
 def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any:
-    """Parse and validate the command line into train.py's (True), test.py's (False) or the given Options class;
-    exits with status 2 and a message naming the flag on a bad value."""
+    """Parse the command line into train.py's (True), test.py's (False) or the given Options class, each config
+    checked on its own (structured values parsed, bounds, the rules among its fields); exits with status 2 and a
+    message naming the flag on a bad value. The rules across configs are checked once, by the script's resolve
+    step (engine.resolve), on the values it runs with."""
     argv = join_negative_values(sys.argv[1:] if argv is None else argv)
     p = build_parser(which)
     cls = options_class(which)
@@ -297,15 +290,17 @@ def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any
     values = vars(p.parse_args(argv))
     if values.get("preset", "none") != "none" and cls is TrainOptions:  # the command line's own flags win
         values.update(preset_values(values["preset"], given_flags(argv)))
-    opt = settle(cls(**{k: v for k, v in values.items() if k in own}))
     try:
+        opt = settle(cls.from_flat({k: v for k, v in values.items() if k in own}))
+        opt.check_fields()
         if cls is not TrainOptions:  # train.py's flags it ignores are still checked as train.py checks them
-            TrainOptions(**{k: v for k, v in values.items() if k not in own}).check_fields()
-        # A resumed run, like test.py, takes what it leaves out from its checkpoint: checked whole once it has.
-        opt.validate(before_checkpoint=opt.CHECK_AFTER_CHECKPOINT or getattr(opt, "continue_train", False))
+            foreign = {k: v for k, v in values.items() if k not in own}
+            for config in TrainOptions.from_flat(foreign).configs():
+                if any(f.name in foreign for f in fields(config)):  # type: ignore[arg-type]
+                    config.validate()
     except OptionError as e:
         p.error(str(e))
-    if isinstance(opt, TrainOptions) and opt.lambda_vgg == 0 and opt.vgg_weights is not None:
+    if isinstance(opt, TrainOptions) and opt.loss.lambda_vgg == 0 and opt.loss.vgg_weights is not None:
         log.warning("--vgg_weights is not used: the perceptual loss is off (--lambda_vgg 0)")
     return opt
 
@@ -313,13 +308,15 @@ def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any
 def settle(opt: Options) -> Options:
     """Flags that are another flag's alias, folded into it once: the reference's --use_wandb is --logger wandb
     (a --logger other than none or wandb beside it is refused by DisplayOptions.check)."""
-    if getattr(opt, "use_wandb", False) and opt.logger == "none":  # type: ignore[attr-defined]
-        return dataclasses.replace(opt, logger="wandb")
+    display = getattr(opt, "display", None)
+    if display is not None and display.use_wandb and display.logger == "none":
+        return opt.replace(logger="wandb")
     return opt
 
 
 def default_of(cls: type[Options], name: str) -> Any:
-    f = next(f for f in fields(cls) if f.name == name)  # type: ignore[arg-type]
+    config = next(c for c in cls.config_classes() if name in {f.name for f in fields(c)})  # type: ignore[arg-type]
+    f = next(f for f in fields(config) if f.name == name)  # type: ignore[arg-type]
     return f.default if f.default is not MISSING else None
 
 
@@ -369,11 +366,11 @@ def save_options(
 
     write_text(os.path.join(folder, f"{prefix}_opt.txt"), format_options(opt) + "\n")
     record = {
-        "options": opt.flat(),
+        "options": flat_saved(opt.to_dict()),
         "command": [sys.executable, sys.argv[0], *argv],
         "git_commit": git_commit(),
         "versions": package_versions(),
-        "seed": opt.seed,  # type: ignore[attr-defined]
+        "seed": opt.flat()["seed"],
         **(extra or {}),
     }
     write_text(os.path.join(folder, f"{prefix}_opt.json"), json.dumps(record, indent=2))

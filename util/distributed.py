@@ -10,6 +10,38 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from util.config import FlagValue, OptionError
+
+
+class DeviceIds(tuple, FlagValue):
+    """--gpu_ids: CUDA device ids ('0', '0,1'), or none ('-1': the CPU). The flag left out is None: CUDA 0 where
+    there is CUDA, else the CPU (device_ids)."""
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> DeviceIds:
+        try:
+            ids = [int(v) for v in text.split(",") if v.strip() != ""]
+        except ValueError:
+            ids = [-2]  # reported below
+        if any(i < -1 for i in ids) or (-1 in ids and len(ids) > 1):
+            raise OptionError(
+                f"--{flag} {text!r}: expected comma-separated integers such as 0 or 0,1 (CUDA ids, 0 or more), or -1 "
+                "for the CPU"
+            )
+        return cls(i for i in ids if i >= 0)
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self)) if self else "-1"
+
+    __repr__ = __str__
+
+
+def device_ids(ids: DeviceIds | None) -> list[int]:
+    """The CUDA devices asked for: --gpu_ids's, or CUDA 0 if there is CUDA when it was left out; [] is the CPU."""
+    if ids is None:
+        return [0] if torch.cuda.is_available() else []
+    return list(ids)
+
 
 @dataclass(frozen=True)
 class Dist:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from util.config import FlagValue, OptionError
+
 log = logging.getLogger(__name__)
 
 METRICS = ("psnr", "ssim", "l1", "pixacc", "lpips", "fid", "kid", "swd")
@@ -68,6 +70,27 @@ def parse_metrics(text: str) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+class MetricList(tuple, FlagValue):
+    """--metrics: metric names, parsed as parse_metrics does ('psnr, SSIM' -> psnr,ssim); may be empty."""
+
+    @classmethod
+    def parse(cls, text: str, flag: str) -> MetricList:
+        try:
+            return cls(parse_metrics(text))
+        except ValueError as e:
+            raise OptionError(f"--{flag} {text!r}: {e}") from None
+
+    def __str__(self) -> str:
+        return ",".join(self)
+
+    __repr__ = __str__
+
+    @property
+    def per_image(self) -> list[str]:
+        """Those scored per image (the page's columns, --sort_by's choices)."""
+        return [m for m in self if m in PER_IMAGE]
 
 
 # ---------------------------------------------------------------------------------------------- per image

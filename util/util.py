@@ -18,19 +18,6 @@ import torch
 from PIL import Image
 
 
-def preview_channels(text: str) -> tuple[int, ...]:
-    """--preview_channels '0' or '2,1,0' -> (0,) or (2, 1, 0); '' -> (). ValueError otherwise."""
-    if not text:
-        return ()
-    try:
-        chans = tuple(int(c) for c in text.split(","))
-    except ValueError:
-        chans = ()
-    if len(chans) not in (1, 3) or min(chans) < 0:
-        raise ValueError(f"--preview_channels {text!r}: one channel (grey) or three (R,G,B), e.g. 0 or 2,1,0")
-    return chans
-
-
 def tensor2im(t: torch.Tensor, channels: tuple[int, ...] = ()) -> np.ndarray:
     """First image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> uint8 (H, W, 3) array, an 8-bit preview:
     [-1, 1] (the data's declared range) to 0..255, grey images grey. An image of other than 1 or 3 channels shows

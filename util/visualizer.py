@@ -5,14 +5,67 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
-from util.sinks import LossStep, PageSink, Sink, TensorBoardSink, TextSink, WandbSink, start_wandb
-from util.util import preview_channels, tensor2im
+from util.config import Config, OptionError, arg, need
+from util.sinks import LOGGERS, LossStep, PageSink, Sink, TensorBoardSink, TextSink, WandbSink, start_wandb
+from util.util import tensor2im
 from util.visdom_sink import VisdomSink
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DisplayConfig(Config):
+    """Logging and display. logger is the one field the code reads for TensorBoard or W&B; the reference's
+    --use_wandb is settled into it once, when the options are parsed (--use_wandb == --logger wandb)."""
+
+    key: ClassVar[str] = "display"
+    title: ClassVar[str] = "logging and display"
+
+    print_freq: int = arg(100, "log losses every N iterations", lo=1)
+    display_freq: int = arg(400, "show images in visdom every N iterations", lo=1)
+    update_html_freq: int = arg(1000, "add images to the HTML page every N iterations", lo=1)
+    no_html: bool = arg(False, "do not write checkpoints_dir/name/web/")
+    display_id: int = arg(1, "visdom window id; 0 turns visdom off")
+    display_server: str = arg("http://localhost", "visdom server")
+    display_port: int = arg(8097, "visdom port", lo=0, hi=65535)
+    display_env: str = arg("main", "visdom environment")
+    display_winsize: int = arg(256, "visdom image size", lo=1)
+    display_ncols: int = arg(3, "images per row in visdom")
+    logger: str = arg(
+        "none",
+        "also log losses, validation scores and images to TensorBoard (checkpoints_dir/name/tensorboard) or to "
+        "Weights & Biases (project --wandb_project_name; WANDB_MODE=offline logs locally)",
+        choices=LOGGERS,
+    )
+    use_wandb: bool = arg(False, "the reference's flag: the same as --logger wandb")
+    wandb_project_name: str = arg("CycleGAN-and-pix2pix", "Weights & Biases project of --logger wandb")
+
+    def check(self) -> None:
+        need(
+            not self.use_wandb or self.logger in ("none", "wandb"),
+            f"--use_wandb means --logger wandb; it cannot be combined with --logger {self.logger}",
+        )
+        if self.logger == "tensorboard":
+            try:
+                import torch.utils.tensorboard  # noqa: F401
+            except ImportError:
+                raise OptionError(
+                    "--logger tensorboard: the tensorboard package is not installed (pip install tensorboard)"
+                ) from None
+        if self.logger == "wandb" or self.use_wandb:
+            flag = "--use_wandb" if self.use_wandb else "--logger wandb"
+            try:
+                import wandb  # noqa: F401
+            except Exception as e:  # not installed, or installed but broken (a protobuf it cannot use, say)
+                missing = isinstance(e, ImportError) and e.name == "wandb"
+                why = "is not installed" if missing else f"cannot be imported ({type(e).__name__}: {e})"
+                raise OptionError(f"{flag}: the wandb package {why} (pip install wandb)") from None
+            need(self.wandb_project_name.strip() != "", "--wandb_project_name: must not be empty")
 
 
 class Visualizer:
@@ -61,24 +114,32 @@ class Visualizer:
         self._closed = False
 
     @classmethod
-    def for_run(cls, opt, run_dir: str) -> Visualizer:
-        """The visualizer of a run's TrainOptions."""
+    def for_run(
+        cls,
+        display: DisplayConfig,
+        run_dir: str,
+        name: str,
+        resume: bool,
+        preview: tuple[int, ...],
+        config: dict[str, Any],
+    ) -> Visualizer:
+        """The visualizer of a run: its display config, whether it continues the run's logs (W&B: the same run),
+        the channels previewed, the run's options (flat, JSON-able) for W&B."""
         return cls(
             run_dir,
-            opt.name,
-            use_html=not opt.no_html,
-            display_id=opt.display_id,
-            display_server=opt.display_server,
-            display_port=opt.display_port,
-            display_env=opt.display_env,
-            display_winsize=opt.display_winsize,
-            display_ncols=opt.display_ncols,
-            tensorboard=opt.logger == "tensorboard",
-            wandb_project=opt.wandb_project_name if opt.logger == "wandb" else None,
-            wandb_config=opt.flat(),
-            # --continue_train --epoch N restarts from an older snapshot: its steps go back, so a new W&B run
-            resume=opt.continue_train and opt.epoch == "latest",
-            preview=preview_channels(opt.preview_channels),
+            name,
+            use_html=not display.no_html,
+            display_id=display.display_id,
+            display_server=display.display_server,
+            display_port=display.display_port,
+            display_env=display.display_env,
+            display_winsize=display.display_winsize,
+            display_ncols=display.display_ncols,
+            tensorboard=display.logger == "tensorboard",
+            wandb_project=display.wandb_project_name if display.logger == "wandb" else None,
+            wandb_config=config,
+            resume=resume,
+            preview=preview,
         )
 
     @property
