@@ -154,18 +154,17 @@ def training_loader(args: argparse.Namespace, device: torch.device, batch_size: 
     argv += ["--crop_size", str(args.crop_size), "--load_size", str(args.load_size or args.crop_size)]
     argv += ["--batch_size", str(batch_size), "--num_threads", str(args.num_threads), "--seed", "0"]
     argv += ["--num_downs", str(args.num_downs)] if args.num_downs else []
+    argv += ["--device_preprocess"] if args.device_preprocess else []
     opt = parse(True, argv)
-    c = opt.config
     if _LOADERS:
         ds = next(iter(_LOADERS.values()))[2]
     else:
-        ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
-        ds.check(False, opt.max_bad_fraction, workers=max(1, args.num_threads))
+        ds = create_dataset(opt.data, opt.preprocess, opt.generator, opt.augment, opt.run.seed, True, opt.values)
+        ds.check(False, opt.data.max_bad_fraction, workers=max(1, args.num_threads))
         if args.cache_images:
             t0 = time.perf_counter()
             ds.cache_images(workers=max(1, args.num_threads))
             print(f"  cached {len(ds)} pairs in {time.perf_counter() - t0:.1f} s", flush=True)
-        ds.raw = args.device_preprocess
     sampler = EpochSampler(len(ds), 0, True)
     _LOADERS[batch_size] = (create_dataloader(ds, batch_size, args.num_threads, sampler, device), sampler, ds)
     return _LOADERS[batch_size][:2]

@@ -26,10 +26,10 @@ TOLERANCE = 1e-3
 
 def compare(netG: str, size: int, device: torch.device) -> dict:
     opt = parse(True, ["--netG", netG, "--crop_size", str(size), "--load_size", str(size), "--display_id", "0"])
-    g = opt.config("generator")
+    g = opt.generator
     torch.manual_seed(0)
     G = define_G(g, "normal", 0.02, False).eval()
-    D = define_D(opt.config("discriminator"), g, "normal", 0.02, False).eval()
+    D = define_D(opt.discriminator, g, "normal", 0.02, False).eval()
     x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.no_grad():
         g_cpu = G(x)

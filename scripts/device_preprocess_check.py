@@ -23,8 +23,7 @@ from options.options import parse  # noqa: E402
 def compare(dataroot: str, flags: list[str], n: int) -> dict[str, float]:
     """Max and mean |difference| in levels of 256, and the share of equal values, over the first n pairs."""
     opt = parse(True, ["--dataroot", dataroot, *flags])
-    c = opt.config
-    ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), 0, True, c("values"))
+    ds = create_dataset(opt.data, opt.preprocess, opt.generator, opt.augment, 0, True, opt.values)
     ds.check(False, 0.05, workers=2)
     device_step = DevicePreprocess.of(ds, torch.device("cpu"))
     worst, total, equal, count = 0.0, 0.0, 0, 0

@@ -29,9 +29,8 @@ def build(args: argparse.Namespace, cache: bool):
     # The loader does not depend on the generator: a ResNet's size rule (multiples of 4) is the loosest.
     flags += ["--load_size", str(args.load_size), "--crop_size", str(args.crop_size), "--netG", "resnet_6blocks"]
     opt = parse(True, flags + (["--max_dataset_size", str(args.n)] if args.n else []))
-    c = opt.config
-    ds = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, True, c("values"))
-    ds.check(False, opt.max_bad_fraction, workers=2)
+    ds = create_dataset(opt.data, opt.preprocess, opt.generator, opt.augment, opt.run.seed, True, opt.values)
+    ds.check(False, opt.data.max_bad_fraction, workers=2)
     t0 = time.perf_counter()
     if cache:
         ds.cache_images(workers=2)
