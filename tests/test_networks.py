@@ -5,14 +5,9 @@ import torch
 from torch import nn
 
 from conftest import gen_opts, make_D, make_G
-from models.networks import (
-    GANLoss,
-    UnetGenerator,
-    UnetSkipConnectionBlock,
-    gradient_penalty,
-    init_weights,
-    pad_to_multiple,
-)
+from models.generators import UnetGenerator, UnetSkipConnectionBlock
+from models.layers import init_weights, pad_to_multiple
+from models.loss import GANLoss, gradient_penalty
 
 UNET = {"upsample": "transpose", "max_mult": 8, "downsample": "conv", "attention": False, "grad_checkpoint": False}
 

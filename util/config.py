@@ -5,6 +5,7 @@ with these; options/ turns the fields into flags."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import field, fields
 from typing import Any, ClassVar
 
@@ -17,7 +18,7 @@ def arg(
     default: Any,
     help: str,
     *,
-    choices: tuple | None = None,
+    choices: Sequence | None = None,
     lo: float | None = None,
     below: float | None = None,
     hi: float | None = None,
@@ -56,10 +57,10 @@ class Config:
 
 def check_bounds(cls: type, o: Any) -> None:
     """Every numeric field of cls within the bounds its arg() gives, and finite; U-Net-only fields at their
-    default unless the generator is a U-Net."""
+    default unless the generator is a U-Net (o.is_unet, which the generator's config answers)."""
     for f in fields(cls):
         v = getattr(o, f.name)
-        if f.metadata["unet_only"] and v != f.default and not o.netG.startswith("unet"):
+        if f.metadata["unet_only"] and v != f.default and not o.is_unet:
             shown = f"--{f.name}" if v is True else f"--{f.name} {v}"
             raise OptionError(f"{shown}: applies to U-Net generators only, not --netG {o.netG}")
         choices = f.metadata["choices"]
