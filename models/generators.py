@@ -291,6 +291,7 @@ def unet(
     attention: bool,
     grad_checkpoint: bool,
 ) -> nn.Module:
+    """The pix2pix U-Net with `depth` 2x downsamplings (the spec's, or --num_downs)."""
     return UnetGenerator(
         input_nc,
         output_nc,
