@@ -275,7 +275,7 @@ def check_generator_shapes(g: GeneratorConfig, tensors: dict[str, torch.Tensor],
     """The file's weights have the names and shapes of those of the generator of g, checked on the meta device
     (shapes only, no memory), so options that do not fit the weights (ngf 100000) never allocate anything.
     Spectral norm's weights are compared as the plain weights they normalise (its u and v vectors, and a
-    parametrization the file lacks, are left to models.networks.load_weights, which allocates nothing large)."""
+    parametrization the file lacks, are left to models.layers.load_weights, which allocates nothing large)."""
     depth = g.depth or 0
     if depth > len(tensors):  # each U-Net level has tensors of its own: not worth building to see
         raise CheckpointError(f"cannot load {path}: its options' U-Net depth {depth} is more than its tensors")

@@ -388,7 +388,7 @@ def export_network(
     check_module(t, module, eval, (example, other))
     meta = metadata(t, ckpt, module, eval)
     if onnx:
-        unet = t.generator.netG.startswith("unet")
+        unet = t.generator.is_unet
         data = to_onnx(module, example, t.pad_multiple, unet, opset, meta)
         check_file(onnx_runner(data), module, (example, other))
     else:

@@ -1,5 +1,6 @@
 """The one place that builds networks, the training model and the inference Translator from the frozen configs of
-models.config (GeneratorConfig, ModelConfig, ...); models/ never imports options/."""
+models.config (GeneratorConfig, ModelConfig, ...); models/ never imports options/. The modules below take explicit
+arguments, never a config: define_G looks the generator up in the registry (models/registry.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from models.config import GeneratorConfig, InitConfig, ModelConfig
+from models.config import DiscriminatorConfig, GeneratorConfig, InitConfig, ModelConfig
+from models.discriminators import build_discriminator
+from models.layers import WeightsMismatch, add_spectral_norm, init_weights, load_weights
 from models.loss import Pix2PixLoss
-from models.networks import WeightsMismatch, define_D, define_G, load_weights
 from models.perceptual import build_vgg_loss
 from models.pix2pix_model import Pix2PixModel, lr_factor
 from models.reference import load_reference_weights
+from models.registry import generator_spec
 from models.runner import Runner
 from models.translator import Translator
 
@@ -24,7 +27,50 @@ __all__ = [
     "build_generator",
     "build_translator",
     "create_model",
+    "define_D",
+    "define_G",
 ]
+
+
+def define_G(g: GeneratorConfig, init_type: str | None, init_gain: float, grad_checkpoint: bool) -> nn.Module:
+    """The generator of a GeneratorConfig (netG, ngf, norm, ...: a run's saved options or parsed flags): the
+    registered builder of g.netG with g's values. init_type None leaves the weights as constructed (they are about
+    to be loaded); grad_checkpoint recomputes U-Net activations in the backward pass instead of keeping them."""
+    spec = generator_spec(g.netG)
+    net = spec.builder(
+        g.input_nc,
+        g.output_nc,
+        depth=spec.unet_depth(g.num_downs),
+        ngf=g.ngf,
+        norm=g.norm,
+        dropout=0.0 if g.no_dropout else g.dropout,
+        upsample=g.upsample,
+        downsample=g.downsample,
+        max_mult=g.max_mult,
+        attention=g.attention,
+        grad_checkpoint=grad_checkpoint,
+    )
+    if init_type is not None:
+        init_weights(net, init_type, init_gain)
+    return add_spectral_norm(net) if g.spectral_norm in ("G", "both") else net
+
+
+def define_D(
+    d: DiscriminatorConfig, g: GeneratorConfig, init_type: str, init_gain: float, grad_checkpoint: bool
+) -> nn.Module:
+    """The conditional discriminator of a DiscriminatorConfig (netD, ndf, n_layers_D, num_D). It sees the
+    generator's input and output channels stacked and takes norm and spectral_norm from the generator's config g."""
+    net = build_discriminator(
+        d.netD,
+        g.input_nc + g.output_nc,
+        ndf=d.ndf,
+        n_layers_D=d.n_layers_D,
+        num_D=d.num_D,
+        norm=g.norm,
+        grad_checkpoint=grad_checkpoint,
+    )
+    init_weights(net, init_type, init_gain)
+    return add_spectral_norm(net) if g.spectral_norm in ("D", "both") else net
 
 
 def build_generator(g: GeneratorConfig, init: InitConfig | None, grad_checkpoint: bool) -> nn.Module:

@@ -6,20 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from models.networks import (
-    DOWNSAMPLE_MODES,
-    GAN_MODES,
-    INIT_TYPES,
-    NETD_TYPES,
-    NETG_CHOICES,
-    NORM_TYPES,
-    SPECTRAL_NORM_TARGETS,
-    UPSAMPLE_MODES,
-    size_multiple,
-    unet_depth,
-)
+from models.discriminators import NETD_TYPES
+from models.generators import DOWNSAMPLE_MODES, UPSAMPLE_MODES
+from models.layers import INIT_TYPES, NORM_TYPES, SPECTRAL_NORM_TARGETS
+from models.loss import GAN_MODES
 from models.perceptual import WeightsMissing, find_vgg_weights
 from models.pix2pix_model import LR_POLICIES
+from models.registry import GENERATOR_NAMES, GeneratorSpec, generator_spec
 from models.runner import AMP_MODES, COMPILE_MODES
 from util.config import Config, OptionError, arg, need
 
@@ -46,7 +39,7 @@ class GeneratorConfig(Config):
     input_nc: int = arg(3, "channels of real_A (any number: MR modalities, spectral bands ...)", lo=1)
     output_nc: int = arg(3, "channels of real_B / fake_B", lo=1)
     direction: str = arg("AtoB", "AtoB: the left half is the input; BtoA: the right half", choices=("AtoB", "BtoA"))
-    netG: str = arg("unet_256", "generator architecture", choices=NETG_CHOICES)
+    netG: str = arg("unet_256", "generator architecture", choices=GENERATOR_NAMES)
     ngf: int = arg(64, "generator filters in the first conv layer", lo=1)
     num_downs: int | None = arg(
         None,
@@ -101,18 +94,24 @@ class GeneratorConfig(Config):
         check_unet_only(self, self)
 
     @property
+    def spec(self) -> GeneratorSpec:
+        """netG's entry in the generator registry (models/registry.py)."""
+        return generator_spec(self.netG)
+
+    @property
     def is_unet(self) -> bool:
-        return self.netG.startswith("unet")
+        """The U-Net-only options (unet_only fields: --num_downs, --upsample, ...) apply."""
+        return self.spec.is_unet
 
     @property
     def depth(self) -> int | None:
         """2x downsamplings of a U-Net; None for a ResNet generator."""
-        return unet_depth(self.netG, self.num_downs)
+        return self.spec.unet_depth(self.num_downs)
 
     @property
     def size_multiple(self) -> int:
         """Image sides must be multiples of this (inputs are padded to it at test time)."""
-        return size_multiple(self.netG, self.num_downs)
+        return self.spec.size_multiple(self.num_downs)
 
     def describe(self) -> str:
         """'unet_256 (8 downsamplings)', or the ResNet's name."""

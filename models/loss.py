@@ -1,4 +1,4 @@
-"""The pix2pix objective apart from the loop: D's and G's losses, returned by name."""
+"""The pix2pix objective apart from the loop: the GAN losses, the WGAN-GP penalty, and D's and G's losses by name."""
 
 from __future__ import annotations
 
@@ -6,9 +6,58 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from models.networks import GANLoss, gradient_penalty
 from models.runner import Runner
+
+# The valid values of --gan_mode, beside the code that implements them.
+GAN_MODES = ("vanilla", "lsgan", "wgangp", "hinge")
+
+
+class GANLoss(nn.Module):
+    """GAN objective on discriminator logits: vanilla (BCE with logits), lsgan (MSE), wgangp (mean) or hinge
+    (D: relu(1 - real) + relu(1 + fake); G: -mean)."""
+
+    def __init__(self, gan_mode: str) -> None:
+        super().__init__()
+        if gan_mode not in GAN_MODES:
+            raise ValueError(f"gan_mode must be one of {', '.join(GAN_MODES)}, not {gan_mode!r}")
+        self.gan_mode = gan_mode
+
+    def forward(self, prediction, target_is_real: bool, for_D: bool = True) -> torch.Tensor:
+        """for_D=False: the generator's loss, which differs from the discriminator's only for hinge. A list
+        of predictions (a multi-scale D) gives the sum of their losses."""
+        if isinstance(prediction, list):
+            return sum(self(p, target_is_real, for_D) for p in prediction)
+        if self.gan_mode == "hinge":
+            if not for_D:
+                return -prediction.mean()
+            return F.relu(1 - prediction).mean() if target_is_real else F.relu(1 + prediction).mean()
+        if self.gan_mode == "wgangp":
+            return -prediction.mean() if target_is_real else prediction.mean()
+        target = torch.ones_like(prediction) if target_is_real else torch.zeros_like(prediction)
+        if self.gan_mode == "lsgan":
+            return F.mse_loss(prediction, target)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+def gradient_penalty(netD: nn.Module, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP penalty (||grad D||_2 - 1)^2 on interpolates of (A, fake_B) and (A, real_B), A fixed."""
+    alpha = torch.rand(real_B.shape[0], 1, 1, 1, device=real_B.device, dtype=real_B.dtype)
+    mixed_B = (alpha * real_B + (1 - alpha) * fake_B).requires_grad_(True)
+    # No checkpointing under the penalty's second-order gradient.
+    flag = getattr(netD, "grad_checkpoint", False)
+    if flag:
+        netD.grad_checkpoint = False
+    try:
+        out = netD(torch.cat([real_A, mixed_B], 1))
+        out = sum(o.sum() for o in out) if isinstance(out, list) else out
+    finally:
+        if flag:
+            netD.grad_checkpoint = True
+    (grad,) = torch.autograd.grad(out.sum(), mixed_B, create_graph=True)
+    # The small offset keeps the norm's gradient finite where D's gradient is exactly zero.
+    return (((grad.flatten(1) + 1e-16).norm(2, dim=1) - 1) ** 2).mean()
 
 
 @dataclass

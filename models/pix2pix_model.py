@@ -10,8 +10,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from models.layers import frozen_batchnorm, load_weights
 from models.loss import Pix2PixLoss
-from models.networks import frozen_batchnorm, load_weights
 from models.runner import Runner
 from models.translator import Translator
 from util.distributed import mean_over_ranks

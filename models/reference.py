@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.networks import UNET_DEPTH, WeightsMismatch, load_weights
+from models.layers import WeightsMismatch, load_weights
+from models.registry import generator_spec, list_generators
 
 _STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -83,7 +84,7 @@ def guess_generator(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         num_downs = max(k.count("model.") for k in state) - 1
         first = state["model.model.0.weight"]  # (ngf, input_nc, 4, 4)
         last = state.get("model.model.3.weight")  # transposed conv: (2 ngf, output_nc, 4, 4)
-        name = next((n for n, d in UNET_DEPTH.items() if d == num_downs), None)
+        name = next((n for n in list_generators() if generator_spec(n).depth == num_downs), None)
         guess: dict[str, Any] = {"netG": name or "unet_256"}
         if name is None:
             guess["num_downs"] = num_downs

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch.nn.utils.parametrizations import _SpectralNorm
 
-from models.networks import frozen_batchnorm, pad_to_multiple
+from models.layers import frozen_batchnorm, pad_to_multiple
 from models.runner import Runner
 
 

@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from models.networks import define_D, define_G  # noqa: E402
+from models import define_D, define_G  # noqa: E402
 from options.options import parse  # noqa: E402
 
 TOLERANCE = 1e-3

@@ -53,8 +53,8 @@ def randomized(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 def make_D(init_type: str | None = None, g=None, **kw) -> torch.nn.Module:
     """define_D with the config defaults and kw (netD, ndf, ...); g: a GeneratorConfig (channels, norm);
     init_type: InitConfig's unless given."""
+    from models import define_D
     from models.config import DiscriminatorConfig, InitConfig
-    from models.networks import define_D
 
     init = InitConfig() if init_type is None else InitConfig(init_type=init_type)
     return define_D(DiscriminatorConfig(**kw), g or gen_opts(), init.init_type, init.init_gain, False)

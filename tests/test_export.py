@@ -25,7 +25,7 @@ SIZES = ((1, 64, 64), (2, 96, 64))  # (N, H, W): multiples of 32, the tiny U-Net
 def write_run(root, name: str, seed: int, **generator) -> str:
     """root/name/latest.pth holding netG and an EMA of it (other weights): ngf 4, a U-Net of 5 levels unless
     generator says otherwise."""
-    if generator.get("netG", "unet").startswith("unet"):
+    if TrainOptions(**generator).is_unet:
         generator.setdefault("num_downs", 5)
     o = TrainOptions(ngf=4, **generator)
     nets = [randomized(make_G(**dataclasses.asdict(o.config("generator"))), seed + k) for k in (0, 100)]

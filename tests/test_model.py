@@ -274,7 +274,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
 
 @pytest.mark.parametrize("norm,gated", [("batch", False), ("instance", False), ("batch", True)])
 def test_grad_checkpoint_gives_the_plain_gradients(norm, gated):
-    from models.networks import UnetGenerator
+    from models.generators import UnetGenerator
 
     torch.manual_seed(0)
     kw = {"attention": True, "downsample": "blur"} if gated else {}
@@ -312,7 +312,7 @@ def test_grad_checkpoint_training_step():
 
 
 def test_discriminator_checkpoint_gives_the_plain_gradients():
-    from models.networks import NLayerDiscriminator
+    from models.discriminators import NLayerDiscriminator
 
     torch.manual_seed(0)
     plain = NLayerDiscriminator(6, ndf=4, n_layers=3, norm="batch")

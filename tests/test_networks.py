@@ -1,18 +1,21 @@
-"""Generator and discriminator structure: parameter counts, dropout, output shapes, padding, losses."""
+"""Generator and discriminator structure: parameter counts, dropout, output shapes, padding, losses, and the
+generator registry."""
+
+import dataclasses
 
 import pytest
 import torch
 from torch import nn
 
 from conftest import gen_opts, make_D, make_G
-from models.networks import (
-    GANLoss,
-    UnetGenerator,
-    UnetSkipConnectionBlock,
-    gradient_penalty,
-    init_weights,
-    pad_to_multiple,
-)
+from models import build_generator, define_G, registry
+from models.config import GeneratorConfig, InitConfig
+from models.generators import ResnetGenerator, UnetGenerator, UnetSkipConnectionBlock
+from models.layers import init_weights, pad_to_multiple
+from models.loss import GANLoss, gradient_penalty
+from models.registry import generator_spec, list_generators, register_generator
+from options.options import build_parser, parse
+from util.config import OptionError
 
 UNET = {"upsample": "transpose", "max_mult": 8, "downsample": "conv", "attention": False, "grad_checkpoint": False}
 
@@ -120,3 +123,95 @@ def test_gradient_penalty_is_finite_and_differentiable():
     gp.backward()
     # The penalty depends on D's weights (not on its last bias, which does not change the input gradient).
     assert netD.model[0].weight.grad is not None and netD.model[0].weight.grad.abs().sum() > 0
+
+
+BUILT_IN = ["unet_128", "unet_256", "unet_512", "resnet_6blocks", "resnet_9blocks"]
+
+
+def test_list_generators_gives_the_built_in_names_in_netG_s_order():
+    assert list_generators() == BUILT_IN
+    netG = next(f for f in dataclasses.fields(GeneratorConfig) if f.name == "netG")
+    assert list(netG.metadata["choices"]) == BUILT_IN
+
+
+@pytest.mark.parametrize(
+    "name, is_unet, depth, multiple, net_type",
+    [
+        ("unet_128", True, 7, 128, UnetGenerator),
+        ("unet_256", True, 8, 256, UnetGenerator),
+        ("unet_512", True, 9, 512, UnetGenerator),
+        ("resnet_6blocks", False, None, 4, ResnetGenerator),
+        ("resnet_9blocks", False, None, 4, ResnetGenerator),
+    ],
+)
+def test_spec_of_each_generator(name, is_unet, depth, multiple, net_type):
+    spec = generator_spec(name)
+    assert (spec.name, spec.is_unet, spec.depth, spec.size_multiple(None)) == (name, is_unet, depth, multiple)
+    g = gen_opts(netG=name)
+    assert (g.is_unet, g.depth, g.size_multiple) == (is_unet, depth, multiple)
+    assert g.describe() == (f"{name} ({depth} downsamplings)" if is_unet else name)
+    # --num_downs overrides a U-Net's depth and means nothing to another generator
+    assert (spec.unet_depth(6), spec.size_multiple(6)) == ((6, 64) if is_unet else (None, multiple))
+    with torch.device("meta"):
+        net = make_G(init=False, netG=name, ngf=4)
+    assert type(net) is net_type
+    if is_unet:
+        assert net.num_downs == depth
+
+
+def test_unknown_generator_names_the_valid_ones():
+    valid = "netG must be one of unet_128, unet_256, unet_512, resnet_6blocks, resnet_9blocks, not 'unet_1024'"
+    with pytest.raises(ValueError, match=valid):
+        generator_spec("unet_1024")
+    with pytest.raises(ValueError, match=valid):
+        define_G(gen_opts(netG="unet_1024"), None, 0.0, False)
+    with pytest.raises(ValueError, match=valid):
+        gen_opts(netG="unet_1024").describe()
+
+
+class TinyGenerator(nn.Module):
+    """A generator of one 3x3 conv: any input size."""
+
+    def __init__(self, input_nc: int, output_nc: int, ngf: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(input_nc, output_nc, 3, padding=1)
+        self.ngf = ngf
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.conv(x))
+
+
+@pytest.fixture
+def tiny_registered(monkeypatch):
+    """'tiny' registered as a generator for one test (the registry is restored afterwards)."""
+    monkeypatch.setattr(registry, "_GENERATORS", dict(registry._GENERATORS))
+
+    @register_generator("tiny", size_multiple=1)
+    def tiny(input_nc: int, output_nc: int, *, ngf: int, norm: str, dropout: float, **unet_only) -> nn.Module:
+        return TinyGenerator(input_nc, output_nc, ngf)
+
+    return tiny
+
+
+def test_a_registered_generator_is_built_and_accepted_as_netG(tiny_registered):
+    assert list_generators() == [*BUILT_IN, "tiny"]
+    spec = generator_spec("tiny")
+    assert spec.builder is tiny_registered and not spec.is_unet and spec.size_multiple(None) == 1
+    net = build_generator(gen_opts(netG="tiny", ngf=4, input_nc=2, output_nc=1), InitConfig(), grad_checkpoint=False)
+    assert isinstance(net, TinyGenerator) and net.ngf == 4
+    assert net(torch.randn(1, 2, 5, 7)).shape == (1, 1, 5, 7)
+    # The flag's choices are read when used: --netG tiny parses, --help lists it, its size rule is the spec's.
+    opt = parse(True, ["--netG", "tiny", "--preprocess", "none", "--crop_size", "100"])
+    assert (opt.netG, opt.is_unet, opt.size_multiple, opt.config("generator").describe()) == ("tiny", False, 1, "tiny")
+    assert "resnet_9blocks,tiny}" in build_parser(True).format_help()
+    with pytest.raises(OptionError, match="--upsample bilinear: applies to U-Net generators only, not --netG tiny"):
+        dataclasses.replace(opt, upsample="bilinear").check_fields()
+    with pytest.raises(ValueError, match="'tiny' is already registered"):
+        register_generator("tiny", size_multiple=1)(tiny_registered)
+
+
+def test_a_spec_is_a_unet_with_a_depth_or_another_generator_with_a_multiple():
+    for kw in ({}, {"depth": 6, "size_multiple": 4}):
+        with pytest.raises(ValueError, match="give a U-Net's depth or another generator's size multiple"):
+            register_generator("half", **kw)(UnetGenerator)
+    assert "half" not in list_generators()

@@ -97,6 +97,68 @@ def test_packages_form_layers_without_cycles_or_hidden_imports(package):
     assert not hidden, "first-party imports belong at the top of the module: " + ", ".join(hidden)
 
 
+def module_of(path: str) -> str:
+    """models/config.py -> models.config; models/__init__.py -> models."""
+    name = os.path.relpath(path, ROOT).removesuffix(".py").replace(os.sep, ".")
+    return name.removesuffix(".__init__")
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Each first-party module -> the first-party modules it imports, wherever the import stands (under
+    TYPE_CHECKING too). `from pkg import name` counts as importing pkg.name when that is a module, else pkg;
+    a package's __init__, which runs before any of its modules, is not counted as their import."""
+    modules = {module_of(p): p for package in LAYERS for p in python_files(package)}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module in modules:
+                edges.update(
+                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                    for a in node.names
+                )
+            elif isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in modules)
+        graph[name] = edges - {name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of graph as [a, b, ..., a], or [] if there is none (depth-first search)."""
+    state: dict[str, str] = {}  # "open" while on the current path, "done" after
+    path: list[str] = []
+
+    def visit(m: str) -> list[str]:
+        state[m], cycle = "open", []
+        path.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == "open":
+                return path[path.index(n) :] + [n]
+            if n not in state and (cycle := visit(n)):
+                return cycle
+        path.pop()
+        state[m] = "done"
+        return []
+
+    for m in sorted(graph):
+        if m not in state and (cycle := visit(m)):
+            return cycle
+    return []
+
+
+def test_no_import_cycle_among_first_party_modules():
+    graph = import_graph()
+    assert {"models.config", "models.generators", "models.registry"} <= set(graph)
+    assert "models.registry" in graph["models.generators"]  # the graph sees `from x.y import name` edges
+    cycle = find_cycle(graph)
+    assert not cycle, "an import cycle: " + " -> ".join(cycle)
+
+
+def test_find_cycle_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
 def python_files(*paths):
     for p in paths:
         full = os.path.join(ROOT, p)

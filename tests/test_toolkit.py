@@ -14,7 +14,8 @@ import train
 from conftest import TINY, make_D, make_G, run_script
 from data import EpochSampler, create_dataloader, create_dataset
 from models import build_translator, create_model
-from models.networks import AttentionGate, Blur, BlurConv2d, GANLoss, UnetGenerator
+from models.generators import AttentionGate, Blur, BlurConv2d, UnetGenerator
+from models.loss import GANLoss
 from options.options import parse
 
 UNET = {"norm": "batch", "dropout": 0.5, "upsample": "transpose", "max_mult": 8, "downsample": "conv"}

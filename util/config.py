@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import field, fields
 from functools import cache
 from typing import Any, ClassVar, TypeVar
@@ -20,7 +20,7 @@ def arg(
     default: Any,
     help: str,
     *,
-    choices: tuple | None = None,
+    choices: Sequence | None = None,
     lo: float | None = None,
     below: float | None = None,
     hi: float | None = None,
