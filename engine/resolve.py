@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from data.demo import DEMO_DIR, ensure_demo_dataset
+from data.demo import demo_dir, ensure_demo_dataset
 from data.image_io import BadImageError
 from data.survey import settle_values
 from engine import resume
@@ -141,7 +141,7 @@ def settle_dataroot(opt: Any, ckpt: GeneratorCheckpoint, given: set[str]) -> Any
     the run trained on it or names none. Raises OptionError when there is no such folder."""
     if ckpt.reference and "dataroot" not in given:
         raise OptionError(f"{ckpt.path} holds no options, so no --dataroot either: pass --dataroot")
-    if opt.dataroot is None or (opt.dataroot == DEMO_DIR and not os.path.isdir(DEMO_DIR)):
+    if opt.dataroot is None or (opt.dataroot == demo_dir() and not os.path.isdir(demo_dir())):
         return dataclasses.replace(opt, dataroot=ensure_demo_dataset())
     if not os.path.isdir(opt.dataroot):
         where = "" if "dataroot" in given else " (from the training run)"
