@@ -12,8 +12,6 @@ from PIL import Image, ImageFilter
 from util.util import atomic_write
 
 log = logging.getLogger(__name__)
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_DIR = os.path.join(REPO_ROOT, "datasets", "demo")
 # Training crops come from these; the test photos are never trained on.
 TRAIN_PHOTOS = (
     "astronaut",
@@ -26,6 +24,23 @@ TRAIN_PHOTOS = (
     "grass",
 )
 TEST_PHOTOS = ("chelsea", "coffee")
+
+
+def demo_dir() -> str:
+    """Where the demo set goes, read at each call: <clone>/datasets/demo when this code runs from a clone (the
+    folder above data/ holds train.py and datasets/), as always; installed (into site-packages, where datasets/
+    is another package's folder), a user cache folder: $PIX2PIX_HOME/demo, else $XDG_CACHE_HOME/pix2pix/demo,
+    else ~/.cache/pix2pix/demo."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(root, "train.py")) and os.path.isdir(os.path.join(root, "datasets")):
+        return os.path.join(root, "datasets", "demo")
+    home = os.environ.get("PIX2PIX_HOME")
+    if home:
+        return os.path.join(os.path.abspath(os.path.expanduser(home)), "demo")
+    cache = os.environ.get("XDG_CACHE_HOME")
+    if not cache or not os.path.isabs(cache):  # the XDG rule: a relative path is ignored
+        cache = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "pix2pix", "demo")
 
 
 def _photo(name: str) -> np.ndarray:
@@ -53,10 +68,11 @@ def degrade(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(Image.open(buf).convert("RGB"))
 
 
-def build_demo_dataset(root: str = DEMO_DIR, size: int = 256, train_per_photo: int = 10, demo_seed: int = 0) -> str:
+def build_demo_dataset(root: str | None = None, size: int = 256, train_per_photo: int = 10, demo_seed: int = 0) -> str:
     """Write root/train and root/test A|B images (A = degraded, B = clean, each size x size, PNG), the training
     crops from TRAIN_PHOTOS, the test crops (4 per photo) from TEST_PHOTOS; crops and degradations drawn with
-    demo_seed."""
+    demo_seed. root: demo_dir() unless given."""
+    root = demo_dir() if root is None else root
     rng = np.random.default_rng(demo_seed)
     for phase, names, n in (("train", TRAIN_PHOTOS, train_per_photo), ("test", TEST_PHOTOS, 4)):
         os.makedirs(os.path.join(root, phase), exist_ok=True)
@@ -74,8 +90,10 @@ def build_demo_dataset(root: str = DEMO_DIR, size: int = 256, train_per_photo: i
     return root
 
 
-def ensure_demo_dataset(root: str = DEMO_DIR) -> str:
-    """The demo set's path, building it first if needed (used when --dataroot is not given)."""
+def ensure_demo_dataset(root: str | None = None) -> str:
+    """The demo set's path (demo_dir() unless given), building it first if needed (used when --dataroot is not
+    given)."""
+    root = demo_dir() if root is None else root
     if os.path.isdir(os.path.join(root, "train")) and os.path.isdir(os.path.join(root, "test")):
         return root
     log.info("no --dataroot given: building the offline demo set (degraded -> clean photos) in %s", root)

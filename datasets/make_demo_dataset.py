@@ -14,7 +14,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from data.demo import DEMO_DIR, build_demo_dataset  # noqa: E402 (needs the sys.path change above)
+from data.demo import build_demo_dataset, demo_dir  # noqa: E402 (needs the sys.path change above)
 
 log = logging.getLogger("make_demo_dataset")
 # The defaults of --size, --train_per_photo and --seed are build_demo_dataset's own.
@@ -25,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     parser.add_argument(
         "--out",
-        default=DEMO_DIR,
+        default=demo_dir(),
         help="output folder, gets train/ and test/; refused if either holds anything already, as the script never "
         "replaces a file (default: %(default)s)",
     )

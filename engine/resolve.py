@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from data.demo import DEMO_DIR, ensure_demo_dataset
+from data.demo import demo_dir, ensure_demo_dataset
 from data.image_io import BadImageError
 from data.survey import settle_values
 from engine import resume
@@ -154,7 +154,7 @@ def settle_dataroot(opt: Any, ckpt: GeneratorCheckpoint, given: set[str]) -> Any
     if ckpt.reference and "dataroot" not in given:
         raise OptionError(f"{ckpt.path} holds no options, so no --dataroot either: pass --dataroot")
     root = opt.data.dataroot
-    if root is None or (root == DEMO_DIR and not os.path.isdir(DEMO_DIR)):
+    if root is None or (root == demo_dir() and not os.path.isdir(demo_dir())):
         return opt.replace(dataroot=ensure_demo_dataset())
     if not os.path.isdir(root):
         where = "" if "dataroot" in given else " (from the training run)"
