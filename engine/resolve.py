@@ -43,6 +43,8 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
     parsed = opt
     start = resume.plan_start(opt, run_dir, given)
     opt = start.opt
+    check_settled(parsed, opt, values=False)  # before any data is read: the rules the values take no part in
+    parsed = opt
     seed = opt.run.seed if opt.run.seed is not None else random.SystemRandom().randrange(2**31)
     settled = {"seed": distributed.broadcast_int(d, seed)}  # every process must share the data order
     if opt.data.dataroot is None:
@@ -59,17 +61,18 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
         opt = opt.replace(**settle_values(opt.data, opt.generator, opt.values))
     except (FileNotFoundError, ValueError, BadImageError) as e:
         raise OptionError(str(e)) from None
-    check_settled(parsed, opt)
+    check_settled(parsed, opt, values=True)
     return dataclasses.replace(start, opt=opt)
 
 
-def check_settled(parsed: Options, opt: Options) -> None:
+def check_settled(parsed: Options, opt: Options, values: bool | None = None) -> None:
     """The options a script runs with, checked once: the configs the resolve step changed (a checkpoint's,
-    measured ranges) on their own, as parse() checked the command line's, then the rules across configs."""
+    measured ranges) on their own, as parse() checked the command line's, then the rules across configs (values:
+    see options.rules.check)."""
     for before, after in zip(parsed.configs(), opt.configs(), strict=True):
         if after != before:
             after.validate()
-    rules.check(opt)
+    rules.check(opt, values)
 
 
 def training_device(opt: TrainOptions, d: distributed.Dist) -> torch.device:

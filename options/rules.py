@@ -152,8 +152,10 @@ RULES: tuple[tuple[tuple[str, ...], tuple[str, ...], Rule], ...] = (
 )
 
 
-def check(opt: Any) -> None:
-    """Every rule across configs that applies to opt's script, once; OptionError naming the flags."""
-    for scripts, _configs, rule in RULES:
-        if opt.script in scripts:
+def check(opt: Any, values: bool | None = None) -> None:
+    """The rules across configs that apply to opt's script, each once; OptionError naming the flags. values: only
+    the rules that read the values config (True), or only the others (False): train.py checks those before it
+    reads the data to settle the values, and these after."""
+    for scripts, configs, rule in RULES:
+        if opt.script in scripts and (values is None or values == ("values" in configs)):
             rule(opt)

@@ -16,7 +16,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from util import metrics
-from util.metrics import HIGHER_IS_BETTER, METRICS, MetricSuite, parse_metrics
+from util.metrics import HIGHER_IS_BETTER, METRICS, MetricList, MetricSuite
 
 
 @pytest.fixture(autouse=True)
@@ -45,11 +45,11 @@ def offline(monkeypatch, tmp_path):
 
 
 def test_parse_metrics():
-    assert parse_metrics("psnr,ssim") == ["psnr", "ssim"]
-    assert parse_metrics(" SSIM, psnr ,ssim,") == ["ssim", "psnr"]
+    assert MetricList.parse("psnr,ssim", "metrics") == ("psnr", "ssim")
+    assert MetricList.parse(" SSIM, psnr ,ssim,", "metrics") == ("ssim", "psnr")
     assert set(METRICS) == set(HIGHER_IS_BETTER)
     with pytest.raises(ValueError) as e:
-        parse_metrics("psnr,fidd")
+        MetricList.parse("psnr,fidd", "metrics")
     assert "'fidd'" in str(e.value) and "psnr, ssim, l1, pixacc, lpips, fid, kid, swd" in str(e.value)
     with pytest.raises(ValueError, match="fidd"):
         MetricSuite(["fidd"], "cpu", None, None, 0)

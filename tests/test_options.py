@@ -4,29 +4,44 @@ import os
 
 import pytest
 
+from options import rules
 from options.options import build_parser, format_options, parse
+from util.config import OptionError
+from util.distributed import device_ids
 
 
 def parse_error(capsys, argv, is_train=True) -> str:
-    with pytest.raises(SystemExit) as e:
-        parse(is_train, argv)
-    assert e.value.code == 2
-    return capsys.readouterr().err
+    """What is wrong with argv: parse()'s message (each config on its own), or the rules across configs (which
+    the script's resolve step checks, once, on the values it runs with)."""
+    try:
+        opt = parse(is_train, argv)
+    except SystemExit as e:
+        assert e.code == 2
+        return capsys.readouterr().err
+    with pytest.raises(OptionError) as e:
+        rules.check(opt)
+    return str(e.value)
 
 
 def test_paper_defaults():
-    opt = parse(True, [])
-    assert (opt.batch_size, opt.lr, opt.beta1, opt.lambda_L1) == (1, 0.0002, 0.5, 100.0)
-    assert (opt.gan_mode, opt.norm, opt.netD, opt.netG, opt.n_layers_D) == ("vanilla", "batch", "basic", "unet_256", 3)
-    assert (opt.load_size, opt.crop_size, opt.no_dropout) == (286, 256, False)
-    assert (opt.n_epochs, opt.n_epochs_decay, opt.lr_policy) == (100, 100, "linear")
-    assert opt.num_threads == min(4, os.cpu_count() or 1)
-    assert opt.phase == "train" and parse(False, []).phase == "test"
+    o = parse(True, []).flat()
+    assert (o["batch_size"], o["lr"], o["beta1"], o["lambda_L1"]) == (1, 0.0002, 0.5, 100.0)
+    assert (o["gan_mode"], o["norm"], o["netD"], o["netG"], o["n_layers_D"]) == (
+        "vanilla",
+        "batch",
+        "basic",
+        "unet_256",
+        3,
+    )
+    assert (o["load_size"], o["crop_size"], o["no_dropout"]) == (286, 256, False)
+    assert (o["n_epochs"], o["n_epochs_decay"], o["lr_policy"]) == (100, 100, "linear")
+    assert o["num_threads"] == min(4, os.cpu_count() or 1)
+    assert o["phase"] == "train" and parse(False, []).data.phase == "test"
 
 
 def test_reference_compatibility_flags_accepted():
     opt = parse(True, ["--model", "pix2pix", "--dataset_mode", "aligned", "--pool_size", "0", "--direction", "BtoA"])
-    assert opt.direction == "BtoA"
+    assert opt.generator.direction == "BtoA"
 
 
 @pytest.mark.parametrize(
@@ -38,7 +53,7 @@ def test_reference_compatibility_flags_accepted():
             ["--crop_size", "500", "--netG", "unet_512", "--load_size", "572"],
             "--crop_size 500 does not fit unet_512 (9 downsamplings): it must be a multiple of 512",
         ),
-        (["--crop_size", "300"], "it must be a multiple of 256 (for example 256 or 512)"),
+        (["--crop_size", "300", "--load_size", "320"], "it must be a multiple of 256 (for example 256 or 512)"),
         (["--crop_size", "512", "--load_size", "286"], "--crop_size 512 is larger than --load_size 286"),
         (["--num_downs", "4"], "--num_downs 4: must be 5 or more"),
         (["--netG", "resnet_9blocks", "--num_downs", "6"], "--num_downs applies to U-Net generators only"),
@@ -64,11 +79,16 @@ def test_bad_values_name_the_flag(capsys, argv, expected):
 
 def test_size_rule_follows_num_downs(capsys):
     assert (
-        parse(True, ["--netG", "unet_512", "--num_downs", "6", "--crop_size", "64", "--load_size", "72"]).num_downs == 6
+        parse(
+            True, ["--netG", "unet_512", "--num_downs", "6", "--crop_size", "64", "--load_size", "72"]
+        ).generator.num_downs
+        == 6
     )
     assert "multiple of 128" in parse_error(capsys, ["--num_downs", "7", "--crop_size", "64", "--load_size", "72"])
     # --preprocess none or scale_width does not crop at a fixed size: the model pads instead.
-    assert parse(True, ["--preprocess", "none", "--crop_size", "100"]).crop_size == 100
+    opt = parse(True, ["--preprocess", "none", "--crop_size", "100"])
+    rules.check(opt)
+    assert opt.preprocess.crop_size == 100
 
 
 def test_gpu_ids_without_cuda(capsys):
@@ -77,7 +97,7 @@ def test_gpu_ids_without_cuda(capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     assert "CUDA is not available" in parse_error(capsys, ["--gpu_ids", "0"])
-    assert parse(True, ["--gpu_ids", "-1"]).gpu_ids_list == []
+    assert device_ids(parse(True, ["--gpu_ids", "-1"]).basic.gpu_ids) == []
 
 
 def test_abbreviations_are_refused(capsys):
@@ -87,7 +107,8 @@ def test_abbreviations_are_refused(capsys):
 
 def test_test_options(capsys):
     opt = parse(False, ["--num_test", "5", "--epoch", "10", "--eval"])
-    assert (opt.num_test, opt.epoch, opt.eval, opt.results_dir) == (5, "10", True, "./results")
+    assert (opt.testing.num_test, opt.source.epoch, opt.source.eval) == (5, "10", True)
+    assert opt.testing.results_dir == "./results"
     assert "--epoch 'best_ever'" in parse_error(capsys, ["--epoch", "best_ever"], is_train=False)
 
 
@@ -124,7 +145,7 @@ def test_best_metric_is_not_marked_when_not_given():
     lines = {ln.split(":")[0].strip(): ln for ln in format_options(parse(True, [])).splitlines()}
     assert "[default:" not in lines["best_metric"]
     opt = parse(True, ["--metrics", "ssim,psnr"])
-    assert opt.best_metric is None and opt.best_metric_name == "ssim"
+    assert opt.metrics.best_metric is None and opt.metrics.best_metric_name == "ssim"
 
 
 @pytest.mark.parametrize(
@@ -152,7 +173,7 @@ def test_saved_options_round_trip_by_group():
     # An older run's groups lack a newer field: it gets the default; a field this code no longer knows is dropped.
     del saved["generator"]["attention"]
     saved["generator"]["retired_flag"] = 1
-    assert TrainOptions.from_dict(saved).attention is False
+    assert TrainOptions.from_dict(saved).generator.attention is False
 
 
 @pytest.mark.parametrize("which", [True, False])

@@ -6,6 +6,8 @@ import importlib
 import inspect
 import os
 import pkgutil
+import subprocess
+import sys
 
 import pytest
 
@@ -13,7 +15,7 @@ from conftest import ROOT
 from options import options
 from util.config import Config
 
-OPTION_NAMES = {f.name for cls in (options.TrainOptions, options.TestOptions) for f in dataclasses.fields(cls)}
+OPTION_NAMES = options.TrainOptions.names() | options.TestOptions.names()
 
 
 def public_callables(package: str):
@@ -178,3 +180,47 @@ def test_scripts_stay_thin():
                 if n > 60:
                     long.append(f"{os.path.relpath(path, ROOT)}:{node.name} ({n} lines)")
     assert not long, "functions over 60 lines: " + ", ".join(long)
+
+
+def test_no_flag_text_is_parsed_below_options():
+    """A structured flag (a range, channel list, device ids, metric names) is parsed once, by its value type's
+    parse() (util.config.FlagValue), when its config is made: nowhere else below options/ is text split."""
+    found = []
+    for package in ("util", "data", "models", "engine"):
+        for path in python_files(package):
+            tree = ast.parse(open(path).read())
+            allowed = set()
+            for cls in (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)):
+                if any(getattr(b, "id", "") == "FlagValue" for b in cls.bases):
+                    parse = [f for f in cls.body if isinstance(f, ast.FunctionDef) and f.name == "parse"]
+                    allowed.update(id(n) for f in parse for n in ast.walk(f))
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "attr", "") == "split"
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value == ","
+                    and id(node) not in allowed
+                ):
+                    found.append(f"{os.path.relpath(path, ROOT)}:{node.lineno}")
+    assert not found, "text split outside a FlagValue's parse(): " + ", ".join(found)
+
+
+# The Python API, named in docs/interop.md: what `from engine import ...` offers. A change here is a change users see.
+PUBLIC_API_NAMES = ["CheckpointError", "ImageTranslator", "WeightsMismatch", "load_translator"]
+# What importing it must not load: the options, the reporting (pages, plots, visdom, loggers), dominate.
+NOT_FOR_THE_API = ("options", "util.visualizer", "util.sinks", "util.visdom_sink", "util.html", "util.plots")
+NOT_FOR_THE_API += ("util.run_log", "util.progress", "util.metrics", "dominate", "visdom", "matplotlib")
+
+
+def test_public_api_is_pinned_and_light():
+    import engine
+
+    assert sorted(engine.__all__) == PUBLIC_API_NAMES
+    assert all(hasattr(engine, name) for name in engine.__all__)
+    code = "import sys; from engine import load_translator; print('\\n'.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    loaded = out.stdout.split()
+    heavy = [m for m in loaded if any(m == p or m.startswith(p + ".") for p in NOT_FOR_THE_API)]
+    assert not heavy, f"from engine import load_translator loads {heavy}"

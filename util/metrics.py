@@ -58,10 +58,11 @@ PROBE_TIMEOUT_S = 3.0  # how long to wait for the download host before giving up
 DOWNLOAD_TIMEOUT_S = 30.0  # per socket operation while downloading
 
 
-def parse_metrics(text: str) -> list[str]:
-    """'psnr, SSIM' -> ['psnr', 'ssim'] (order kept, duplicates dropped); ValueError names a bad name."""
+def metric_names(given: Sequence[str]) -> list[str]:
+    """['psnr', ' SSIM', ''] -> ['psnr', 'ssim'] (order kept, blanks and duplicates dropped); ValueError names a bad
+    name."""
     names: list[str] = []
-    for raw in text.split(","):
+    for raw in given:
         name = raw.strip().lower()
         if not name:
             continue
@@ -73,12 +74,12 @@ def parse_metrics(text: str) -> list[str]:
 
 
 class MetricList(tuple, FlagValue):
-    """--metrics: metric names, parsed as parse_metrics does ('psnr, SSIM' -> psnr,ssim); may be empty."""
+    """--metrics: metric names ('psnr, SSIM' -> psnr,ssim; see metric_names); may be empty."""
 
     @classmethod
     def parse(cls, text: str, flag: str) -> MetricList:
         try:
-            return cls(parse_metrics(text))
+            return cls(metric_names(text.split(",")))
         except ValueError as e:
             raise OptionError(f"--{flag} {text!r}: {e}") from None
 
@@ -365,7 +366,7 @@ class MetricSuite:
         *,
         feature_extractor: nn.Module | None = None,
     ) -> None:
-        names = parse_metrics(names if isinstance(names, str) else ",".join(names))
+        names = metric_names(names)
         self.device = torch.device(device)
         self.seed = seed
         self.dtype = torch.float32  # the generator's precision; PSNR and SSIM stay within 2e-5 of float64
