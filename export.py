@@ -12,7 +12,8 @@ from typing import NoReturn
 
 import torch
 
-from engine.checkpoint import CheckpointError, save_safetensors
+from engine import cli
+from engine.checkpoint import save_safetensors
 from engine.export import (
     EXTENSIONS,
     ONNX_INSTALL,
@@ -24,12 +25,8 @@ from engine.export import (
     missing_packages,
     size_text,
 )
-from engine.inference import ImageTranslator
-from engine.resolve import resolve_checkpoint
-from models import WeightsMismatch
 from options.options import ExportOptions, given_flags, parse
-from util.config import OptionError
-from util.util import WriteFailed, atomic_write, printable, setup_logging
+from util.util import WriteFailed, atomic_write, setup_logging
 
 log = logging.getLogger("export")
 
@@ -39,8 +36,7 @@ RUN_MARKERS = ("latest.pth", ".lock")
 
 
 def fail(msg: str) -> NoReturn:
-    print(f"export.py: error: {printable(msg)}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail("export", msg)
 
 
 def check_out(out: str, fmt: str, checkpoint: str) -> None:
@@ -78,13 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         missing = missing_packages(ONNX_PACKAGES)
         if missing:
             fail(f"--format onnx needs {', '.join(missing)}: {ONNX_INSTALL} (or pip install -e '.[onnx]')")
-    try:
-        opt, ckpt, _ = resolve_checkpoint(opt, given_flags(argv))
-        t = ImageTranslator.from_checkpoint(ckpt, torch.device("cpu"), "none", False, opt.source.eval)
-    except (FileNotFoundError, CheckpointError, OptionError) as e:
-        fail(str(e))
-    except WeightsMismatch as e:
-        fail(f"{ckpt.path}: {e}")
+    opt, ckpt, _, t = cli.load_translator_for(opt, given_flags(argv), torch.device("cpu"))
     out = opt.export.out or default_out(ckpt.path, opt.export.format)
     check_out(out, opt.export.format, ckpt.path)
     torch.manual_seed(opt.source.seed)
@@ -128,8 +118,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("export.py: interrupted", file=sys.stderr)
-        sys.exit(130)
+    cli.run("export", main)

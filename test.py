@@ -10,19 +10,16 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 
 from data import EpochSampler, create_dataloader, create_dataset
 from data.image_io import data_error
-from engine.checkpoint import CheckpointError, GeneratorCheckpoint
+from engine import cli
 from engine.inference import ImageTranslator
-from engine.resolve import resolve_checkpoint
 from engine.training import StopFlag
-from models import WeightsMismatch
 from options.options import TestOptions, given_flags, parse, save_options
-from util.config import OptionError
-from util.distributed import device_ids
 from util.html import HTML
 from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.progress import ProgressReport
@@ -31,7 +28,6 @@ from util.util import (
     WriteFailed,
     atomic_write,
     is_inside,
-    printable,
     save_image,
     setup_logging,
     tensor2im,
@@ -44,26 +40,8 @@ MAX_STEM_BYTES = NAME_MAX - len("_real_A.png")
 OUTPUTS = "outputs"  # full-precision outputs (16-bit, float, many channels) beside images/
 
 
-def fail(msg: str) -> None:
-    print(f"test.py: error: {printable(msg)}", file=sys.stderr)
-    sys.exit(2)
-
-
-def load_run(opt: TestOptions, given: set[str]) -> tuple[TestOptions, GeneratorCheckpoint, str]:
-    """The generator asked for, and the options completed from its run (engine.resolve): the run's generator, and
-    the data options the command line leaves out; flags that contradict the run end here with one line."""
-    try:
-        opt, ckpt, tag = resolve_checkpoint(opt, given)
-    except (CheckpointError, OptionError) as e:
-        fail(str(e))
-    if ckpt.reference:
-        flags = " ".join(f"--{k} {getattr(opt, k)}" for k in ("netG", "ngf", "norm", "input_nc", "output_nc"))
-        log.info(
-            "%s is a reference generator file (weights only); its architecture is the command line's: %s",
-            ckpt.path,
-            flags,
-        )
-    return opt, ckpt, tag
+def fail(msg: str) -> NoReturn:
+    cli.fail("test", msg)
 
 
 @dataclass
@@ -163,24 +141,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = given_flags(argv)
     opt = parse(False, argv)
     setup_logging(opt.basic.verbose)
-    opt, ckpt, tag = load_run(opt, given)
+    device = cli.inference_device(opt.basic.gpu_ids)
+    # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
+    opt, ckpt, tag, translate = cli.load_translator_for(opt, given, device)
     try:
         dataset = create_dataset(opt.data, opt.preprocess, opt.generator, None, opt.source.seed, False, opt.values)
         dataset.check(opt.data.skip_bad_images, opt.data.max_bad_fraction, workers=max(1, opt.data.num_threads))
     except (FileNotFoundError, RuntimeError, ValueError) as e:
         fail(str(e))
     n = len(dataset) if opt.testing.num_test is None else min(opt.testing.num_test, len(dataset))
-    ids = device_ids(opt.basic.gpu_ids)
-    device = torch.device(f"cuda:{ids[0]}" if ids else "cpu")
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    try:
-        # Default: train mode, as in pix2pix (dropout on, batch statistics of the test image); --eval switches.
-        translate = ImageTranslator.from_checkpoint(
-            ckpt, device, opt.speed.amp, opt.speed.channels_last, opt.source.eval, opt.values
-        )
-    except WeightsMismatch as e:
-        fail(f"{ckpt.path}: {e}")
     torch.manual_seed(opt.source.seed)  # dropout is on by default, so results depend on the seed; it is saved
     web_dir, img_dir = prepare_results(opt, tag, argv, translate.full_output)
     scoring = make_scoring(opt, given, device)
@@ -338,8 +307,4 @@ def write_test_page(
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # a second Ctrl-C, or one before translating started
-        print("test.py: interrupted: stopped at once", file=sys.stderr)
-        sys.exit(130)
+    cli.run("test", main, "interrupted: stopped at once")  # a second Ctrl-C, or one before translating started

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 STARTUP_INTERRUPT = "train.py: interrupted during start-up; nothing was trained or saved"
 if __name__ == "__main__":  # Ctrl-C while the libraries load or the data is scanned: one line, exit 130
@@ -17,29 +18,27 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data import EpochSampler, create_dataloader, create_dataset
 from data.image_io import data_error
-from engine import checkpoint, resume
+from engine import checkpoint, cli, resume
 from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver
 from engine.resolve import resolve_training, training_device
 from engine.resume import Start
-from engine.training import InterruptedTwice, LoopConfig, StopFlag, TrainLoop
+from engine.training import InterruptedTwice, LoopConfig, StopFlag, TrainLoop, visualizer_for
 from engine.validation import Validator, split_validation
 from models import WeightsMismatch, create_model
 from models.graphed_step import GraphedStep
 from models.perceptual import WeightsMissing
 from options import presets
-from options.options import TrainOptions, flat_saved, format_options, given_flags, parse, save_options
+from options.options import TrainOptions, format_options, given_flags, parse, save_options
 from util import distributed, run_folder
 from util.config import OptionError
-from util.util import WriteFailed, printable, setup_logging
-from util.visualizer import NullVisualizer, Visualizer
+from util.util import WriteFailed, setup_logging
+from util.visualizer import NullVisualizer
 
 log = logging.getLogger("train")
 
 
-def fail(msg: str) -> None:
-    """Stop before any work with exit status 2, like a bad flag."""
-    print(f"train.py: error: {printable(msg)}", file=sys.stderr)
-    sys.exit(2)
+def fail(msg: str) -> NoReturn:
+    cli.fail("train", msg)
 
 
 def build_data(opt: TrainOptions, d: distributed.Dist, device: torch.device):
@@ -87,14 +86,6 @@ def build_model(opt: TrainOptions, device: torch.device):
         except CheckpointError as e:
             fail(f"--init_from: {e}")
     return model
-
-
-def visualizer(opt: TrainOptions, run_dir: str) -> Visualizer:
-    """The run's display; --continue_train --epoch N restarts from an older snapshot whose steps go back: a new
-    W&B run then, not the same one continued."""
-    resume = opt.checkpoints.continue_train and opt.checkpoints.epoch == "latest"
-    flat = flat_saved(opt.to_dict())
-    return Visualizer.for_run(opt.display, run_dir, opt.basic.name, resume, opt.values.preview_channels, flat)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,7 +145,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     validator = None
     if val_set is not None and d.is_main:
         validator = Validator(opt.metrics, opt.run.seed, val_set, device, saver)
-    vis = visualizer(opt, run_dir) if d.is_main else NullVisualizer()
+    vis = visualizer_for(opt, run_dir) if d.is_main else NullVisualizer()
     vis.check_display()  # one warning now if the visdom display asked for is not there
     try:
         resume.restore(start, model, validator, device)  # last: nothing may draw random numbers after this
@@ -196,11 +187,5 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except InterruptedTwice:
-        print("train.py: interrupted twice: stopped at once, without saving", file=sys.stderr)
-        sys.exit(130)
-    except KeyboardInterrupt:  # before training started: nothing to save
-        print(STARTUP_INTERRUPT, file=sys.stderr)
-        sys.exit(130)
+    twice = {InterruptedTwice: "interrupted twice: stopped at once, without saving"}
+    cli.run("train", main, STARTUP_INTERRUPT.removeprefix("train.py: "), twice)  # Ctrl-C before training started

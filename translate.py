@@ -23,24 +23,19 @@ from PIL import Image
 
 from data.image_folder import is_image_file, make_dataset
 from data.image_io import TILE_MAX_PIXELS, BadImageError, scan
-from engine.checkpoint import CheckpointError
+from engine import cli
 from engine.inference import ImageTranslator
-from engine.resolve import resolve_checkpoint
 from engine.training import StopFlag
-from models import WeightsMismatch
 from options.options import TranslateOptions, given_flags, parse
-from util.config import OptionError
-from util.distributed import device_ids
 from util.progress import ProgressReport
-from util.util import NAME_MAX, WriteFailed, atomic_write, is_inside, printable, setup_logging, unique_names
+from util.util import NAME_MAX, WriteFailed, atomic_write, is_inside, setup_logging, unique_names
 
 log = logging.getLogger("translate")
 _MAGIC = re.compile(r"[*?[]")
 
 
 def fail(msg: str) -> NoReturn:
-    print(f"translate.py: error: {printable(msg)}", file=sys.stderr)
-    sys.exit(2)
+    cli.fail("translate", msg)
 
 
 def expand_inputs(inputs: Sequence[str], out: str | None = None) -> list[str]:
@@ -198,16 +193,10 @@ def load(opt: TranslateOptions, argv: list[str]) -> tuple[TranslateOptions, list
     """(options completed from the run, inputs, translator, checkpoint path); exit 2 for what stops it."""
     try:
         paths = expand_inputs(opt.translate.inputs, opt.translate.out)
-        opt, ckpt, _ = resolve_checkpoint(opt, given_flags(argv))
-        ids = device_ids(opt.basic.gpu_ids)
-        device = torch.device(f"cuda:{ids[0]}" if ids else "cpu")
-        t = ImageTranslator.from_checkpoint(
-            ckpt, device, opt.speed.amp, opt.speed.channels_last, opt.source.eval, opt.values
-        )
-    except (FileNotFoundError, CheckpointError, OptionError) as e:
+    except FileNotFoundError as e:
         fail(str(e))
-    except WeightsMismatch as e:
-        fail(f"{ckpt.path}: {e}")
+    device = cli.inference_device(opt.basic.gpu_ids)
+    opt, ckpt, _, t = cli.load_translator_for(opt, given_flags(argv), device)
     return opt, paths, t, ckpt.path
 
 
@@ -264,8 +253,4 @@ def translate_all(t: ImageTranslator, opt: TranslateOptions, paths: list[str], t
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("translate.py: interrupted", file=sys.stderr)
-        sys.exit(130)
+    cli.run("translate", main)

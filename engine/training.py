@@ -14,6 +14,7 @@ from engine import checkpoint
 from engine.checkpoint import Progress, Saver
 from util import distributed
 from util.progress import ProgressReport, Timed, hms
+from util.visualizer import Visualizer
 
 log = logging.getLogger("train")
 
@@ -90,6 +91,14 @@ class LoopConfig:
             val_freq=opt.metrics.val_freq,
             no_html=display.no_html,
         )
+
+
+def visualizer_for(opt: Any, run_dir: str) -> Visualizer:
+    """The display of a run (options.options.TrainOptions); --continue_train --epoch N restarts from an older
+    snapshot whose steps go back: a new W&B run then, not the same one continued."""
+    resume = opt.checkpoints.continue_train and opt.checkpoints.epoch == "latest"
+    flat = {k: v for config in opt.to_dict().values() for k, v in config.items()}  # what W&B records
+    return Visualizer.for_run(opt.display, run_dir, opt.basic.name, resume, opt.values.preview_channels, flat)
 
 
 @dataclass
