@@ -284,8 +284,3 @@ def setup_logging(verbose: bool) -> None:
         handler = _StdoutHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
         root.addHandler(handler)
-
-
-def mkdirs(*paths: str) -> None:
-    for p in paths:
-        os.makedirs(p, exist_ok=True)
