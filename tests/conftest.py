@@ -62,10 +62,11 @@ def make_D(init_type: str | None = None, g=None, **kw) -> torch.nn.Module:
 
 def visualizer(run_dir: str, retry_seconds: float = 60.0, **display):
     """The Visualizer of a run named 'run' with the option defaults and display (display_id, ...)."""
+    from engine.training import visualizer_for
     from options.options import TrainOptions
-    from util.visualizer import Visualizer
 
-    vis = Visualizer.for_run(TrainOptions(name="run", **display), run_dir)
+    assert set(display) <= TrainOptions.names(), set(display) - TrainOptions.names()  # from_flat drops the others
+    vis = visualizer_for(TrainOptions.from_flat({"name": "run", **display}), run_dir)
     vis.retry_seconds = retry_seconds
     return vis
 
@@ -84,8 +85,9 @@ def aligned(dataroot: str, phase: str = "train", direction: str = "AtoB", **kw):
     from options.options import TrainOptions
 
     o = TrainOptions()
-    args = {"input_nc": o.input_nc, "output_nc": o.output_nc, "filter_A": o.filter_A, "filter_B": o.filter_B}
-    args.update(seed=0, max_dataset_size=None, aug=Augment(), preprocess=prep(), range_A=o.range_A, range_B=o.range_B)
+    g, p, v = o.generator, o.preprocess, o.values
+    args = {"input_nc": g.input_nc, "output_nc": g.output_nc, "filter_A": p.filter_A, "filter_B": p.filter_B}
+    args.update(seed=0, max_dataset_size=None, aug=Augment(), preprocess=prep(), range_A=v.range_A, range_B=v.range_B)
     return AlignedDataset(dataroot, phase, direction=direction, **{**args, **kw})
 
 

@@ -18,14 +18,15 @@ from conftest import aligned, make_G, prep, randomized
 from data.image_io import TILE_MAX_PIXELS, BadImageError, inspect_file, inspect_image, load_image, read_file, scan
 from data.single_dataset import SingleDataset
 from data.transforms import to_tensor
+from data.values import RangeSpec
 from engine import ImageTranslator, checkpoint, load_translator
 from options.options import TrainOptions
 
 
 def translator(eval: bool = True, **generator) -> ImageTranslator:
     """An ImageTranslator of a randomized tiny U-Net (5 levels, ngf 4) with the given generator flags."""
-    o = TrainOptions(**{"ngf": 4, "num_downs": 5, **generator})
-    net = randomized(make_G(**dataclasses.asdict(o.config("generator"))))
+    o = TrainOptions.from_flat({"ngf": 4, "num_downs": 5, **generator})
+    net = randomized(make_G(**dataclasses.asdict(o.generator)))
     ckpt = checkpoint.GeneratorCheckpoint(net.state_dict(), o.to_dict(), False, 1, "memory")
     return ImageTranslator.from_checkpoint(ckpt, torch.device("cpu"), "none", False, eval)
 
@@ -62,7 +63,7 @@ def test_the_api_reads_every_image_mode_as_the_loader_reads_the_file(tmp_path, m
         preprocess=prep("none"),
         filter_A="bicubic",
         max_dataset_size=None,
-        range_A="",
+        range_A=RangeSpec.parse("", "range_A"),
     )
     want = loader[0]["A"][None]  # 16-bit modes at full precision, 8-bit ones through Pillow as always
     if mode not in ("I;16", "I"):
@@ -240,7 +241,8 @@ def test_a_float_image_needs_a_range_and_is_read_with_one(tmp_path):
     ds = aligned(str(tmp_path / "d"), preprocess=prep("none", 32, 32))
     with pytest.raises(ValueError, match="--range_A MIN,MAX"):
         ds.check(skip_bad=False, max_bad_fraction=0.0, workers=1)
-    ds = aligned(str(tmp_path / "d"), preprocess=prep("none", 32, 32), range_A="-3,5", range_B="-3,5", input_nc=1)
+    ranges = {k: RangeSpec.parse("-3,5", k) for k in ("range_A", "range_B")}
+    ds = aligned(str(tmp_path / "d"), preprocess=prep("none", 32, 32), input_nc=1, **ranges)
     ds.check(skip_bad=False, max_bad_fraction=0.0, workers=1)
     A = ds[0]["A"]
     assert A.shape == (1, 32, 32) and np.allclose(A[0].numpy(), (ramp[:, :32] + 3) / 4 - 1, atol=1e-6)

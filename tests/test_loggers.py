@@ -18,6 +18,7 @@ from test_visdom_live import logged_losses, visdom_server  # noqa: F401  (a fixt
 
 from browser_check import free_port
 from conftest import ROOT, TINY, run_script, visualizer
+from engine.training import visualizer_for
 from options.options import parse
 from util import run_log, visdom_sink
 from util.visdom_sink import VisdomSink
@@ -208,10 +209,11 @@ def parse_error(capsys, argv) -> str:
 
 def test_wandb_flags(capsys):
     pytest.importorskip("wandb", reason="wandb not installed (pip install wandb)")
-    opt = parse(True, ["--use_wandb"])  # the reference's flag, resolved once into --logger
-    assert (opt.logger, opt.wandb_project_name) == ("wandb", "CycleGAN-and-pix2pix")
-    assert parse(True, ["--logger", "wandb", "--wandb_project_name", "facades"]).wandb_project_name == "facades"
-    assert parse(True, []).logger == "none"
+    display = parse(True, ["--use_wandb"]).display  # the reference's flag, resolved once into --logger
+    assert (display.logger, display.wandb_project_name) == ("wandb", "CycleGAN-and-pix2pix")
+    facades = parse(True, ["--logger", "wandb", "--wandb_project_name", "facades"])
+    assert facades.display.wandb_project_name == "facades"
+    assert parse(True, []).display.logger == "none"
     err = parse_error(capsys, ["--use_wandb", "--logger", "tensorboard"])
     assert "--use_wandb means --logger wandb; it cannot be combined with --logger tensorboard" in err
 
@@ -333,7 +335,7 @@ def test_new_run_gets_a_new_wandb_id(wandb_offline, tmp_path):
     """Without --continue_train the run folder's wandb_id.txt is replaced: a new W&B run."""
     ids = []
     for _ in range(2):
-        vis = Visualizer.for_run(parse(True, ["--display_id", "0", "--use_wandb", "--name", "run"]), str(tmp_path))
+        vis = visualizer_for(parse(True, ["--display_id", "0", "--use_wandb", "--name", "run"]), str(tmp_path))
         try:
             ids.append(vis.wandb.id)
             vis.print_current_losses(1, 2, 2, {"G_GAN": 1.0}, 0.1, 0.0002)

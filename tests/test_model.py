@@ -371,12 +371,15 @@ def test_cuda_graph_refusals(tmp_path, capsys):
     from conftest import TINY, make_dataroot
     from models.graphed_step import GraphedStep
 
-    with pytest.raises(SystemExit):
-        parse(True, ["--cuda_graph", "--amp", "fp16", "--skip_nonfinite"])
-    assert "--cuda_graph cannot be used with --amp fp16, --skip_nonfinite" in capsys.readouterr().err
     data = make_dataroot(tmp_path / "data", train=2)
+    run = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *TINY]
+    # a rule across configs (speed, optim): refused by train.py's resolve step, before the device is chosen
     with pytest.raises(SystemExit) as e:
-        train.main(["--dataroot", data, "--checkpoints_dir", str(tmp_path), "--name", "g", *TINY, "--cuda_graph"])
+        train.main([*run, "--name", "c", "--cuda_graph", "--amp", "fp16", "--skip_nonfinite"])
+    assert e.value.code == 2
+    assert "train.py: error: --cuda_graph cannot be used with --amp fp16, --skip_nonfinite" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        train.main([*run, "--name", "g", "--cuda_graph"])
     assert e.value.code == 2 and "this run is on the CPU" in capsys.readouterr().err
     with pytest.raises(ValueError, match="needs a CUDA device"):
         GraphedStep(tiny_model())

@@ -89,8 +89,8 @@ def error_of(capsys, call) -> str:
 
 def write_run(root, name: str) -> str:
     """root/name/latest.pth: a training state with a tiny generator (unet of 5 levels, ngf 4)."""
-    o = TrainOptions(ngf=4, num_downs=5)
-    net = randomized(make_G(**dataclasses.asdict(o.config("generator"))))
+    o = TrainOptions.from_flat({"ngf": 4, "num_downs": 5})
+    net = randomized(make_G(**dataclasses.asdict(o.generator)))
     path = root / name / "latest.pth"
     path.parent.mkdir(parents=True)
     state = {"format": checkpoint.FORMAT, "kind": "latest", "model": {"netG": net.state_dict()}, "epoch": 1}

@@ -15,20 +15,21 @@ from options.presets import PRESETS, describe, preset_values
 def test_every_preset_is_valid_flags_with_valid_values(name):
     values = PRESETS[name]
     assert values and set(values) <= TrainOptions.names()
-    opt = TrainOptions(**values)
+    opt = TrainOptions.from_flat(values)
     opt.check_fields()  # choices and bounds, as a command line's
-    assert all(getattr(opt, k) == v for k, v in values.items())
+    flat = opt.flat()
+    assert all(flat[k] == v for k, v in values.items())
 
 
 def test_a_preset_sets_its_flags_and_the_command_line_wins():
     name = "restore"
     flags = PRESETS[name]
     opt = parse(True, ["--preset", name])
-    assert opt.preset == name and all(getattr(opt, k) == v for k, v in flags.items())
+    assert opt.run.preset == name and all(opt.flat()[k] == v for k, v in flags.items())
     overridden = next(k for k, v in flags.items() if not isinstance(v, bool))
     other = str(2 * flags[overridden]) if isinstance(flags[overridden], int | float) else "unet_256"
     opt = parse(True, ["--preset", name, f"--{overridden}", other])
-    assert str(getattr(opt, overridden)) == other
+    assert str(opt.flat()[overridden]) == other
     line = describe(name, preset_values(name, {overridden}), {overridden})
     assert line.startswith(f"--preset {name} sets ") and f"kept: --{overridden}" in line
     assert f"--{overridden} " not in line.split(" (given")[0]

@@ -130,8 +130,8 @@ def test_32_bit_integer_tiffs_are_float_data_that_need_a_range(tmp_path):
 
 def test_a_ct_window_is_one_flag_in_both_spellings_and_round_trips(tmp_path):
     for argv in (["--range_A=-1024,3071"], ["--range_A", "-1024,3071"]):
-        opt = parse(TrainOptions, argv)
-        assert opt.range_A == "-1024,3071"
+        spec = parse(TrainOptions, argv).values.range_A
+        assert spec.range == ValueRange(-1024, 3071) and not spec.auto and str(spec) == "-1024,3071"
     hu = np.array([[-1024, -1000, 0], [40, 1500, 3071]], np.int16)[:, :, None]
     r = ValueRange(-1024, 3071)
     assert np.array_equal(to_output(r.to_unit(hu), r, "int16"), hu)
@@ -194,7 +194,7 @@ def test_two_channel_npy_to_one_channel_trains_tests_and_translates(tmp_path, ca
     assert np.load(os.path.join(npy, "0.npy"), allow_pickle=False).dtype == np.float32
 
 
-def test_channels_that_do_not_fit_and_colour_jitter_on_many_channels_are_refused(tmp_path):
+def test_channels_that_do_not_fit_and_colour_jitter_on_many_channels_are_refused(tmp_path, capsys):
     for i in range(2):
         os.makedirs(tmp_path / "train" / "A", exist_ok=True)
         os.makedirs(tmp_path / "train" / "B", exist_ok=True)
@@ -203,8 +203,12 @@ def test_channels_that_do_not_fit_and_colour_jitter_on_many_channels_are_refused
     ds = aligned(str(tmp_path), preprocess=prep("none", 32, 32), input_nc=2, output_nc=1)
     with pytest.raises(ValueError, match=r"--input_nc 2: .*0\.npy has 4 channels, not 2"):
         ds.check(skip_bad=False, max_bad_fraction=0.0, workers=1)
-    with pytest.raises(SystemExit):
-        parse(TrainOptions, ["--input_nc", "4", "--aug_color", "0.2"])
+    # a rule across configs (augment, generator): refused by train.py's resolve step, before any data is read
+    jitter = ["--input_nc", "4", "--aug_color", "0.2", "--dataroot", str(tmp_path), "--checkpoints_dir"]
+    with pytest.raises(SystemExit) as e:
+        train.main([*jitter, str(tmp_path / "ck"), "--name", "j", *TINY_NET])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "train.py: error: --aug_color jitters" in err and "--input_nc is 4" in err
 
 
 def test_a_sixteen_bit_cache_gives_the_same_samples(tmp_path):

@@ -104,10 +104,10 @@ SWITCHES = [
 
 def first_batch(opt) -> dict:
     """The first training batch train.py's data pipeline gives for these options."""
-    c = opt.config
-    dataset = create_dataset(c("data"), c("preprocess"), c("generator"), c("augment"), opt.seed, train=True)
-    sampler = EpochSampler(len(dataset), opt.seed, not opt.serial_batches)
-    return next(iter(create_dataloader(dataset, opt.batch_size, 0, sampler)))
+    data, seed = opt.data, opt.run.seed
+    dataset = create_dataset(data, opt.preprocess, opt.generator, opt.augment, seed, train=True, values=opt.values)
+    sampler = EpochSampler(len(dataset), seed, not data.serial_batches)
+    return next(iter(create_dataloader(dataset, data.batch_size, 0, sampler)))
 
 
 def test_the_defaults_show_none_of_the_switches(tiny_data):
@@ -129,7 +129,8 @@ def test_switch_builds_and_trains_a_step(flags, reached, tiny_data):
     batch, plain = first_batch(opt), first_batch(parse(True, common))
     g0 = [p.detach().clone() for p in model.netG.parameters()]
     model.train_step([batch])
-    assert model.fake_B.shape == (2, 3, opt.crop_size, opt.crop_size)
+    crop = opt.preprocess.crop_size
+    assert model.fake_B.shape == (2, 3, crop, crop)
     losses, finite = model.pop_losses()
     assert finite
     assert any(not torch.equal(a, b) for a, b in zip(g0, model.netG.parameters(), strict=True))
@@ -147,7 +148,7 @@ def test_upsample_layers_and_channel_cap():
 
 
 def test_residual_output_is_input_plus_prediction():
-    g = parse(True, [*TINY, "--norm", "instance", "--no_dropout", "--residual"]).config("generator")
+    g = parse(True, [*TINY, "--norm", "instance", "--no_dropout", "--residual"]).generator
     net = make_G(**{**dataclasses.asdict(g), "residual": False})
     translate = build_translator(g, net.state_dict(), torch.device("cpu"), "none", False)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
@@ -294,10 +295,23 @@ def test_multiscale_discriminator_and_feature_matching():
     assert finite and list(losses) == ["G_GAN", "G_L1", "D_real", "D_fake", "G_feat"] and losses["G_feat"] > 0
 
 
-def test_discriminator_too_deep_for_its_scales(capsys):
+def train_refuses(tmp_path, capsys, *flags: str) -> str:
+    """train.py stops with exit status 2 before any training; returns what it printed to stderr. A rule across
+    configs (options.rules) is refused by train.py's resolve step, not by parse."""
+    args = ["--checkpoints_dir", str(tmp_path / "ck"), "--name", "refused", *flags]
     with pytest.raises(SystemExit) as e:
-        parse(True, [*TINY, "--num_D", "2"])  # basic PatchGAN at 16 px on the coarse scale
-    assert e.value.code == 2 and "--num_D 2: it needs at least 64 pixels" in capsys.readouterr().err
+        train.main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "train.py: error: " in err
+    assert not os.path.exists(tmp_path / "ck" / "refused" / "latest.pth")
+    return err
+
+
+def test_discriminator_too_deep_for_its_scales(tiny_data, tmp_path, capsys):
+    # basic PatchGAN at 16 px on the coarse scale
+    err = train_refuses(tmp_path, capsys, "--dataroot", tiny_data, *TINY, "--num_D", "2")
+    assert "--num_D 2: it needs at least 64 pixels" in err
 
 
 def _twin_images(folder, n=2, size=32):
@@ -370,17 +384,15 @@ def test_attention_gates_on_every_skip_and_blur_is_a_low_pass():
         h.remove()
 
 
-def test_unet_only_switches_refused_for_resnet(capsys):
+def test_unet_only_switches_refused_for_resnet(tiny_data, tmp_path, capsys):
     cases = [
         (["--attention"], "--attention: applies"),
         (["--downsample", "blur"], "--downsample blur: applies"),
         (["--max_mult", "4"], "--max_mult 4: applies"),
         (["--grad_checkpoint"], "--grad_checkpoint: applies to U-Net generators only, not --netG resnet_6blocks"),
     ]
-    for flags, text in cases:
-        with pytest.raises(SystemExit) as e:
-            parse(True, ["--netG", "resnet_6blocks", *flags])
-        assert e.value.code == 2 and text in capsys.readouterr().err
+    for flags, text in cases:  # the generator's own switches (parse), and a speed switch (a rule across configs)
+        assert text in train_refuses(tmp_path, capsys, "--dataroot", tiny_data, "--netG", "resnet_6blocks", *flags)
 
 
 @pytest.fixture(scope="module")

@@ -110,6 +110,32 @@ def test_val_phase_and_test_metrics_page(data8, tmp_path):
     assert "summary over all images" in page
 
 
+@pytest.mark.parametrize("device_preprocess", [False, True])
+def test_val_split_holds_out_of_a_copy_and_leaves_the_dataset_given_alone(data8, device_preprocess):
+    from data import create_dataset
+    from engine.validation import split_validation
+    from options.options import TrainOptions
+
+    flags = {"dataroot": data8, "val_split": 0.25, "device_preprocess": device_preprocess, "crop_size": 32}
+    opt = TrainOptions.from_flat({**flags, "load_size": 36, "num_threads": 0, "seed": 3})
+    dataset = create_dataset(opt.data, opt.preprocess, opt.generator, opt.augment, 3, True, opt.values)
+    pairs, preprocess, raw = list(dataset.pairs), dataset.preprocess, dataset.raw
+    assert len(pairs) == 8 and raw is device_preprocess and preprocess.random
+    train_set, val_set = split_validation(opt.metrics, opt.data, opt.preprocess, opt.generator, opt.values, 3, dataset)
+    # the dataset given is as it was: all its pairs, in their order, with training's preprocessing
+    assert dataset.pairs == pairs and len(dataset) == 8
+    assert (dataset.preprocess, dataset.raw) == (preprocess, raw)
+    # the training set lacks exactly the held-out pairs, the others kept in their order
+    held = val_set.pairs
+    assert len(held) == 2 and len(set(held)) == 2 and set(held) <= set(pairs)  # round(8 * 0.25)
+    assert train_set.pairs == [p for p in pairs if p not in held]
+    assert (train_set.preprocess, train_set.raw) == (preprocess, raw)
+    # the held-out pairs are read as test.py reads them: centre crops, no flips, finished by the loader
+    assert not val_set.preprocess.random and val_set.raw is False
+    again = split_validation(opt.metrics, opt.data, opt.preprocess, opt.generator, opt.values, 3, dataset)
+    assert again[1].pairs == held  # the seed alone picks them: a resumed run holds out the same images
+
+
 def test_loss_log_parses_for_the_plot(tmp_path):
     (tmp_path / "loss_log.txt").write_text(
         "=== header ===\n(epoch: 1, iters: 2, total_iters: 2, time: 0.1, lr: 0.0002000) G_GAN: 0.5 G_L1: 20.000\n"
