@@ -11,6 +11,7 @@ from conftest import aligned, make_pairs, prep
 from data import EpochSampler, create_dataloader
 from data.image_folder import make_dataset
 from data.single_dataset import SingleDataset
+from data.values import OWN_RANGE
 
 
 def test_halves_pair_and_share_crop_and_flip(tmp_path):
@@ -135,7 +136,7 @@ def test_single_dataset(tmp_path):
         preprocess=prep("none", random=False),
         filter_A="bicubic",
         max_dataset_size=None,
-        range_A="",
+        range_A=OWN_RANGE,
     )
     assert len(ds) == 2 and ds[0]["A"].shape == (3, 12, 40) and "B" not in ds[0]
 
