@@ -19,10 +19,10 @@ from data.image_io import data_error
 from engine import cli
 from engine.inference import ImageTranslator
 from engine.training import StopFlag
+from metrics import HIGHER_IS_BETTER, MetricSuite
 from options.options import TestOptions, given_flags, parse, save_options
-from util.html import HTML
-from util.metrics import HIGHER_IS_BETTER, MetricSuite
-from util.progress import ProgressReport
+from reporting.html import HTML
+from reporting.progress import ProgressReport
 from util.util import (
     NAME_MAX,
     WriteFailed,

@@ -18,7 +18,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from data import EpochSampler, create_dataloader, create_dataset
 from data.image_io import data_error
-from engine import checkpoint, cli, resume
+from engine import checkpoint, cli, resume, run_folder
 from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver
 from engine.resolve import resolve_training, training_device
 from engine.resume import Start
@@ -29,10 +29,10 @@ from models.graphed_step import GraphedStep
 from models.perceptual import WeightsMissing
 from options import presets
 from options.options import TrainOptions, format_options, given_flags, parse, save_options
-from util import distributed, run_folder
+from reporting.visualizer import NullVisualizer
+from util import distributed
 from util.config import OptionError
 from util.util import WriteFailed, setup_logging
-from util.visualizer import NullVisualizer
 
 log = logging.getLogger("train")
 

@@ -27,7 +27,7 @@ from engine import cli
 from engine.inference import ImageTranslator
 from engine.training import StopFlag
 from options.options import TranslateOptions, given_flags, parse
-from util.progress import ProgressReport
+from reporting.progress import ProgressReport
 from util.util import NAME_MAX, WriteFailed, atomic_write, is_inside, setup_logging, unique_names
 
 log = logging.getLogger("translate")

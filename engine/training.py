@@ -12,9 +12,9 @@ from typing import Any
 
 from engine import checkpoint
 from engine.checkpoint import Progress, Saver
+from reporting.progress import ProgressReport, Timed, hms
+from reporting.visualizer import Visualizer
 from util import distributed
-from util.progress import ProgressReport, Timed, hms
-from util.visualizer import Visualizer
 
 log = logging.getLogger("train")
 

@@ -15,10 +15,10 @@ import torch
 from data import EpochSampler, create_dataloader, create_dataset
 from data.config import DataConfig, PreprocessConfig, ValuesConfig
 from engine.checkpoint import Saver
+from metrics import HIGHER_IS_BETTER, MetricSuite
 from models.config import GeneratorConfig
 from models.translator import frozen_state
 from options.groups import ValidationOptions
-from util.metrics import HIGHER_IS_BETTER, MetricSuite
 from util.util import append_text
 
 log = logging.getLogger(__name__)

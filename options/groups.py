@@ -11,10 +11,10 @@ from typing import ClassVar
 import torch
 
 from data.config import plain_name
+from metrics import METRICS, MetricList
 from options.presets import PRESETS
 from util.config import Config, arg, need
 from util.distributed import DeviceIds
-from util.metrics import METRICS, MetricList
 
 
 @dataclass(frozen=True)

@@ -40,9 +40,9 @@ from options.groups import (
     ValidationOptions,
 )
 from options.presets import preset_values
+from reporting.visualizer import DisplayConfig
 from util.config import Config, FlagValue, OptionError
 from util.util import write_text
-from util.visualizer import DisplayConfig
 
 log = logging.getLogger(__name__)
 

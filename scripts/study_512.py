@@ -22,8 +22,8 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from util.html import HTML  # noqa: E402
-from util.metrics import MetricSuite  # noqa: E402
+from metrics import MetricSuite  # noqa: E402
+from reporting.html import HTML  # noqa: E402
 
 log = logging.getLogger("study")
 FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "l1": "{:.4f}", "pixacc": "{:.3f}", "swd": "{:.1f}", "lpips": "{:.3f}"}

@@ -243,7 +243,7 @@ def test_a_narrow_window_shrinks_the_rows(browser, site, page):
 
 def test_pages_name_nothing_remote_without_a_browser(tmp_path):
     """Where Chromium is missing: the page, its stylesheet and script sit together and name no other site."""
-    from util.html import ASSETS, HTML
+    from reporting.html import ASSETS, HTML
 
     page = HTML(str(tmp_path), "t")
     page.add_sortable_table(["psnr"], [("row0", "a", {"psnr": 1.0})])

@@ -20,9 +20,9 @@ from browser_check import free_port
 from conftest import ROOT, TINY, run_script, visualizer
 from engine.training import visualizer_for
 from options.options import parse
-from util import run_log, visdom_sink
-from util.visdom_sink import VisdomSink
-from util.visualizer import NullVisualizer, Visualizer
+from reporting import run_log, visdom_sink
+from reporting.visdom_sink import VisdomSink
+from reporting.visualizer import NullVisualizer, Visualizer
 
 LOSSES = ["G_GAN", "G_L1", "D_real", "D_fake"]
 VISUALS = ("real_A", "fake_B", "real_B")

@@ -1,4 +1,4 @@
-"""util/metrics.py: PSNR and SSIM against scikit-image, SWD's ordering, FID/KID on known features, weights fallbacks."""
+"""metrics/: PSNR and SSIM against scikit-image, SWD's ordering, FID/KID on known features, weights fallbacks."""
 
 import logging
 import math
@@ -15,8 +15,8 @@ from skimage.color import rgb2gray
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from util import metrics
-from util.metrics import HIGHER_IS_BETTER, METRICS, MetricList, MetricSuite
+import metrics
+from metrics import HIGHER_IS_BETTER, METRICS, MetricList, MetricSuite
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +106,7 @@ def test_ssim_matches_scikit_image(caplog):
     assert row["ssim"] == pytest.approx(structural_similarity(fake, real, data_range=1, channel_axis=-1), abs=1e-4)
     # smaller than the 7x7 window: nan, one warning, left out of the mean
     mean_before = suite.compute()["ssim"]
-    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+    with caplog.at_level(logging.WARNING, logger="metrics"):
         for _ in range(2):
             assert math.isnan(suite.update(torch.zeros(1, 3, 5, 9), torch.zeros(1, 3, 5, 9))[0]["ssim"])
     assert len([r for r in caplog.records if "ssim" in r.getMessage()]) == 1
@@ -297,7 +297,7 @@ def test_fid_kid_on_known_features():
 
 
 def test_fid_without_weights_warns_once_and_drops(offline, caplog):
-    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+    with caplog.at_level(logging.WARNING, logger="metrics"):
         suite = MetricSuite(["psnr", "fid"], "cpu", None, None, 0)
     assert suite.names == ["psnr"] and offline  # it looked for a download host, once
     (record,) = caplog.records
@@ -309,7 +309,7 @@ def test_fid_without_weights_warns_once_and_drops(offline, caplog):
 def test_fid_kid_bad_weights_file(tmp_path, caplog):
     bad = tmp_path / "inception.pth"
     bad.write_bytes(b"not a checkpoint")
-    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+    with caplog.at_level(logging.WARNING, logger="metrics"):
         suite = MetricSuite(["fid", "kid", "ssim"], "cpu", str(bad), None, 0)
     assert suite.names == ["ssim"]
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["fid", "kid"]  # one warning per metric
@@ -317,7 +317,7 @@ def test_fid_kid_bad_weights_file(tmp_path, caplog):
 
 
 def test_lpips_without_weights_warns_once_and_drops(offline, caplog):
-    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+    with caplog.at_level(logging.WARNING, logger="metrics"):
         suite = MetricSuite(["lpips", "ssim"], "cpu", None, None, 0)
     assert suite.names == ["ssim"]
     (record,) = caplog.records
@@ -395,7 +395,7 @@ def test_fid_weights_holding_pickled_code_never_run(offline, tmp_path, caplog, w
         path = tmp_path / "torch_home" / "hub" / "checkpoints" / metrics.INCEPTION_FILES[0]
         path.parent.mkdir(parents=True)
     torch.save(evil, path)
-    with caplog.at_level(logging.WARNING, logger="util.metrics"):
+    with caplog.at_level(logging.WARNING, logger="metrics"):
         suite = MetricSuite(["psnr", "fid", "kid"], "cpu", str(path) if where == "flag" else None, None, 0)
     assert not marker.exists(), "the pickled code ran"
     assert suite.names == ["psnr"] and "did not load as torch-fidelity InceptionV3 weights" in caplog.text

@@ -21,10 +21,10 @@ import export as xport
 import train
 import translate
 from conftest import ROOT, TINY, make_dataroot, make_G, make_pairs, randomized, run_script
-from engine import checkpoint
+from engine import checkpoint, run_folder
 from engine.training import TrainLoop
 from options.options import TrainOptions
-from util import run_folder, util
+from util import util
 from util.util import WriteFailed, atomic_write
 
 ENOSPC = os.strerror(errno.ENOSPC)  # "No space left on device"

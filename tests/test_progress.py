@@ -17,8 +17,8 @@ import pytest
 
 from conftest import ROOT, TINY, make_dataroot, run_script
 from engine.training import TrainLoop
-from util import progress
-from util.progress import ProgressReport, hms
+from reporting import progress
+from reporting.progress import ProgressReport, hms
 
 
 class Clock:

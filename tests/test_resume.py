@@ -14,7 +14,7 @@ import torch
 import train
 from conftest import ROOT, TINY, make_dataroot
 from engine import checkpoint
-from util.run_folder import RunLock
+from engine.run_folder import RunLock
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import numpy as np
 
 import train
 from conftest import TINY
-from util import run_log
-from util.run_folder import trim_logs
+from engine.run_folder import trim_logs
+from reporting import run_log
 
 
 def records_of(path) -> list[tuple]:

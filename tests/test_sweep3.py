@@ -123,7 +123,7 @@ def test_empty_metrics_scores_nothing_without_a_wrong_warning(tiny_data, tmp_pat
 def test_ctrl_c_during_validation_stops_at_once_and_resume_validates_again(tmp_path, monkeypatch):
     import signal
 
-    from util.metrics import MetricSuite
+    from metrics import MetricSuite
 
     data = make_dataroot(tmp_path / "d", train=3, val=6)
     args = train_args(data, tmp_path, "v") + ["--n_epochs", "1", "--n_epochs_decay", "0", "--val_phase", "val"]

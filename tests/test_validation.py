@@ -9,7 +9,7 @@ import torch
 import train
 from conftest import TINY, make_pairs, run_script
 from engine import checkpoint
-from util.plots import read_loss_log
+from reporting.plots import read_loss_log
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from PIL import Image
 
 from browser_check import free_port, stop, wait_for_port
 from conftest import run_script
-from util import run_log
+from reporting import run_log
 
 TINY = [
     *("--ngf", "4", "--ndf", "4", "--netG", "unet_256", "--num_downs", "5"),

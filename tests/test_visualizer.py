@@ -11,10 +11,10 @@ import torch
 import train
 from browser_check import free_port
 from conftest import TINY, visualizer
-from util import plots, run_log
-from util.sinks import PageSink, TensorBoardSink, TextSink, WandbSink
-from util.visdom_sink import VisdomSink
-from util.visualizer import Visualizer
+from reporting import plots, run_log
+from reporting.sinks import PageSink, TensorBoardSink, TextSink, WandbSink
+from reporting.visdom_sink import VisdomSink
+from reporting.visualizer import Visualizer
 
 
 def test_no_visdom_server_warns_once_and_goes_on(tmp_path, caplog):
@@ -211,10 +211,10 @@ class FakeWandbRun:
 
 
 def all_sinks(tmp_path, monkeypatch) -> tuple[Visualizer, FakeWandbRun]:
-    import util.visualizer
+    import reporting.visualizer
 
     run = FakeWandbRun()
-    monkeypatch.setattr(util.visualizer, "start_wandb", lambda *a, **k: run)
+    monkeypatch.setattr(reporting.visualizer, "start_wandb", lambda *a, **k: run)
     vis = Visualizer(
         str(tmp_path),
         "run",

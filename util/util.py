@@ -77,7 +77,7 @@ before_replace_hook: Callable[[str], None] | None = None
 NAME_MAX = 255  # bytes in a file name (ext4, XFS, btrfs, APFS, NTFS in UTF-16 units)
 # A temp file is <name>.<8 random characters>.tmp beside its file, <name> cut to this many bytes: the temp name
 # then fits NAME_MAX whatever the file's name, even where it is smaller (eCryptfs: 143). Run folders' file names
-# are shorter, so util/run_folder.py recognises their temp files by the name.
+# are shorter, so engine/run_folder.py recognises their temp files by the name.
 TEMP_PREFIX_BYTES = 100
 
 

@@ -1,6 +1,6 @@
 """Where training feedback goes: one small class per destination, all with the methods of Sink. The Visualizer
-(util/visualizer.py) hands every call to the sinks a run has enabled: TextSink always (loss_log.txt and
-losses.jsonl), PageSink unless --no_html (web/index.html), VisdomSink (util/visdom_sink.py) with --display_id > 0,
+(reporting/visualizer.py) hands every call to the sinks a run has enabled: TextSink always (loss_log.txt and
+losses.jsonl), PageSink unless --no_html (web/index.html), VisdomSink (reporting/visdom_sink.py) with --display_id > 0,
 TensorBoardSink with --logger tensorboard, WandbSink with --logger wandb."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from util import run_log
-from util.html import HTML
-from util.plots import plot_training, plotted_metrics
+from reporting import run_log
+from reporting.html import HTML
+from reporting.plots import plot_training, plotted_metrics
 from util.util import append_text, save_image, write_text
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Sink:
 class TextSink(Sink):
     """loss_log.txt, the reference's text log (a header at each start, a line per print), and losses.jsonl, the
     same losses and the validation scores for machines: a record a line, of kind "loss" or "validation"
-    (util/run_log.py). Both are appended to, never written over. clock: the records' wall-clock timestamps."""
+    (reporting/run_log.py). Both are appended to, never written over. clock: the records' wall-clock timestamps."""
 
     def __init__(self, run_dir: str, clock: Callable[[], float] = time.time) -> None:
         self.log_name = os.path.join(run_dir, LOSS_LOG)

@@ -1,4 +1,4 @@
-"""Training feedback, fanned out to sinks (util/sinks.py): loss_log.txt and losses.jsonl, the training HTML page,
+"""Training feedback, fanned out to sinks (reporting/sinks.py): loss_log.txt and losses.jsonl, the training HTML page,
 live visdom plots when a server answers, and the optional loggers (--logger tensorboard | wandb)."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 import torch
 
+from reporting.sinks import LOGGERS, LossStep, PageSink, Sink, TensorBoardSink, TextSink, WandbSink, start_wandb
+from reporting.visdom_sink import VisdomSink
 from util.config import Config, OptionError, arg, need
-from util.sinks import LOGGERS, LossStep, PageSink, Sink, TensorBoardSink, TextSink, WandbSink, start_wandb
 from util.util import tensor2im
-from util.visdom_sink import VisdomSink
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import os
 import re
 import stat
 
-from util import run_log
+from reporting import run_log
 from util.util import atomic_write
 
 log = logging.getLogger("train")

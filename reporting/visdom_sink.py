@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from util.plots import plotted_metrics
-from util.sinks import Sink
+from reporting.plots import plotted_metrics
+from reporting.sinks import Sink
 
 log = logging.getLogger(__name__)
 VISDOM_INSTALL_HINT = "bash scripts/install_visdom.sh"

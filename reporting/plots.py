@@ -1,4 +1,4 @@
-"""The training page's plot: loss curves from losses.jsonl (util/run_log.py) and validation metrics from
+"""The training page's plot: loss curves from losses.jsonl (reporting/run_log.py) and validation metrics from
 val_log.jsonl. A run from before losses.jsonl has only loss_log.txt: its lines are read instead, if the file is
 small (LEGACY_LOG_MAX_BYTES)."""
 
@@ -9,8 +9,8 @@ import math
 import os
 import re
 
-from util import run_log
-from util.metrics import HIGHER_IS_BETTER
+from metrics import HIGHER_IS_BETTER
+from reporting import run_log
 from util.util import atomic_write
 
 _LINE = re.compile(r"\(epoch: (\d+), iters: (\d+), total_iters: (\d+),.*?\) (.*)$")
