@@ -294,8 +294,8 @@ def metadata(t: ImageTranslator, ckpt: GeneratorCheckpoint, module: Exported, ev
         "generator": dataclasses.asdict(g),
         # The data's units: real_A = (A - MIN_A) / (MAX_A - MIN_A) * 2 - 1 (clipped), B = (fake_B + 1) / 2 *
         # (MAX_B - MIN_B) + MIN_B; "" is the value type's range (0,255 for 8-bit, 0,65535 for 16-bit images).
-        "range_A": t.values.range_A,
-        "range_B": t.values.range_B,
+        "range_A": str(t.values.range_A),
+        "range_B": str(t.values.range_B),
         "output_dtype": t.output_dtype,
         "torch": torch.__version__,
     }

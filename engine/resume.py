@@ -147,10 +147,12 @@ def restore(start: Start, model, validator, device: torch.device) -> None:
 
 
 def _load_for_resume(path: str, loader) -> dict:
+    """The checkpoint, its options complete by config key (those of the scripts' own groups too)."""
     try:
-        return loader(path)
+        state = loader(path)
     except CheckpointError as e:
         raise CheckpointError(f"--continue_train: {e}") from e
+    return {**state, "options": TrainOptions.from_dict(state["options"]).to_dict()}
 
 
 # Options of this process only, never taken from the checkpoint: how to resume and where to run.

@@ -11,7 +11,7 @@ import train
 from conftest import ROOT, TINY, run_script
 from engine import checkpoint
 from models import create_model
-from options.options import parse
+from options.options import TrainOptions, parse
 
 # The options exactly as the format-1 code (before option groups) saved them in latest.pth: one flat dict.
 FORMAT1_OPTIONS = json.load(open(os.path.join(ROOT, "tests", "data", "format1_options.json")))
@@ -52,8 +52,9 @@ def test_format1_files_migrate_resume_and_test(tiny_data, tmp_path):
     write_format1_run(run_dir, tiny_data)
     state = checkpoint.load(os.path.join(run_dir, "latest.pth"))
     assert state["format"] == checkpoint.FORMAT and state["kind"] == "latest"
-    opts = state["options"]
-    assert opts["generator"]["ngf"] == 2 and opts["run"]["seed"] == 3 and opts["optim"]["ema_decay"] == 0.9
+    opts = state["options"]  # the configs of models/ and data/ regrouped; the scripts' own, by options/
+    assert opts["generator"]["ngf"] == 2 and opts["optim"]["ema_decay"] == 0.9
+    assert TrainOptions.from_dict(opts).run.seed == 3
     snap = checkpoint.load(os.path.join(run_dir, "1_net_G.pth"))
     assert snap["kind"] == "generator" and snap["options"]["generator"]["num_downs"] == 5
     # Resumed as a new-format run: epoch 2 trains, and the files written are today's format.
@@ -133,8 +134,8 @@ def test_best_is_chosen_by_scoring_the_generator_it_serves(tmp_path):
         for p in model.netG.parameters():
             p.zero_()
     saver = checkpoint.Saver(str(tmp_path), opt.to_dict(), save_by_iter=False, keep_last=0)
-    val = split_validation(opt, None)
-    validator = Validator(opt.config("metrics"), opt.seed, val, torch.device("cpu"), saver)
+    _, val = split_validation(opt.metrics, opt.data, opt.preprocess, opt.generator, opt.values, 3, None)
+    validator = Validator(opt.metrics, 3, val, torch.device("cpu"), saver)
     scores = validator(model, 1, 1)
     served = checkpoint.load_generator(str(tmp_path / "best_net_G.pth"), prefer_ema=True)
     assert served.ema

@@ -13,7 +13,9 @@ from conftest import TINY, aligned, make_dataroot, make_pairs, prep
 from data.device_preprocess import DevicePreprocess, collate_raw
 from data.transforms import Augment
 from engine import checkpoint
+from options import rules
 from options.options import parse
+from util.config import OptionError
 
 
 def smooth_pairs(folder, n, w, h, seed=0):
@@ -98,8 +100,8 @@ def test_images_of_different_sizes_are_resized_one_by_one(tmp_path):
 
 
 def test_lanczos_is_refused_with_the_flag():
-    with pytest.raises(SystemExit):
-        parse(True, ["--device_preprocess", "--filter_A", "lanczos"])
+    with pytest.raises(OptionError, match="--device_preprocess: --filter_A lanczos has no torch kernel"):
+        rules.check(parse(True, ["--device_preprocess", "--filter_A", "lanczos"]))
 
 
 def run_args(data, ck, name):

@@ -25,10 +25,10 @@ SIZES = ((1, 64, 64), (2, 96, 64))  # (N, H, W): multiples of 32, the tiny U-Net
 def write_run(root, name: str, seed: int, **generator) -> str:
     """root/name/latest.pth holding netG and an EMA of it (other weights): ngf 4, a U-Net of 5 levels unless
     generator says otherwise."""
-    if TrainOptions(**generator).is_unet:
+    if TrainOptions.from_flat(generator).generator.is_unet:
         generator.setdefault("num_downs", 5)
-    o = TrainOptions(ngf=4, **generator)
-    nets = [randomized(make_G(**dataclasses.asdict(o.config("generator"))), seed + k) for k in (0, 100)]
+    o = TrainOptions.from_flat({"ngf": 4, **generator})
+    nets = [randomized(make_G(**dataclasses.asdict(o.generator)), seed + k) for k in (0, 100)]
     model = {"netG": nets[0].state_dict(), "netG_ema": nets[1].state_dict()}
     path = root / name / "latest.pth"
     path.parent.mkdir(parents=True)
@@ -213,7 +213,7 @@ def test_onnx_train_mode_keeps_dropout():
 
 # ---- the export copy of the network ---------------------------------------------------------------------------
 def test_export_copy_computes_train_mode_without_touching_the_network():
-    o = TrainOptions(ngf=4, num_downs=5, no_dropout=True, spectral_norm="G").config("generator")
+    o = TrainOptions.from_flat(dict(ngf=4, num_downs=5, no_dropout=True, spectral_norm="G")).generator
     net = randomized(make_G(**dataclasses.asdict(o)), 7)
     before = copy.deepcopy(net.state_dict())
     module = export.export_module(net, residual=False, eval=False, sampled_dropout=True)

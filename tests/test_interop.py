@@ -100,7 +100,7 @@ class RefResnet(nn.Module):
 
 def options(**generator):
     """The GeneratorConfig of TrainOptions with ngf 4 and the given flags."""
-    return TrainOptions(ngf=4, **generator).config("generator")
+    return TrainOptions.from_flat({"ngf": 4, **generator}).generator
 
 
 def ours(g, state: dict, reference: bool = True):
@@ -162,7 +162,7 @@ def test_files_from_before_pytorch_0_4_load_as_the_reference_loads_them():
 )
 def test_a_file_that_does_not_fit_the_flags_names_the_flags_to_try(flags, hint):
     state = randomized(RefUnet(3, 3, 8, 4, "batch")).state_dict()
-    o = TrainOptions(**{"ngf": 4, **flags}).config("generator")
+    o = TrainOptions.from_flat({"ngf": 4, **flags}).generator
     with pytest.raises(WeightsMismatch) as e:
         ours(o, state)
     msg = str(e.value)
@@ -199,7 +199,7 @@ def test_test_py_gives_the_same_images_from_a_reference_file_and_from_a_run_of_t
     own = make_G(init=False, ngf=4)
     own.load_state_dict(ref.state_dict())
     snap = {"format": checkpoint.FORMAT, "kind": "generator", "netG": own.state_dict(), "epoch": 3, "total_iters": 9}
-    snap["options"] = TrainOptions(ngf=4, load_size=32, crop_size=32, dataroot=data).to_dict()
+    snap["options"] = TrainOptions.from_flat(dict(ngf=4, load_size=32, crop_size=32, dataroot=data)).to_dict()
     torch.save(snap, own_dir / "3_net_G.pth")
     common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--results_dir", str(tmp_path / "res")]
     common += ["--num_threads", "0", "--preprocess", "none"]
@@ -222,13 +222,13 @@ def test_test_py_gives_the_same_images_from_a_reference_file_and_from_a_run_of_t
 def test_init_from_a_reference_generator_and_its_discriminator(tmp_path):
     from models import create_model
 
-    opt = TrainOptions(ngf=4, ndf=4, crop_size=32, load_size=32, num_downs=5)
+    opt = TrainOptions.from_flat(dict(ngf=4, ndf=4, crop_size=32, load_size=32, num_downs=5))
     model = create_model(opt.model_config(), torch.device("cpu"))
     G_state = randomized(RefUnet(3, 3, 5, 4, "batch"), seed=1).state_dict()
     D = randomized(type(model.netD)(6, ndf=4, n_layers=3, norm="batch"), seed=2)
     torch.save(G_state, tmp_path / "7_net_G.pth")
     torch.save(D.state_dict(), tmp_path / "7_net_D.pth")
-    resume.init_from(model, str(tmp_path / "7_net_G.pth"), opt.config("generator"))
+    resume.init_from(model, str(tmp_path / "7_net_G.pth"), opt.generator)
     for k, v in G_state.items():
         assert torch.equal(model.netG.state_dict()[k], v), k
     for k, v in D.state_dict().items():
@@ -239,8 +239,8 @@ def test_init_from_a_reference_generator_and_its_discriminator(tmp_path):
 @pytest.fixture
 def run_file(tmp_path):
     """A generator snapshot of this project: unet with 5 levels, ngf 4, residual, BtoA."""
-    o = TrainOptions(ngf=4, num_downs=5, residual=True, direction="BtoA")
-    net = randomized(make_G(**dataclasses.asdict(o.config("generator"))))
+    o = TrainOptions.from_flat(dict(ngf=4, num_downs=5, residual=True, direction="BtoA"))
+    net = randomized(make_G(**dataclasses.asdict(o.generator)))
     path = tmp_path / "run" / "latest_net_G.pth"
     path.parent.mkdir()
     snap = {"format": checkpoint.FORMAT, "kind": "generator", "netG": net.state_dict(), "options": o.to_dict()}

@@ -202,10 +202,11 @@ def test_a_registered_generator_is_built_and_accepted_as_netG(tiny_registered):
     assert net(torch.randn(1, 2, 5, 7)).shape == (1, 1, 5, 7)
     # The flag's choices are read when used: --netG tiny parses, --help lists it, its size rule is the spec's.
     opt = parse(True, ["--netG", "tiny", "--preprocess", "none", "--crop_size", "100"])
-    assert (opt.netG, opt.is_unet, opt.size_multiple, opt.config("generator").describe()) == ("tiny", False, 1, "tiny")
+    g = opt.generator
+    assert (g.netG, g.is_unet, g.size_multiple, g.describe()) == ("tiny", False, 1, "tiny")
     assert "resnet_9blocks,tiny}" in build_parser(True).format_help()
     with pytest.raises(OptionError, match="--upsample bilinear: applies to U-Net generators only, not --netG tiny"):
-        dataclasses.replace(opt, upsample="bilinear").check_fields()
+        opt.replace(upsample="bilinear").check_fields()
     with pytest.raises(ValueError, match="'tiny' is already registered"):
         register_generator("tiny", size_multiple=1)(tiny_registered)
 

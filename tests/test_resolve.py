@@ -13,6 +13,7 @@ import translate
 from conftest import make_pairs
 from engine.checkpoint import Progress, Saver, rng_state
 from models import create_model
+from options import rules
 from options.options import TrainOptions
 
 # (netG and the flags that set its depth, crop, load): the README's 512 run, the r128 run and the default.
@@ -37,8 +38,11 @@ def run(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(netG)
     data = root / "data"
     make_pairs(str(data / "test"), 1, w=crop, h=crop)
-    opt = TrainOptions(ngf=4, ndf=4, dataroot=str(data), crop_size=crop, load_size=load, seed=1, **flag_values(flags))
-    opt.validate()
+    opt = TrainOptions.from_flat(
+        dict(ngf=4, ndf=4, dataroot=str(data), crop_size=crop, load_size=load, seed=1, **flag_values(flags))
+    )
+    opt.check_fields()
+    rules.check(opt)
     torch.manual_seed(0)
     model = create_model(opt.model_config(), torch.device("cpu"))
     run_dir = root / "ck" / "r"
