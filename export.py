@@ -117,5 +117,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def command() -> NoReturn:
+    """export.py's entry, and the console command pix2pix-export that pip install gives."""
     cli.run("export", main)
+
+
+if __name__ == "__main__":
+    command()

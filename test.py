@@ -306,5 +306,10 @@ def write_test_page(
     return page.save(new=True)
 
 
-if __name__ == "__main__":
+def command() -> NoReturn:
+    """test.py's entry, and the console command pix2pix-test that pip install gives."""
     cli.run("test", main, "interrupted: stopped at once")  # a second Ctrl-C, or one before translating started
+
+
+if __name__ == "__main__":
+    command()

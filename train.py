@@ -186,6 +186,11 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
         vis.close()  # every sink: the text logs, the page, visdom, TensorBoard, W&B
 
 
-if __name__ == "__main__":
+def command() -> NoReturn:
+    """train.py's entry, and the console command pix2pix-train that pip install gives."""
     twice = {InterruptedTwice: "interrupted twice: stopped at once, without saving"}
     cli.run("train", main, STARTUP_INTERRUPT.removeprefix("train.py: "), twice)  # Ctrl-C before training started
+
+
+if __name__ == "__main__":
+    command()

@@ -252,5 +252,10 @@ def translate_all(t: ImageTranslator, opt: TranslateOptions, paths: list[str], t
     return 0
 
 
-if __name__ == "__main__":
+def command() -> NoReturn:
+    """translate.py's entry, and the console command pix2pix-translate that pip install gives."""
     cli.run("translate", main)
+
+
+if __name__ == "__main__":
+    command()
