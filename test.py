@@ -18,11 +18,9 @@ from data import EpochSampler, create_dataloader, create_dataset
 from data.image_io import data_error
 from engine import cli
 from engine.inference import ImageTranslator
-from engine.training import StopFlag
 from metrics import HIGHER_IS_BETTER, MetricSuite
 from options.options import TestOptions, given_flags, parse, save_options
 from reporting.html import HTML
-from reporting.progress import ProgressReport
 from util.util import (
     NAME_MAX,
     WriteFailed,
@@ -65,19 +63,11 @@ def translate_all(
 ) -> tuple[list[Row], bool]:
     """Translate every batch (of one image) under its own name; (rows, whether Ctrl-C stopped it early)."""
     rows: list[Row] = []
-    stop = StopFlag("finishing this image, then the page for the images done")
-    stop.install()
-    report = ProgressReport(len(names), 0, 1, opt.basic.progress_every, "test", log, what="images")
-    try:
-        for stem, batch in zip(names, loader, strict=False):
+    on_stop = "finishing this image, then the page for the images done"
+    with cli.ImageLoop(len(names), opt.basic.progress_every, "test", on_stop, log) as loop:
+        for stem, batch in loop.each(zip(names, loader, strict=False)):
             rows.append(translate_one(opt, translate, batch, stem, img_dir, scoring))
-            report.update(1)
-            if stop.signum is not None:
-                break
-    finally:
-        report.close()
-        stop.uninstall()
-    return rows, stop.signum is not None
+    return rows, loop.stopped
 
 
 def translate_one(

@@ -25,9 +25,7 @@ from data.image_folder import is_image_file, make_dataset
 from data.image_io import TILE_MAX_PIXELS, BadImageError, scan
 from engine import cli
 from engine.inference import ImageTranslator
-from engine.training import StopFlag
 from options.options import TranslateOptions, given_flags, parse
-from reporting.progress import ProgressReport
 from util.util import NAME_MAX, WriteFailed, atomic_write, is_inside, setup_logging, unique_names
 
 log = logging.getLogger("translate")
@@ -223,27 +221,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def translate_all(t: ImageTranslator, opt: TranslateOptions, paths: list[str], todo: list, names: dict, failed: dict):
     """Every batch of todo, until a write fails for the system's reason or a SIGINT/SIGTERM asks to stop (the
     batch being written is finished, so no temp file is left); the exit status."""
-    report = ProgressReport(sum(map(len, todo)), 0, 1, opt.basic.progress_every, "translate", log, what="images")
-    stop = StopFlag("finishing this batch, then stopping")
-    stop.install()
+    out = opt.translate.out
+    loop = cli.ImageLoop(
+        sum(map(len, todo)), opt.basic.progress_every, "translate", "finishing this batch, then stopping", log
+    )
     try:
-        for batch in todo:
-            failed.update(translate_batch(t, opt, batch, names))
-            report.update(len(batch))
-            if stop.signum is not None:
-                break
+        with loop:
+            for batch in loop.each(todo, len):
+                failed.update(translate_batch(t, opt, batch, names))
     except WriteFailed as e:
-        done = sum(
-            os.path.lexists(os.path.join(opt.translate.out, names[p])) for p in paths
-        )  # none existed at the start
-        log.error("%s; stopped: %d of %d images written to %s", e, done, len(paths), opt.translate.out)
+        done = sum(os.path.lexists(os.path.join(out, names[p])) for p in paths)  # none existed at the start
+        log.error("%s; stopped: %d of %d images written to %s", e, done, len(paths), out)
         return 1
-    finally:
-        report.close()
-        stop.uninstall()
-    done = sum(os.path.lexists(os.path.join(opt.translate.out, names[p])) for p in paths)
-    log.info("%d of %d images written to %s", done, len(paths), opt.translate.out)
-    if stop.signum is not None:
+    done = sum(os.path.lexists(os.path.join(out, names[p])) for p in paths)
+    log.info("%d of %d images written to %s", done, len(paths), out)
+    if loop.stopped:
         log.warning("interrupted: %d of %d images written", done, len(paths))
         return 130
     if failed:

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NoReturn, TypeVar
 
 import torch
 
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint
 from engine.inference import ImageTranslator
 from engine.resolve import resolve_checkpoint
+from engine.training import StopFlag
 from models import WeightsMismatch
+from reporting.progress import ProgressReport
 from util.config import OptionError
 from util.distributed import DeviceIds, device_ids
 from util.util import printable
 
 USAGE, RUNTIME, INTERRUPTED = 2, 1, 130
+T = TypeVar("T")
 
 
 def fail(script: str, msg: str) -> NoReturn:
@@ -80,3 +83,34 @@ def load_translator_for(
     except WeightsMismatch as e:
         fail(opt.script, f"{ckpt.path}: {e}")
     return opt, ckpt, tag, t
+
+
+class ImageLoop:
+    """test.py's and translate.py's loop over images: a progress bar (or plain lines, every progress_every
+    seconds), and a clean stop: SIGINT/SIGTERM lets the item in hand finish, then the loop ends (stopped is set)
+    and the script writes what it has. A second signal stops at once."""
+
+    def __init__(self, total: int, progress_every: float, desc: str, on_stop: str, log: logging.Logger) -> None:
+        self.total, self.every, self.desc, self.log = total, progress_every, desc, log
+        self.stop = StopFlag(on_stop)
+
+    def __enter__(self) -> ImageLoop:
+        self.report = ProgressReport(self.total, 0, 1, self.every, self.desc, self.log, what="images")
+        self.stop.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.report.close()
+        self.stop.uninstall()
+
+    def each(self, items: Iterable[T], images: Callable[[T], int] = lambda _: 1) -> Iterator[T]:
+        """The items, each counted as images(item) images once handled, until a signal asks to stop."""
+        for item in items:
+            yield item
+            self.report.update(images(item))
+            if self.stopped:
+                return
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop.signum is not None
