@@ -126,3 +126,29 @@ def test_export_py_accepts_the_run_s_flags_and_warns_on_others(run, caplog):
         assert warned == (["--ngf 16 ignored: the checkpoint was trained with 4"] if name == "other" else [])
         g = load_safetensors(str(out)).generator
         assert (g.netG, g.ngf, g.size_multiple) == (run["netG"], 4, {64: 64, 256: 256, 512: 512}[run["crop"]])
+
+
+def test_each_rule_and_check_runs_once_on_a_fresh_training_run(tiny_data, tmp_path, monkeypatch):
+    """parse() checks each config on its own, the resolve step the rules across configs, each once: the folder
+    test of --dataroot, the loss config's weights lookup and every rule that applies to train.py run one time."""
+    import train
+    from conftest import TINY
+    from data.config import DataConfig
+    from models.config import LossConfig
+
+    calls: dict[str, int] = {}
+
+    def counted(name, fn):
+        def wrapper(*args):
+            calls[name] = calls.get(name, 0) + 1
+            return fn(*args)
+
+        return wrapper
+
+    applies = {r.__name__ for scripts, _, r in rules.RULES if "train" in scripts}
+    monkeypatch.setattr(rules, "RULES", tuple((s, c, counted(r.__name__, r)) for s, c, r in rules.RULES))
+    monkeypatch.setattr(DataConfig, "check", counted("data", DataConfig.check))
+    monkeypatch.setattr(LossConfig, "check", counted("loss", LossConfig.check))
+    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "r", *TINY, "--no_html"]
+    assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--max_dataset_size", "2"]) == 0
+    assert calls == {"data": 1, "loss": 1, **dict.fromkeys(applies, 1)}
