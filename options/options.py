@@ -307,7 +307,7 @@ def parse(which: bool | type[Options], argv: Sequence[str] | None = None) -> Any
 
 def settle(opt: Options) -> Options:
     """Flags that are another flag's alias, folded into it once: the reference's --use_wandb is --logger wandb
-    (a --logger other than none or wandb beside it is refused by DisplayOptions.check)."""
+    (a --logger other than none or wandb beside it is refused by DisplayConfig.check)."""
     display = getattr(opt, "display", None)
     if display is not None and display.use_wandb and display.logger == "none":
         return opt.replace(logger="wandb")
