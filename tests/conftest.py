@@ -19,8 +19,16 @@ if ROOT not in sys.path:
 
 
 # Tiny networks (ngf 4) and 32-pixel crops: a training step takes milliseconds on the CPU.
-TINY_NET = ["--ngf", "4", "--ndf", "4", "--display_id", "0", "--num_threads", "0", "--seed", "3"]
-TINY = [*TINY_NET, "--netG", "unet_256", "--num_downs", "5", "--load_size", "36", "--crop_size", "32"]
+_NET = ["--ngf", "4", "--ndf", "4", "--num_threads", "0", "--seed", "3"]
+_SIZES = ["--netG", "unet_256", "--num_downs", "5", "--load_size", "36", "--crop_size", "32"]
+TINY_NET = [*_NET, "--display_id", "0"]
+TINY = [*TINY_NET, *_SIZES]
+TINY_DISPLAYED = [*_NET, *_SIZES]  # TINY with the visdom display left at its default (on): the display's tests
+
+
+def train_args(data, ck, name: str = "r", *extra: str) -> list[str]:
+    """train.py's flags for a tiny run (TINY) on data, named name in the checkpoints folder ck, then extra."""
+    return ["--dataroot", str(data), "--checkpoints_dir", str(ck), "--name", name, *TINY, *extra]
 
 
 def gen_opts(**kw):

@@ -13,12 +13,8 @@ import pytest
 from PIL import Image
 
 from browser_check import Chromium, find_chromium, free_port, stop, wait_for_port
-from conftest import ROOT, make_pairs, run_script
+from conftest import ROOT, TINY, make_pairs, run_script
 
-TINY = [
-    *("--ngf", "4", "--ndf", "4", "--netG", "unet_256", "--num_downs", "5"),
-    *("--load_size", "36", "--crop_size", "32", "--num_threads", "0", "--seed", "3"),
-]
 ARTIFACTS = os.path.join(ROOT, "test-artifacts")
 # page name -> its index.html relative to the served folder
 PAGES = {"test": "res/run/test_latest/index.html", "train": "ck/run/web/index.html"}
@@ -57,7 +53,7 @@ def site(tmp_path_factory, browser):
     # One OpenMP thread: tiny networks run fastest so, and two threads on a busy 2-CPU machine take ~1 s a step.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("OMP_NUM_THREADS", "1")
-        train_args = ["--display_id", "0", "--print_freq", "2", "--n_epochs", "1", "--n_epochs_decay", "1"]
+        train_args = ["--print_freq", "2", "--n_epochs", "1", "--n_epochs_decay", "1"]
         train_args += ["--val_split", "0.25"]  # validation scores, so the plot has its second panel
         r = run_script("train.py", *common, *TINY, *train_args)
         assert r.returncode == 0, r.stderr + r.stdout

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, TINY, run_script
+from conftest import ROOT, TINY, run_script, train_args
 from engine import checkpoint
 from models import create_model
 from options.options import TrainOptions, parse
@@ -58,7 +58,7 @@ def test_format1_files_migrate_resume_and_test(tiny_data, tmp_path):
     snap = checkpoint.load(os.path.join(run_dir, "1_net_G.pth"))
     assert snap["kind"] == "generator" and snap["options"]["generator"]["num_downs"] == 5
     # Resumed as a new-format run: epoch 2 trains, and the files written are today's format.
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "old", *TINY]
+    args = train_args(tiny_data, tmp_path / "ck", "old")
     args += ["--ngf", "2", "--ndf", "2", "--n_epochs", "2", "--n_epochs_decay", "0", "--no_html", "--continue_train"]
     assert train.main(args) == 0
     raw = torch.load(os.path.join(run_dir, "latest.pth"), weights_only=True)
@@ -112,7 +112,7 @@ def test_newer_format_and_wrong_kind_are_clear_errors(tmp_path):
 def test_checkpoints_follow_the_umask_like_every_other_output(tiny_data, tmp_path):
     old = os.umask(0o022)
     try:
-        args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "m", *TINY, "--no_html"]
+        args = train_args(tiny_data, tmp_path, "m", "--no_html")
         assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0"]) == 0
     finally:
         os.umask(old)

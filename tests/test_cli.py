@@ -8,24 +8,15 @@ import torch
 from PIL import Image
 
 import train
-from conftest import TINY as TINY_32
-from conftest import TINY_NET, make_pairs, run_script
+from conftest import TINY, TINY_NET, make_pairs, run_script, train_args
 from engine import checkpoint
-
-TINY = TINY_NET
 
 
 def test_train_then_test_writes_pages_and_images(tiny_data, tmp_path):
     ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
     r = run_script(
         "train.py",
-        "--dataroot",
-        tiny_data,
-        "--name",
-        "run",
-        "--checkpoints_dir",
-        ck,
-        *TINY_32,
+        *train_args(tiny_data, ck, "run"),
         "--n_epochs",
         "1",
         "--n_epochs_decay",
@@ -105,7 +96,7 @@ def test_any_size_translates_whole_with_preprocess_none(tmp_path):
         train.main(
             [
                 *args,
-                *TINY,
+                *TINY_NET,
                 "--netG",
                 "unet_256",
                 "--load_size",
@@ -135,7 +126,7 @@ def test_unet_512_at_572_to_512_runs_an_iteration(tiny_data, tmp_path):
         "u512",
         "--checkpoints_dir",
         str(tmp_path),
-        *TINY,
+        *TINY_NET,
         "--netG",
         "unet_512",
         "--load_size",
@@ -161,7 +152,7 @@ def test_resume_is_bit_exact(tiny_data, tmp_path, workers, cache):
         tiny_data,
         "--checkpoints_dir",
         str(tmp_path),
-        *TINY_32,
+        *TINY,
         "--num_threads",
         workers,
         "--n_epochs",
@@ -193,7 +184,7 @@ def test_resume_is_bit_exact(tiny_data, tmp_path, workers, cache):
 
 
 def test_resume_errors(tiny_data, tmp_path, capsys):
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "x", *TINY_32]
+    args = train_args(tiny_data, tmp_path, "x")
     with pytest.raises(SystemExit) as e:
         train.main([*args, "--continue_train"])
     assert e.value.code == 2 and "no checkpoint at" in capsys.readouterr().err
@@ -234,19 +225,13 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 
 def test_batch_larger_than_dataset(tiny_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
-        train.main(["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY_32, "--batch_size", "9"])
+        train.main(["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), *TINY, "--batch_size", "9"])
     assert e.value.code == 2 and "--batch_size 9 is larger than the data set (4 images" in capsys.readouterr().err
 
 
 def test_keep_last_prunes_snapshots(tiny_data, tmp_path):
     args = [
-        "--dataroot",
-        tiny_data,
-        "--checkpoints_dir",
-        str(tmp_path),
-        "--name",
-        "k",
-        *TINY_32,
+        *train_args(tiny_data, tmp_path, "k"),
         "--batch_size",
         "4",
         "--n_epochs",
@@ -285,7 +270,7 @@ def test_single_mode_and_load_iter(tiny_data, tmp_path):
                 "--dataroot",
                 tiny_data,
                 *args,
-                *TINY_32,
+                *TINY,
                 "--save_latest_freq",
                 "2",
                 "--save_by_iter",
@@ -322,13 +307,7 @@ def test_single_mode_and_load_iter(tiny_data, tmp_path):
 
 def test_continue_from_epoch_snapshot(tiny_data, tmp_path, caplog):
     args = [
-        "--dataroot",
-        tiny_data,
-        "--checkpoints_dir",
-        str(tmp_path),
-        "--name",
-        "e",
-        *TINY_32,
+        *train_args(tiny_data, tmp_path, "e"),
         "--batch_size",
         "4",
         "--no_html",
@@ -349,7 +328,7 @@ def test_every_input_gets_its_own_results(tiny_data, tmp_path):
     for rel in ("a.png", "a.jpg", "a_2.png", "sub/a.png", "A.png"):
         make_pairs(str(data / "test" / os.path.dirname(rel)), 1, seed=len(rel))
         os.replace(data / "test" / os.path.dirname(rel) / "img000.png", data / "test" / rel)
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "n", *TINY_32, "--no_html"]
+    args = train_args(tiny_data, tmp_path, "n", "--no_html")
     assert train.main([*args, "--stop_after_iters", "1"]) == 0
     res = ["--checkpoints_dir", str(tmp_path), "--name", "n", "--dataroot", str(data), "--results_dir", str(tmp_path)]
     r = run_script("test.py", *res, "--num_threads", "0")

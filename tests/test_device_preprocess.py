@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import train
-from conftest import TINY, aligned, make_dataroot, make_pairs, prep
+from conftest import aligned, make_dataroot, make_pairs, prep, train_args
 from data.device_preprocess import DevicePreprocess, collate_raw
 from data.transforms import Augment
 from engine import checkpoint
@@ -105,8 +105,8 @@ def test_lanczos_is_refused_with_the_flag():
 
 
 def run_args(data, ck, name):
-    args = ["--dataroot", data, "--checkpoints_dir", str(ck), "--name", name, *TINY, "--n_epochs", "1"]
-    return args + ["--n_epochs_decay", "1", "--no_html", "--device_preprocess", "--batch_size", "2"]
+    args = train_args(data, ck, name, "--n_epochs", "1", "--n_epochs_decay", "1", "--no_html")
+    return args + ["--device_preprocess", "--batch_size", "2"]
 
 
 def test_resume_with_device_preprocessing_is_bit_exact(tmp_path):

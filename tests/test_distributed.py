@@ -1,4 +1,5 @@
-"""torchrun with gloo on the CPU: 2 processes equal 1 process at the same global batch; rank 0 writes."""
+"""torchrun with gloo on the CPU: 2 processes equal 1 process at the same global batch; rank 0 writes; the
+processes leave the group together after a good run."""
 
 import json
 import os
@@ -12,42 +13,16 @@ import pytest
 import torch
 from torch import nn
 
+import train
 from browser_check import free_port
-from conftest import ROOT, make_pairs, run_script
+from conftest import ROOT, TINY, make_pairs, run_script
 from engine import checkpoint
 from models import build_generator
 from models.config import GeneratorConfig
 
-ARGS = [
-    "--ngf",
-    "4",
-    "--ndf",
-    "4",
-    "--netG",
-    "unet_256",
-    "--num_downs",
-    "5",
-    "--load_size",
-    "36",
-    "--crop_size",
-    "32",
-    "--num_threads",
-    "0",
-    "--seed",
-    "3",
-    "--norm",
-    "instance",
-    "--no_dropout",
-    "--display_id",
-    "0",
-    "--no_html",
-    "--n_epochs",
-    "1",
-    "--n_epochs_decay",
-    "1",
-    "--print_freq",
-    "2",
-]
+# The tiny run, instance norm and no dropout: 2 processes then compute what 1 does (no batch statistics, no masks).
+ARGS = [*TINY, "--norm", "instance", "--no_dropout", "--no_html"]
+ARGS += ["--n_epochs", "1", "--n_epochs_decay", "1", "--print_freq", "2"]
 
 
 def torchrun(nproc: int, args: list[str], hooks: list[str] | None = None, timeout: int = 240):
@@ -159,8 +134,6 @@ def test_a_dead_process_ends_the_job(data, tmp_path):
 
 
 def test_accumulation_equals_the_larger_batch(data, tmp_path):
-    import train
-
     common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS]
     assert train.main([*common, "--name", "acc", "--batch_size", "1", "--accum_steps", "2"]) == 0
     assert train.main([*common, "--name", "big", "--batch_size", "2"]) == 0
@@ -217,3 +190,41 @@ def test_ctrl_c_under_torchrun_saves_and_ends_the_job(data, tmp_path):
     assert "interrupted: saved the full state" in out
     state = checkpoint.load(str(tmp_path / "int" / "latest.pth"))
     assert state["total_iters"] >= 4 and state["total_iters"] % 2 == 0  # stopped at a print_freq boundary
+
+
+def test_torchrun_processes_leave_the_group_together_after_a_good_run(monkeypatch):
+    # A process that tears its connections down while rank 0 still saves, or whose DDP wrapper is collected
+    # during the interpreter's shutdown after the group is gone, can abort ("terminate called without an active
+    # exception") after training well. After a normal end: collect, wait for all, then destroy; after an error,
+    # no waiting for a peer that may be gone.
+    from util import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    monkeypatch.setattr(distributed.gc, "collect", lambda: calls.append("collect"))
+    d = distributed.Dist(rank=1, world_size=2)
+    distributed.cleanup(d, together=True)
+    assert calls == ["collect", "barrier", "destroy"]
+    calls.clear()
+    distributed.cleanup(d, together=False)
+    assert calls == ["collect", "destroy"]
+
+
+@pytest.mark.parametrize("ends", ["normally", "in an error"])
+def test_train_leaves_the_group_together_only_after_a_normal_end(ends, tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(train.distributed, "cleanup", lambda d, together: seen.append(together))
+    if ends == "normally":
+        monkeypatch.setattr(train, "train", lambda *a: 0)
+        assert train.main(["--checkpoints_dir", str(tmp_path), "--name", "x", "--display_id", "0"]) == 0
+    else:
+
+        def broken(*a):
+            train.fail("a data problem on this process")
+
+        monkeypatch.setattr(train, "train", broken)
+        with pytest.raises(SystemExit):
+            train.main(["--checkpoints_dir", str(tmp_path), "--name", "x", "--display_id", "0"])
+    assert seen == [ends == "normally"]

@@ -1,5 +1,5 @@
 """export.py: ONNX and TorchScript files that compute what load_translator does (eval and train mode, --residual,
-dynamic sizes), their metadata, safetensors, the default output path and the errors."""
+dynamic sizes), their metadata (the epochs trained included), safetensors, the default output path and the errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import export as xport
-from conftest import make_G, randomized
+import train
+from conftest import make_G, randomized, train_args
 from engine import checkpoint, export
 from engine.inference import load_translator
 from options.options import TrainOptions
@@ -249,6 +250,22 @@ def test_safetensors_round_trip_and_default_out(runs):
     assert xport.main(["--checkpoint", str(src), "--format", "safetensors", "--out", str(no_ema), "--no_ema"]) == 0
     v = load_translator(str(no_ema), device="cpu", eval=True)
     assert not v.checkpoint.ema and (v(x) - t(x)).abs().max() > 0.01
+
+
+def test_export_metadata_counts_the_epochs_trained(tiny_data, tmp_path):
+    import export as export_script
+    from engine.checkpoint import load_generator, load_safetensors
+
+    args = train_args(tiny_data, tmp_path, "one", "--no_html")
+    assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0"]) == 0
+    run = tmp_path / "one"
+    assert load_generator(str(run / "latest.pth"), True).epoch == 1  # latest.pth says "epoch 2 next"
+    assert load_generator(str(run / "1_net_G.pth"), True).epoch == 1
+    out = tmp_path / "one.safetensors"
+    assert (
+        export_script.main(["--checkpoint", str(run / "latest.pth"), "--format", "safetensors", "--out", str(out)]) == 0
+    )
+    assert load_safetensors(str(out)).epoch == 1
 
 
 def test_default_out_is_beside_the_checkpoint(runs, capsys):

@@ -1,6 +1,6 @@
 """Images and the Python API at their edges: every pixel mode read one way (loader, data-set check, API), EXIF
-orientation in the size scan and the decode, the decompression-bomb limit and --tile, inference that never
-changes the model's state, tensors of other dtypes, and crafted .safetensors metadata."""
+orientation in the size scan and the decode, the decompression-bomb limit and --tile (translate.py's too), inference
+that never changes the model's state, tensors of other dtypes, and crafted .safetensors metadata."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import pytest
 import torch
 from PIL import Image, features
 
-from conftest import aligned, make_G, prep, randomized
+import train
+import translate
+from conftest import aligned, make_G, prep, randomized, train_args
 from data.image_io import TILE_MAX_PIXELS, BadImageError, inspect_file, inspect_image, load_image, read_file, scan
 from data.single_dataset import SingleDataset
 from data.transforms import to_tensor
@@ -48,7 +50,7 @@ def state_bytes(net: torch.nn.Module) -> dict[str, bytes]:
 
 
 # ---- item 7: the API reads every mode as the loader does; inference leaves the model's state alone ----------
-# Not "I": 32-bit integer TIFFs are float data since issue 21 (a range is needed; test_scientific.py)
+# Not "I": 32-bit integer TIFFs are float data, which need a range (test_values.py)
 @pytest.mark.parametrize("mode", ["I;16", "L", "RGB", "RGBA", "LA", "P", "CMYK", "1"])
 @pytest.mark.parametrize("input_nc", [1, 3])
 def test_the_api_reads_every_image_mode_as_the_loader_reads_the_file(tmp_path, mode, input_nc):
@@ -262,6 +264,21 @@ def test_images_over_pillows_limit_are_read_with_a_raised_limit_and_refused_othe
     with pytest.raises(BadImageError, match="1920 pixels, over the limit of 1000"):
         load_image(path, 3, max_pixels=1000)
     assert Image.MAX_IMAGE_PIXELS == 500  # Pillow's own limit is left as it was
+
+
+def test_translate_py_reads_images_over_pillow_s_limit_only_with_tile(tiny_data, tmp_path, monkeypatch):
+    args = train_args(tiny_data, tmp_path / "ck", "t", "--no_html")
+    assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--stop_after_iters", "1"]) == 0
+    big = tmp_path / "big.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 96 is over twice this: a "bomb" to Pillow
+    run = ["--checkpoints_dir", str(tmp_path / "ck"), "--name", "t", "--eval", str(big)]
+    assert translate.main([*run, "--out", str(tmp_path / "plain")]) == 1  # refused, naming --tile
+    assert not (tmp_path / "plain" / "big.png").exists()
+    assert translate.main([*run, "--out", str(tmp_path / "tiled"), "--tile", "64", "--overlap", "16"]) == 0
+    assert Image.MAX_IMAGE_PIXELS == 1000  # Pillow's own limit is left as it was
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert Image.open(tmp_path / "tiled" / "big.png").size == (96, 64)
 
 
 # ---- item 13: crafted .safetensors metadata ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ import torch
 from test_visdom_live import logged_losses, visdom_server  # noqa: F401  (a fixture)
 
 from browser_check import free_port
-from conftest import ROOT, TINY, run_script, visualizer
+from conftest import ROOT, TINY_DISPLAYED, run_script, train_args, visualizer
 from engine.training import visualizer_for
 from options.options import parse
 from reporting import run_log, visdom_sink
@@ -178,10 +178,9 @@ def test_train_says_it_at_start_up(tiny_data, tmp_path):
     """The warning comes at start-up, before any loss line (not at the first --display_freq step)."""
     if "check_display()" not in open(os.path.join(ROOT, "train.py")).read():
         pytest.skip("train.py does not call vis.check_display() at start-up yet")
-    no_display = [a for i, a in enumerate(TINY) if a != "--display_id" and TINY[i - 1] != "--display_id"]
     r = run_script(
         "train.py",
-        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", str(tmp_path / "ck"), *no_display),
+        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", str(tmp_path / "ck"), *TINY_DISPLAYED),
         *("--n_epochs", "1", "--n_epochs_decay", "0", "--print_freq", "1", "--display_freq", "1"),
         *("--display_server", "http://127.0.0.1", "--display_port", str(free_port())),
     )
@@ -289,7 +288,7 @@ def wandb_offline(tmp_path, monkeypatch):
 def test_wandb_reference_command_logs_and_resumes(wandb_offline, tiny_data, tmp_path):
     ck = str(tmp_path / "ck")
     args = [
-        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", ck, *TINY),
+        *train_args(tiny_data, ck, "run"),
         *("--n_epochs_decay", "0", "--print_freq", "2", "--display_freq", "2", "--val_phase", "test"),
         *("--use_wandb", "--wandb_project_name", "X"),  # as a command for the reference would have it
     ]

@@ -20,7 +20,7 @@ from PIL import Image
 import export as xport
 import train
 import translate
-from conftest import ROOT, TINY, make_dataroot, make_G, make_pairs, randomized, run_script
+from conftest import ROOT, make_dataroot, make_G, make_pairs, randomized, run_script, train_args
 from engine import checkpoint, run_folder
 from engine.training import TrainLoop
 from options.options import TrainOptions
@@ -114,7 +114,7 @@ def trained(tmp_path_factory):
     """A run trained one step on 2 test pairs: (test.py's arguments without --results_dir, the dataroot)."""
     root = tmp_path_factory.mktemp("trained")
     data = make_dataroot(root / "data", train=2, test=2)
-    args = ["--dataroot", data, "--checkpoints_dir", str(root / "ck"), "--name", "r", *TINY, "--no_html"]
+    args = train_args(data, root / "ck", "r", "--no_html")
     assert train.main([*args, "--stop_after_iters", "1"]) == 0
     return ["--checkpoints_dir", str(root / "ck"), "--name", "r", "--num_threads", "0"], data
 
@@ -265,7 +265,7 @@ def test_the_run_lock_never_follows_a_link(tmp_path, capsys):
     os.symlink(victim, run / ".lock")
     data = make_dataroot(tmp_path / "data", train=2)
     with pytest.raises(SystemExit) as e:  # train.py: one line, exit 2, nothing written through the link
-        train.main(["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *TINY])
+        train.main(train_args(data, tmp_path / "ck", "r"))
     assert e.value.code == 2 and "symbolic link" in capsys.readouterr().err and victim.read_text() == "keep me"
 
 
@@ -346,7 +346,7 @@ def test_full_disk_in_test_py_is_one_line(trained, tmp_path, monkeypatch, capsys
 @pytest.mark.parametrize("what", ["checkpoint", "page"])
 def test_full_disk_in_train_py_is_one_line(tmp_path, monkeypatch, caplog, what):
     data = make_dataroot(tmp_path / "data", train=2)
-    args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *TINY]
+    args = train_args(data, tmp_path / "ck", "r")
     args += ["--stop_after_iters", "2", "--save_latest_freq", "1"]
     args += ["--no_html"] if what == "checkpoint" else ["--display_freq", "1", "--update_html_freq", "1"]
     FullDisk(monkeypatch, tmp_path / "ck").arm(TrainLoop, "run")
@@ -358,7 +358,7 @@ def test_full_disk_in_train_py_is_one_line(tmp_path, monkeypatch, caplog, what):
 
 def test_full_disk_in_train_py_s_text_logs_is_one_line(tmp_path, monkeypatch, caplog):
     data = make_dataroot(tmp_path / "data", train=2)
-    args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *TINY, "--no_html"]
+    args = train_args(data, tmp_path / "ck", "r", "--no_html")
     disk = FullDisk(monkeypatch, tmp_path / "ck")
     disk.arm(TrainLoop, "run")  # loss_log.txt and losses.jsonl: the first writes of the loop (--print_freq 1)
     assert train.main([*args, "--stop_after_iters", "2", "--print_freq", "1", "--save_latest_freq", "100"]) == 1

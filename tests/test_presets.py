@@ -6,7 +6,7 @@ import os
 import pytest
 
 import train
-from conftest import TINY, tiny_data  # noqa: F401  (a fixture)
+from conftest import tiny_data, train_args  # noqa: F401  (a fixture)
 from options.options import TrainOptions, parse
 from options.presets import PRESETS, describe, preset_values
 
@@ -39,7 +39,7 @@ def test_train_py_says_what_the_preset_set_and_saves_it(tiny_data, tmp_path, cap
     caplog.set_level("INFO")
     ck = str(tmp_path / "ck")
     # the tiny run's sizes and network are given, so the preset's own (512) are overridden
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", ck, "--name", "p", *TINY, "--preset", "restore"]
+    args = train_args(tiny_data, ck, "p", "--preset", "restore")
     assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]) == 0
     assert "--preset restore sets " in caplog.text
     saved = json.load(open(os.path.join(ck, "p", "train_opt.json")))["options"]

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import ROOT, TINY, make_dataroot, run_script
+from conftest import ROOT, make_dataroot, run_script, train_args
 from engine.training import TrainLoop
 from reporting import progress
 from reporting.progress import ProgressReport, hms
@@ -98,7 +98,7 @@ def test_the_loss_logs_time_per_image_counts_the_steps_it_timed(clock):
 
 def test_redirected_training_logs_the_run_ahead_and_progress_lines(tmp_path):
     data = make_dataroot(tmp_path / "data", train=3)
-    args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *TINY]
+    args = train_args(data, tmp_path / "ck", "r")
     # 27 iterations: 5 of warm-up, then 20 measured before the estimate, with 2 to go.
     r = run_script("train.py", *args, "--n_epochs", "6", "--n_epochs_decay", "3", "--progress_every", "0.001")
     assert r.returncode == 0, r.stderr
@@ -111,7 +111,7 @@ def test_redirected_training_logs_the_run_ahead_and_progress_lines(tmp_path):
 
 def test_a_terminal_shows_the_whole_run_bar(tmp_path):
     data = make_dataroot(tmp_path / "data", train=3)
-    args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *TINY, "--n_epochs", "2"]
+    args = train_args(data, tmp_path / "ck", "r", "--n_epochs", "2")
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 150, 0, 0))  # a new pty is 0 columns wide
     env = dict(os.environ, OMP_NUM_THREADS="1")

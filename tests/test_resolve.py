@@ -10,7 +10,7 @@ from PIL import Image
 
 import test as test_script
 import translate
-from conftest import make_pairs
+from conftest import make_pairs, train_args
 from engine.checkpoint import Progress, Saver, rng_state
 from models import create_model
 from options import rules
@@ -132,7 +132,6 @@ def test_each_rule_and_check_runs_once_on_a_fresh_training_run(tiny_data, tmp_pa
     """parse() checks each config on its own, the resolve step the rules across configs, each once: the folder
     test of --dataroot, the loss config's weights lookup and every rule that applies to train.py run one time."""
     import train
-    from conftest import TINY
     from data.config import DataConfig
     from models.config import LossConfig
 
@@ -149,6 +148,6 @@ def test_each_rule_and_check_runs_once_on_a_fresh_training_run(tiny_data, tmp_pa
     monkeypatch.setattr(rules, "RULES", tuple((s, c, counted(r.__name__, r)) for s, c, r in rules.RULES))
     monkeypatch.setattr(DataConfig, "check", counted("data", DataConfig.check))
     monkeypatch.setattr(LossConfig, "check", counted("loss", LossConfig.check))
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "r", *TINY, "--no_html"]
+    args = train_args(tiny_data, tmp_path, "r", "--no_html")
     assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--max_dataset_size", "2"]) == 0
     assert calls == {"data": 1, "loss": 1, **dict.fromkeys(applies, 1)}

@@ -1,4 +1,5 @@
-"""Resume at every position of a run, epoch ends included; epoch-end work redone after a kill; one run per folder."""
+"""Resume: at every position of a run, epoch ends included; epoch-end work redone after a kill; one run per folder;
+on other data (--new_data); --continue_train alone; --init_from another architecture refused."""
 
 import glob
 import json
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 import train
-from conftest import ROOT, TINY, make_dataroot
+from conftest import ROOT, TINY, make_dataroot, train_args
 from engine import checkpoint
 from engine.run_folder import RunLock
 
@@ -23,9 +24,16 @@ def data3(tmp_path):
     return make_dataroot(tmp_path / "data", train=3, val=1)
 
 
+@pytest.fixture
+def two_sets(tmp_path):
+    """Two data folders: a (4 training pairs) and b (6 other pairs)."""
+    return make_dataroot(tmp_path / "a", train=4), make_dataroot(tmp_path / "b", test=1, train=6)
+
+
 def run_args(data, ck, name):
-    args = ["--dataroot", data, "--checkpoints_dir", str(ck), "--name", name, *TINY, "--n_epochs", "1"]
-    return args + ["--n_epochs_decay", "1", "--print_freq", "1", "--val_phase", "val", "--save_epoch_freq", "1"]
+    """2 epochs of 3 steps, a line of the loss log each step, a snapshot and a validation pass each epoch."""
+    schedule = ["--n_epochs", "1", "--n_epochs_decay", "1", "--print_freq", "1", "--save_epoch_freq", "1"]
+    return train_args(data, ck, name, *schedule, "--val_phase", "val")
 
 
 def assert_same_run(ref_dir, run_dir):
@@ -85,7 +93,7 @@ def test_kill_at_the_epoch_end_is_redone_on_resume(data3, tmp_path):
 
 
 def test_one_run_per_run_folder(tiny_data, tmp_path, capsys):
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "busy", *TINY, "--no_html"]
+    args = train_args(tiny_data, tmp_path, "busy", "--no_html")
     os.makedirs(tmp_path / "busy")
     held = RunLock(str(tmp_path / "busy"))  # another live process would hold it so
     try:
@@ -100,7 +108,7 @@ def test_one_run_per_run_folder(tiny_data, tmp_path, capsys):
 
 
 def test_extended_run_trains_at_the_schedule_rate_and_records_what_it_used(tiny_data, tmp_path, caplog):
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "x", *TINY, "--no_html"]
+    args = train_args(tiny_data, tmp_path, "x", "--no_html")
     assert train.main([*args, "--n_epochs", "2", "--n_epochs_decay", "0"]) == 0  # finished: lr now 0
     assert checkpoint.load(str(tmp_path / "x" / "latest.pth"))["model"]["optimizer_G"]["param_groups"][0]["lr"] == 0
     more = [*args, "--n_epochs", "4", "--n_epochs_decay", "0", "--continue_train", "--lr", "0.001"]
@@ -109,3 +117,65 @@ def test_extended_run_trains_at_the_schedule_rate_and_records_what_it_used(tiny_
     assert state["epoch"] == 3 and state["model"]["optimizer_G"]["param_groups"][0]["lr"] == pytest.approx(2e-4)
     assert "--lr 0.001 ignored: resuming with the checkpoint's 0.0002" in caplog.text
     assert json.load(open(tmp_path / "x" / "train_opt.json"))["options"]["lr"] == 0.0002
+
+
+def test_resume_on_other_data_is_refused_unless_asked_and_never_miscounts(two_sets, tmp_path, capsys, caplog):
+    a, b = two_sets
+    epochs = ["--n_epochs", "2", "--n_epochs_decay", "0"]
+    assert train.main([*train_args(a, tmp_path / "ck", "r", "--no_html"), *epochs, "--stop_after_iters", "2"]) == 0
+    with pytest.raises(SystemExit) as e:
+        train.main([*train_args(b, tmp_path / "ck", "r", "--no_html"), *epochs, "--continue_train"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "trained on other data" in err and "--dataroot" in err and "--new_data" in err
+    # Left out, the data flags are the checkpoint's: the run ends where it would have (2 epochs of 4 images).
+    no_data = [x for x in train_args(a, tmp_path / "ck", "r", "--no_html") if x not in ("--dataroot", a)]
+    caplog.clear()
+    assert train.main([*no_data, *epochs, "--continue_train"]) == 0
+    state = checkpoint.load(str(tmp_path / "ck" / "r" / "latest.pth"))
+    assert (state["epoch"], state["total_iters"]) == (3, 8) and state["options"]["data"]["dataroot"] == a
+
+
+def test_new_data_restarts_the_interrupted_epoch_and_is_recorded(two_sets, tmp_path, caplog):
+    a, b = two_sets
+    epochs = ["--n_epochs", "1", "--n_epochs_decay", "0"]
+    assert train.main([*train_args(a, tmp_path / "ck", "r", "--no_html"), *epochs, "--stop_after_iters", "3"]) == 0
+    assert (
+        train.main([*train_args(b, tmp_path / "ck", "r", "--no_html"), *epochs, "--continue_train", "--new_data"]) == 0
+    )
+    state = checkpoint.load(str(tmp_path / "ck" / "r" / "latest.pth"))
+    # Epoch 1 is trained whole on b's 6 images after the 3 steps on a: not counted done after 3 of b's.
+    assert (state["epoch"], state["total_iters"]) == (2, 3 + 6)
+    record = json.load(open(tmp_path / "ck" / "r" / "train_opt.json"))
+    assert record["data_changes"]["dataroot"] == {"checkpoint": a, "now": b}
+    assert "--continue_train with other data: --dataroot" in caplog.text
+    assert "epoch 1 restarts from its first iteration on the new data" in caplog.text
+
+
+def test_init_from_another_architecture_is_an_error_naming_it(tmp_path, capsys):
+    data = make_dataroot(tmp_path / "d", train=2)
+    flags = ["--n_epochs", "1", "--n_epochs_decay", "0", "--stop_after_iters", "1"]
+    base = [x for x in TINY if x not in ("--num_downs", "5")]
+    src = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), "--name", "res", *base, "--no_html"]
+    assert train.main([*src, "--netG", "resnet_6blocks", *flags]) == 0
+    new = train_args(data, tmp_path, "u", "--no_html", *flags)
+    with pytest.raises(SystemExit) as e:
+        train.main([*new, "--init_from", str(tmp_path / "res" / "latest.pth")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--init_from" in err and "only 0 of the generator's" in err and "at least 50% must" in err
+    assert "the file's generator has --netG resnet_6blocks" in err and "this run --netG unet_256" in err
+    assert not os.path.exists(tmp_path / "u" / "latest.pth")  # nothing trained from scratch in its name
+
+
+def test_continue_train_alone_resumes_with_the_run_s_networks_and_sizes(tmp_path):
+    data = make_dataroot(tmp_path / "d", train=2)
+    run = ["--checkpoints_dir", str(tmp_path / "ck"), "--name", "deep", "--display_id", "0", "--num_threads", "0"]
+    first = ["--dataroot", data, "--ngf", "4", "--ndf", "4", "--netG", "unet_128", "--num_downs", "6"]
+    first += ["--crop_size", "64", "--load_size", "72", "--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]
+    assert train.main([*run, *first, "--stop_after_iters", "1"]) == 0
+    # Nothing repeated but the run's name; a repeated size alone is checked against the run's depth, not unet_256's.
+    assert train.main([*run, "--continue_train", "--crop_size", "64"]) == 0
+    state = checkpoint.load(str(tmp_path / "ck" / "deep" / "latest.pth"))
+    assert (state["epoch"], state["total_iters"]) == (2, 2)
+    assert state["options"]["generator"]["ngf"] == 4 and state["options"]["preprocess"]["crop_size"] == 64

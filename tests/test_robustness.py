@@ -15,16 +15,15 @@ from PIL import Image
 
 import train
 from conftest import ROOT, make_pairs, run_script
-from conftest import TINY as TINY_SIZES
+from conftest import train_args as tiny_args
 from data.image_io import load_image
 from engine import checkpoint
 from models.pix2pix_model import Pix2PixModel
 
-TINY = [*TINY_SIZES, "--no_html"]
-
 
 def train_args(dataroot, ck, name="r"):
-    return ["--dataroot", str(dataroot), "--checkpoints_dir", str(ck), "--name", name, *TINY]
+    """A tiny run's flags (conftest's) without the HTML page."""
+    return tiny_args(dataroot, ck, name, "--no_html")
 
 
 # ---- bad files -------------------------------------------------------------------------------------
@@ -502,7 +501,7 @@ def test_dangling_link_and_halfless_image_are_bad_files(tmp_path, capsys):
     make_pairs(str(tmp_path / "train"), 3)
     os.symlink(tmp_path / "gone.png", tmp_path / "train" / "dangling.png")
     Image.new("RGB", (1, 8)).save(tmp_path / "train" / "thin.png")  # no room for two halves
-    args = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name", "b", *TINY]
+    args = train_args(tmp_path, tmp_path / "ck", "b")
     with pytest.raises(SystemExit) as e:
         train.main(args)
     err = capsys.readouterr().err
@@ -513,7 +512,7 @@ def test_dangling_link_and_halfless_image_are_bad_files(tmp_path, capsys):
 
 
 def test_absurd_load_size_stops_before_work(tiny_data, tmp_path, capsys):
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "big", *TINY]
+    args = train_args(tiny_data, tmp_path, "big")
     with pytest.raises(SystemExit) as e:
         train.main([*args, "--load_size", "2000000", "--crop_size", "32"])
     err = capsys.readouterr().err
@@ -536,7 +535,7 @@ def test_resume_with_options_that_do_not_fit_the_weights(tiny_data, tmp_path, ca
 def test_images_too_small_for_the_discriminator(tmp_path, capsys):
     make_pairs(str(tmp_path / "train"), 3, w=40, h=40)
     make_pairs(str(tmp_path / "train" / "small"), 1, w=8, h=8)  # --preprocess none: 8 px, D needs 32
-    args = ["--dataroot", str(tmp_path), "--checkpoints_dir", str(tmp_path / "ck"), "--name", "s", *TINY]
+    args = train_args(tmp_path, tmp_path / "ck", "s")
     args += ["--preprocess", "none"]
     with pytest.raises(SystemExit) as e:
         train.main(args)

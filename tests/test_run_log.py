@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 import train
-from conftest import TINY
+from conftest import train_args
 from engine.run_folder import trim_logs
 from reporting import run_log
 
@@ -53,7 +53,7 @@ def test_records_are_strict_json_lines(tmp_path):
 def test_resumed_run_writes_each_record_once(tiny_data, tmp_path):
     """A run stopped at iteration 3 whose losses.jsonl got records past its checkpoint (as a run killed after
     printing but before saving leaves it): the resumed run's file has every print and validation once."""
-    args = [*("--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "run", *TINY, "--no_html")]
+    args = train_args(tiny_data, tmp_path, "run", "--no_html")
     args += [*("--n_epochs", "1", "--n_epochs_decay", "1", "--print_freq", "1", "--val_phase", "test")]
     assert train.main([*args, "--stop_after_iters", "3"]) == 0
     path = tmp_path / "run" / "losses.jsonl"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import train
-from conftest import TINY, make_D, make_G, run_script
+from conftest import TINY, make_D, make_G, run_script, train_args
 from data import EpochSampler, create_dataloader, create_dataset
 from models import build_translator, create_model
 from models.generators import AttentionGate, Blur, BlurConv2d, UnetGenerator
@@ -167,7 +167,7 @@ def test_hinge_loss_values():
 
 def train_one_step_then_test(tiny_data: str, tmp_path, name: str, *flags: str):
     """Train `name` for one step with the tiny settings and flags, then run test.py on it (no flags)."""
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", name, *TINY, *flags]
+    args = train_args(tiny_data, tmp_path, name, *flags)
     assert train.main([*args, "--stop_after_iters", "1", "--no_html"]) == 0
     res = ["--results_dir", str(tmp_path / "res"), "--num_threads", "0"]
     return run_script("test.py", "--checkpoints_dir", str(tmp_path), "--name", name, *res)
@@ -435,7 +435,7 @@ def test_vgg_weights_missing_or_wrong(tiny_data, tmp_path, monkeypatch, capsys):
         parse(True, ["--lambda_vgg", "1", "--vgg_weights", str(tmp_path / "nope.pth")])
     assert e.value.code == 2 and "--vgg_weights" in capsys.readouterr().err
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_home"))  # no cached copy to fall back on
-    args = ["--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "v", *TINY, "--lambda_vgg", "1"]
+    args = train_args(tiny_data, tmp_path, "v", "--lambda_vgg", "1")
     with pytest.raises(SystemExit) as e:
         train.main(args)
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Validation during training, best_net_G.pth, test.py metrics and the pages that show them."""
+"""Validation during training (Ctrl-C in it included), best_net_G.pth, test.py metrics (none included) and the pages
+that show them."""
 
 import json
 import os
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 import train
-from conftest import TINY, make_pairs, run_script
+from conftest import TINY, make_dataroot, make_pairs, run_script, train_args
 from engine import checkpoint
 from reporting.plots import read_loss_log
 
@@ -23,27 +24,8 @@ def data8(tmp_path):
 
 @pytest.mark.parametrize("metric, higher", [("psnr", True), ("swd", False)])
 def test_val_split_keeps_best_by_metric(data8, tmp_path, metric, higher):
-    args = [
-        "--dataroot",
-        data8,
-        "--checkpoints_dir",
-        str(tmp_path),
-        "--name",
-        "v",
-        *TINY,
-        "--n_epochs",
-        "2",
-        "--n_epochs_decay",
-        "2",
-        "--val_split",
-        "0.25",
-        "--metrics",
-        f"psnr,ssim,{metric}",
-        "--best_metric",
-        metric,
-        "--print_freq",
-        "3",
-    ]
+    args = train_args(data8, tmp_path, "v", "--n_epochs", "2", "--n_epochs_decay", "2", "--val_split", "0.25")
+    args += ["--metrics", f"psnr,ssim,{metric}", "--best_metric", metric, "--print_freq", "3"]
     assert train.main(args) == 0
     run = tmp_path / "v"
     val = [json.loads(line) for line in open(run / "val_log.jsonl")]
@@ -62,21 +44,7 @@ def test_val_split_keeps_best_by_metric(data8, tmp_path, metric, higher):
 
 def test_val_phase_and_test_metrics_page(data8, tmp_path):
     ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
-    args = [
-        "--dataroot",
-        data8,
-        "--checkpoints_dir",
-        ck,
-        "--name",
-        "m",
-        *TINY,
-        "--n_epochs",
-        "1",
-        "--n_epochs_decay",
-        "0",
-        "--val_phase",
-        "val",
-    ]
+    args = train_args(data8, ck, "m", "--n_epochs", "1", "--n_epochs_decay", "0", "--val_phase", "val")
     assert train.main(args) == 0
     assert os.path.exists(os.path.join(ck, "m", "best_net_G.pth"))
     r = run_script(
@@ -108,6 +76,20 @@ def test_val_phase_and_test_metrics_page(data8, tmp_path):
     positions = [page.index(f"<h3>{k}</h3>") for k in worst_first]
     assert positions == sorted(positions)
     assert "summary over all images" in page
+
+
+def test_empty_metrics_scores_nothing_without_a_wrong_warning(tiny_data, tmp_path, caplog):
+    import test as test_script
+
+    args = train_args(tiny_data, tmp_path / "ck", "m", "--no_html")
+    assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--stop_after_iters", "1"]) == 0
+    res = tmp_path / "res"
+    caplog.clear()
+    test_args = ["--checkpoints_dir", str(tmp_path / "ck"), "--name", "m", "--results_dir", str(res)]
+    assert test_script.main([*test_args, "--metrics", "", "--num_threads", "0"]) == 0
+    assert "dataset_mode" not in caplog.text
+    assert not (res / "m" / "test_latest" / "metrics.json").exists()
+    assert (res / "m" / "test_latest" / "index.html").exists()
 
 
 @pytest.mark.parametrize("device_preprocess", [False, True])
@@ -170,6 +152,37 @@ def test_resume_with_validation_is_still_exact(data8, tmp_path):
     assert a["best"] == b["best"]
 
 
+def test_ctrl_c_during_validation_stops_at_once_and_resume_validates_again(tmp_path, monkeypatch):
+    import signal
+
+    from metrics import MetricSuite
+
+    data = make_dataroot(tmp_path / "d", train=3, val=6)
+    args = train_args(data, tmp_path / "ck", "v", "--no_html", "--n_epochs", "1", "--n_epochs_decay", "0")
+    args += ["--val_phase", "val"]
+    scored = []
+    original = MetricSuite.update
+
+    def interrupting(self, *a, **kw):
+        scored.append(1)
+        if len(scored) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: the StopFlag of train.py takes it
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(MetricSuite, "update", interrupting)
+    assert train.main(args) == 130
+    assert len(scored) == 1  # not the whole pass of 6 images
+    state = checkpoint.load(str(tmp_path / "ck" / "v" / "latest.pth"))
+    assert (state["epoch"], state["epoch_iter"], state["total_iters"]) == (1, 3, 3)  # the epoch's last step
+    assert not (tmp_path / "ck" / "v" / "val_log.jsonl").exists()
+    monkeypatch.setattr(MetricSuite, "update", original)
+    assert train.main([*args, "--continue_train"]) == 0
+    records = [json.loads(ln) for ln in open(tmp_path / "ck" / "v" / "val_log.jsonl")]
+    assert [r["epoch"] for r in records] == [1]
+    state = checkpoint.load(str(tmp_path / "ck" / "v" / "latest.pth"))
+    assert (state["epoch"], state["total_iters"]) == (2, 3)
+
+
 def test_training_page_stays_cheap_with_many_rows(tmp_path, monkeypatch):
     from conftest import visualizer
 
@@ -195,25 +208,8 @@ def test_tensorboard_logger(data8, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    args = [
-        "--dataroot",
-        data8,
-        "--checkpoints_dir",
-        str(tmp_path),
-        "--name",
-        "tb",
-        *TINY,
-        "--n_epochs",
-        "1",
-        "--n_epochs_decay",
-        "0",
-        "--print_freq",
-        "2",
-        "--logger",
-        "tensorboard",
-        "--val_split",
-        "0.25",
-    ]
+    args = train_args(data8, tmp_path, "tb", "--n_epochs", "1", "--n_epochs_decay", "0", "--print_freq", "2")
+    args += ["--logger", "tensorboard", "--val_split", "0.25"]
     assert train.main(args) == 0
     acc = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))
     acc.Reload()

@@ -15,14 +15,11 @@ import pytest
 from PIL import Image
 
 from browser_check import free_port, stop, wait_for_port
-from conftest import run_script
+from conftest import TINY_DISPLAYED, run_script
 from reporting import run_log
 
-TINY = [
-    *("--ngf", "4", "--ndf", "4", "--netG", "unet_256", "--num_downs", "5"),
-    *("--load_size", "36", "--crop_size", "32", "--num_threads", "0", "--seed", "3"),
-    *("--n_epochs", "1", "--n_epochs_decay", "1", "--print_freq", "2", "--display_freq", "2"),
-]
+# 8 iterations of the tiny run (4 images, 2 epochs), printed and shown every 2
+SHOWN = [*TINY_DISPLAYED, "--n_epochs", "1", "--n_epochs_decay", "1", "--print_freq", "2", "--display_freq", "2"]
 LOSSES = ["G_GAN", "G_L1", "D_real", "D_fake"]
 # visdom's entry point minus download_scripts() (python -m visdom.server fetches web assets first, offline it dies).
 SERVER = "import sys; sys.argv = ['visdom', *sys.argv[1:]]; from visdom.server.run_server import main; main()"
@@ -85,7 +82,7 @@ def test_losses_and_images_reach_a_live_visdom(visdom_server, tiny_data, tmp_pat
     port, env, ck = visdom_server, "pix2pix_live_test", str(tmp_path / "ck")
     r = run_script(
         "train.py",
-        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", ck, *TINY),
+        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", ck, *SHOWN),
         *("--display_server", "http://127.0.0.1", "--display_port", str(port), "--display_env", env),
     )
     out = r.stdout + r.stderr
@@ -121,7 +118,7 @@ def test_no_visdom_server_is_one_warning(tiny_data, tmp_path):
     port = free_port()  # nobody listens there
     r = run_script(
         "train.py",
-        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", str(tmp_path / "ck"), *TINY),
+        *("--dataroot", tiny_data, "--name", "run", "--checkpoints_dir", str(tmp_path / "ck"), *SHOWN),
         *("--display_server", "http://127.0.0.1", "--display_port", str(port)),
     )
     out = r.stdout + r.stderr

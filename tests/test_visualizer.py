@@ -10,7 +10,7 @@ import torch
 
 import train
 from browser_check import free_port
-from conftest import TINY, visualizer
+from conftest import train_args, visualizer
 from reporting import plots, run_log
 from reporting.sinks import PageSink, TensorBoardSink, TextSink, WandbSink
 from reporting.visdom_sink import VisdomSink
@@ -130,7 +130,7 @@ def test_losses_jsonl_appends_to_what_is_there(tmp_path):
 
 def test_tiny_run_writes_a_record_per_print_and_validation(tiny_data, tmp_path):
     """4 images, batch 1, 2 epochs, --print_freq 2: 4 loss records, then a validation record per epoch."""
-    args = [*("--dataroot", tiny_data, "--checkpoints_dir", str(tmp_path), "--name", "run", *TINY)]
+    args = train_args(tiny_data, tmp_path, "run")
     args += [*("--n_epochs", "1", "--n_epochs_decay", "1", "--print_freq", "2", "--val_phase", "test")]
     assert train.main(args) == 0
     run = tmp_path / "run"

@@ -1,5 +1,5 @@
-"""Issue 21: 16-bit, float and many-channel data, read and written at full precision, mapped by declared ranges,
-scored in the data's units."""
+"""16-bit, float and many-channel data (data/arrays.py, data/values.py, data/survey.py): read and written at full
+precision, mapped by declared or measured value ranges, trained, tested and translated, scored in the data's units."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ from PIL import Image
 import test as test_script
 import train
 import translate
-from conftest import TINY_NET, aligned, prep
+from conftest import TINY_NET, aligned, prep, train_args
 from data.arrays import encode, read_array
 from data.image_io import BadImageError, inspect_image, read_file, scan
 from data.values import ValueRange, to_output
 from options.options import TrainOptions, parse
 
-SMALL = [*TINY_NET, "--netG", "unet_256", "--num_downs", "5", "--load_size", "36", "--crop_size", "32"]
 SHORT = ["--n_epochs", "1", "--n_epochs_decay", "0", "--print_freq", "100", "--no_html"]
 
 
@@ -59,7 +58,7 @@ def test_16_bit_pairs_train_and_test_to_16_bit_outputs_scored_in_data_units(tmp_
 
     data = folders(tmp_path / "d", {"train": 3, "test": 2}, make)
     ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
-    args = ["--dataroot", data, "--checkpoints_dir", ck, "--name", "r", *SMALL, *SHORT, "--input_nc", "1"]
+    args = train_args(data, ck, "r", *SHORT, "--input_nc", "1")
     assert train.main([*args, "--output_nc", "1"]) == 0
     saved = json.load(open(os.path.join(ck, "r", "train_opt.json")))["options"]
     assert (saved["range_A"], saved["range_B"], saved["output_dtype"]) == ("", "", "uint16")  # the type's range
@@ -89,7 +88,7 @@ def test_metrics_in_data_units_agree_with_numpy_before_any_rounding(tmp_path):
     data = folders(tmp_path / "d", {"train": 2, "test": 2}, make)
     ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
     flags = ["--input_nc", "1", "--output_nc", "1", "--range_A", "0,40000", "--range_B", "0,30000"]
-    assert train.main(["--dataroot", data, "--checkpoints_dir", ck, "--name", "r", *SMALL, *SHORT, *flags]) == 0
+    assert train.main(train_args(data, ck, "r", *SHORT, *flags)) == 0
     test_flags = ["--preprocess", "none", "--score_input", "--eval"]
     assert test_script.main(["--checkpoints_dir", ck, "--name", "r", "--results_dir", res, *test_flags]) == 0
     web = os.path.join(res, "r", "test_latest")
@@ -153,7 +152,7 @@ def test_ct_slices_train_and_test_in_hounsfield_units(tmp_path):
     data = folders(tmp_path / "d", {"train": 2, "test": 1}, make)
     ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
     window = ["--range_A", "-1024,3071", "--range_B=-512,1536", "--input_nc", "1", "--output_nc", "1"]
-    assert train.main(["--dataroot", data, "--checkpoints_dir", ck, "--name", "ct", *SMALL, *SHORT, *window]) == 0
+    assert train.main(train_args(data, ck, "ct", *SHORT, *window)) == 0
     assert test_script.main(["--checkpoints_dir", ck, "--name", "ct", "--results_dir", res]) == 0
     out = tifffile.imread(os.path.join(res, "ct", "test_latest", "outputs", "0_fake_B.tif"))
     assert out.dtype == np.int16 and out.shape == (32, 32) and out.min() >= -512 and out.max() <= 1536
@@ -171,7 +170,7 @@ def test_two_channel_npy_to_one_channel_trains_tests_and_translates(tmp_path, ca
     ck, res, out = str(tmp_path / "ck"), str(tmp_path / "res"), str(tmp_path / "out")
     flags = ["--input_nc", "2", "--output_nc", "1", "--range_A", "auto", "--aug_rotate", "10", "--cache_images"]
     caplog.set_level("INFO")
-    assert train.main(["--dataroot", data, "--checkpoints_dir", ck, "--name", "mr", *SMALL, *SHORT, *flags]) == 0
+    assert train.main(train_args(data, ck, "mr", *SHORT, *flags)) == 0
     saved = json.load(open(os.path.join(ck, "mr", "train_opt.json")))["options"]
     lo, hi = (float(v) for v in saved["range_A"].split(","))
     assert 0 <= lo < 0.05 and 2.9 < hi <= 3  # the percentiles of both channels
