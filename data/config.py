@@ -138,12 +138,16 @@ class ValuesConfig(Config):
         "MIN,MAX of real_A's values, mapped to [-1, 1], values outside clipped (a CT window: --range_A=-1024,3071); "
         "auto: measured over the training set (0.1 and 99.9 percentiles); default: the value type's range for "
         "integer images (0..255, 0..65535), measured for float ones",
+        resume="values",
     )
-    range_B: RangeSpec = arg(OWN_RANGE, "the same for real_B and fake_B (outputs are mapped back by it)")
+    range_B: RangeSpec = arg(
+        OWN_RANGE, "the same for real_B and fake_B (outputs are mapped back by it)", resume="values"
+    )
     output_dtype: str = arg(
         "auto",
         "value type of written outputs (default: real_B's in the training data, saved with the run)",
         choices=("auto", *VALUE_TYPES),
+        resume="values",
     )
     output_format: str = arg(
         "auto",

@@ -25,6 +25,7 @@ from options.options import (
     ARCHITECTURE_KEYS,
     INHERITED_DATA_KEYS,
     INHERITED_VALUE_KEYS,
+    VALUE_KEYS,
     Options,
     TrainOptions,
     foreign_flags,
@@ -62,7 +63,25 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
     except (FileNotFoundError, ValueError, BadImageError) as e:
         raise OptionError(str(e)) from None
     check_settled(parsed, opt, values=True)
-    return dataclasses.replace(start, opt=opt)
+    return dataclasses.replace(start, opt=opt, data_changes=value_changes(start, opt))
+
+
+def value_changes(start: Start, opt: TrainOptions) -> dict | None:
+    """The start's data changes, with those of the value description a --new_data resume settled again on the
+    new data (each warned about): the run's outputs are now in other units or another type."""
+    changes = dict(start.data_changes or {})
+    if start.saved is not None and opt.checkpoints.new_data:
+        before, now = TrainOptions.from_dict(start.saved).flat(), opt.flat()
+        for k in VALUE_KEYS:
+            if str(before[k]) != str(now[k]):
+                log.warning(
+                    "--new_data: --%s settled again on the new data: %r (the checkpoint's %r)",
+                    k,
+                    str(now[k]),
+                    str(before[k]),
+                )
+                changes[k] = (str(before[k]), str(now[k]))
+    return changes or None
 
 
 def check_settled(parsed: Options, opt: Options, values: bool | None = None) -> None:

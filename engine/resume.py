@@ -15,7 +15,7 @@ import torch
 from engine.checkpoint import CheckpointError, Progress, load, load_latest, project_checkpoint, read, snapshot_path
 from models.config import GeneratorConfig
 from models.reference import adapt_reference, is_bare_state_dict
-from options.options import DATA_SAMPLING_KEYS, DATA_SOURCE_KEYS, RESUME_KEYS, TrainOptions
+from options.options import DATA_SAMPLING_KEYS, DATA_SOURCE_KEYS, RESUME_KEYS, VALUE_KEYS, TrainOptions
 
 log = logging.getLogger("train")
 
@@ -31,6 +31,7 @@ class Start:
     netG_state: dict | None = None
     finished: bool = False  # latest.pth says every epoch is done
     data_changes: dict | None = None  # {flag: (checkpoint's, this run's)} with --new_data, recorded in train_opt.json
+    saved: dict | None = None  # a resumed run's options by key, as its checkpoint holds them
 
 
 def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
@@ -48,6 +49,7 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     saved = state["options"]
     opt = _inherit(opt, saved, given)
     opt = _same_networks(opt, saved, given)
+    _same_values(opt, saved, given)
     opt, changes = _resumed_data(opt, saved, given, mid_epoch=state["epoch_iter"] > 0)
     opt = _checkpoint_settings(opt, saved, given)
     p = Progress(state["epoch"], state["epoch_iter"], state["total_iters"])
@@ -59,11 +61,11 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
             "training already finished after epoch %d; raise --n_epochs or --n_epochs_decay to train longer",
             p.epoch - 1,
         )
-        return Start(opt, p, state=state, finished=True)
+        return Start(opt, p, state=state, finished=True, saved=saved)
     log.info(
         "resuming latest.pth at epoch %d, iteration %d of the epoch (%d in all)", p.epoch, p.epoch_iter, p.total_iters
     )
-    return Start(opt, p, state=state, data_changes=changes)
+    return Start(opt, p, state=state, data_changes=changes, saved=saved)
 
 
 def _resumed_data(opt: TrainOptions, saved: dict, given: set[str], mid_epoch: bool) -> tuple[TrainOptions, dict]:
@@ -120,6 +122,7 @@ def _from_snapshot(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     snap = _load_for_resume(path, load)
     opt = _inherit(opt, snap["options"], given)
     opt = _same_networks(opt, snap["options"], given)
+    _same_values(opt, snap["options"], given)
     if "epoch_count" not in given:  # continue after the snapshot's epoch
         opt = opt.replace(epoch_count=snap["epoch"] + 1)
     log.warning(
@@ -128,7 +131,8 @@ def _from_snapshot(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
         path,
         opt.optim.epoch_count,
     )
-    return Start(opt, Progress(opt.optim.epoch_count, 0, snap.get("total_iters", 0)), netG_state=snap["netG"])
+    progress = Progress(opt.optim.epoch_count, 0, snap.get("total_iters", 0))
+    return Start(opt, progress, netG_state=snap["netG"], saved=snap["options"])
 
 
 def restore(start: Start, model, validator, device: torch.device) -> None:
@@ -162,9 +166,35 @@ NOT_INHERITED += ("verbose", "progress_every", "name", "checkpoints_dir")
 
 def _inherit(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
     """opt with the checkpoint's value for every option the command line leaves out (but NOT_INHERITED): a run
-    resumes with --continue_train alone, with its networks, data, schedule and logging."""
-    flat = TrainOptions.from_dict(saved).flat()
-    return opt.replace(**{k: v for k, v in flat.items() if k not in given and k not in NOT_INHERITED})
+    resumes with --continue_train alone, with its networks, data, schedule and logging. Its value description
+    (VALUE_KEYS: the ranges and output type its start settled) is its own: "auto" asks for it, as the command
+    that started the run did; with --new_data what is not given is settled again on the new data."""
+    flat, now = TrainOptions.from_dict(saved).flat(), opt.flat()
+    given = {k for k in given if not (k in VALUE_KEYS and _auto(now[k]))}
+    skip = set(NOT_INHERITED) | (set(VALUE_KEYS) if opt.checkpoints.new_data else set())
+    return opt.replace(**{k: v for k, v in flat.items() if k not in given and k not in skip})
+
+
+def _auto(v: Any) -> bool:
+    """A value description's "measure it" / "find it": --range_X auto, --output_dtype auto."""
+    return v == "auto" or getattr(v, "auto", False)
+
+
+def _same_values(opt: TrainOptions, saved: dict, given: set[str]) -> None:
+    """CheckpointError listing the value options given with another value than the checkpoint's, unless
+    --new_data: data values mapped otherwise than the network learnt them would be silently wrong."""
+    flat, now = TrainOptions.from_dict(saved).flat(), opt.flat()
+    diffs = [
+        f"--{k}: checkpoint {str(flat[k])!r}, command line {str(now[k])!r}"
+        for k in VALUE_KEYS
+        if k in given and not _auto(now[k]) and now[k] != flat[k]
+    ]
+    if diffs and not opt.checkpoints.new_data:
+        raise CheckpointError(
+            "--continue_train: the run maps its data values otherwise:\n  " + "\n  ".join(diffs) + "\n"
+            "a run's value description is part of the run: leave these flags out, or pass --new_data to continue on "
+            "other data with the values settled again (each change warned about and recorded)"
+        )
 
 
 def _same_networks(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:

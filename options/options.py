@@ -189,6 +189,7 @@ ARCHITECTURE_KEYS = tuple(f.name for f in fields(GeneratorConfig))
 RESUME_KEYS = ARCHITECTURE_KEYS + tuple(f.name for f in fields(DiscriminatorConfig))
 DATA_SOURCE_KEYS = tuple(k for c in TrainOptions.config_classes() for k in c.resume_keys("source"))
 DATA_SAMPLING_KEYS = tuple(k for c in TrainOptions.config_classes() for k in c.resume_keys("sampling"))
+VALUE_KEYS = tuple(k for c in TrainOptions.config_classes() for k in c.resume_keys("values"))
 INHERITED_DATA_KEYS = tuple(f.name for f in fields(PreprocessConfig))
 INHERITED_VALUE_KEYS = tuple(f.name for f in fields(ValuesConfig))
 # Flags whose value may start with '-' (--range_A -1024,3071): argparse would take it for a flag.

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -179,3 +180,43 @@ def test_continue_train_alone_resumes_with_the_run_s_networks_and_sizes(tmp_path
     state = checkpoint.load(str(tmp_path / "ck" / "deep" / "latest.pth"))
     assert (state["epoch"], state["total_iters"]) == (2, 2)
     assert state["options"]["generator"]["ngf"] == 4 and state["options"]["preprocess"]["crop_size"] == 64
+
+
+# ---- a run's value description (its ranges and output type) -------------------------------------------------------
+def test_another_value_range_cannot_resume_the_run_without_new_data(tiny_data, tmp_path, capsys):
+    ck = tmp_path / "ck"
+    epochs = ["--n_epochs", "2", "--n_epochs_decay", "0", "--no_html"]
+    assert train.main(train_args(tiny_data, ck, "v", *epochs, "--range_A=0,200", "--stop_after_iters", "2")) == 0
+    latest = ck / "v" / "latest.pth"
+    before = latest.read_bytes()
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(tiny_data, ck, "v", *epochs, "--range_A=0,100", "--continue_train"))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--range_A: checkpoint '0,200', command line '0,100'" in err and "--new_data" in err
+    assert latest.read_bytes() == before  # nothing trained on values mapped otherwise
+    # The run's own value, or auto (what the command that started it said), resumes it with the checkpoint's.
+    assert train.main(train_args(tiny_data, ck, "v", *epochs, "--range_A", "auto", "--continue_train")) == 0
+    assert json.load(open(ck / "v" / "train_opt.json"))["options"]["range_A"] == "0,200"
+
+
+def test_new_data_of_another_value_type_settles_the_output_type_again(tmp_path, caplog):
+    from data.arrays import encode
+
+    root = tmp_path / "d16"
+    for side in ("A", "B"):
+        os.makedirs(root / "train" / side)
+        for i in range(3):
+            a = (np.arange(32 * 32).reshape(32, 32, 1) * (i + 7) % 65536).astype(np.uint16)
+            (root / "train" / side / f"{i}.png").write_bytes(encode(a if side == "A" else 65535 - a, "png"))
+    ck, grey = tmp_path / "ck", ["--input_nc", "1", "--output_nc", "1", "--no_html", "--n_epochs_decay", "0"]
+    assert train.main(train_args(str(root), ck, "t", *grey, "--n_epochs", "1")) == 0
+    assert json.load(open(ck / "t" / "train_opt.json"))["options"]["output_dtype"] == "uint16"
+    eight_bit = make_dataroot(tmp_path / "d8", train=3)
+    caplog.clear()
+    assert train.main(train_args(eight_bit, ck, "t", *grey, "--n_epochs", "2", "--continue_train", "--new_data")) == 0
+    record = json.load(open(ck / "t" / "train_opt.json"))
+    assert record["options"]["output_dtype"] == "uint8"
+    assert record["data_changes"]["output_dtype"] == {"checkpoint": "uint16", "now": "uint8"}
+    assert "--output_dtype settled again on the new data: 'uint8' (the checkpoint's 'uint16')" in caplog.text
+    saved = checkpoint.load(str(ck / "t" / "latest.pth"))["options"]["values"]
+    assert saved["output_dtype"] == "uint8"  # test.py and translate.py write 8-bit outputs, not 257 times off

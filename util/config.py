@@ -31,11 +31,11 @@ def arg(
     resume: str | None = None,
 ) -> Any:
     """A dataclass field that is also a flag: default, help and, for numbers, bounds (lo <= v, v < below,
-        v <= hi, or positive: v > 0), all checked once by check_bounds; note follows the bound in the message.
-        unet_only: a value other than the default is refused with a ResNet generator. positional: a list of one or
-        more values without a flag. resume: what the field is to a resumed run, "source" (what it trains on) or
-    "sampling" (how batches are drawn from it); a config's resume_role applies to all its fields. The flag's type is the
-    field's annotation."""
+    v <= hi, or positive: v > 0), all checked once by check_bounds; note follows the bound in the message.
+    unet_only: a value other than the default is refused with a ResNet generator. positional: a list of one or
+    more values without a flag. resume: what the field is to a resumed run, "source" (what it trains on),
+    "sampling" (how batches are drawn from it) or "values" (how data values map to the network's range and back);
+    a config's resume_role applies to all its fields. The flag's type is the field's annotation."""
     meta = {"help": help, "choices": choices, "lo": lo, "below": below, "hi": hi, "positive": positive, "note": note}
     meta.update(unet_only=unet_only, positional=positional, resume=resume)
     return field(default=default, metadata=meta)
