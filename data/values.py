@@ -4,6 +4,7 @@ fitted to --input_nc/--output_nc, and the survey of a training set that settles 
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,9 +72,11 @@ class RangeSpec(FlagValue):
             raise OptionError(f"--{flag} {text!r}: give MIN,MAX (for example --{flag}=-1024,3071), or auto")
         if not lo < hi:
             raise OptionError(f"--{flag} {text}: MIN must be below MAX")
-        with np.errstate(over="ignore"):
-            span = np.float32(hi) - np.float32(lo)
-        if not (np.isfinite(np.float32(lo)) and np.isfinite(np.float32(hi)) and np.isfinite(span) and span > 0):
+        with np.errstate(over="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the overflow is what is being checked
+            lo32, hi32 = np.float32(lo), np.float32(hi)
+            span = hi32 - lo32
+        if not (np.isfinite(lo32) and np.isfinite(hi32) and np.isfinite(span) and span > 0):
             raise OptionError(
                 f"--{flag} {text}: MIN, MAX and MAX - MIN must be finite and MAX - MIN above 0 in float32 (|values| "
                 "below 3.4e38, and MAX - MIN within it)"

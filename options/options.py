@@ -14,6 +14,7 @@ import sys
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, dataclass, fields
+from importlib import metadata
 from typing import Any, ClassVar
 
 from data.config import AugmentConfig, PreprocessConfig, TestDataConfig, TrainDataConfig, ValuesConfig
@@ -345,18 +346,15 @@ def git_commit() -> str | None:
 
 
 def package_versions() -> dict[str, str]:
-    import numpy
-    import PIL
-    import torch
-    import torchvision
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "pillow": PIL.__version__,
-    }
+    """The versions of Python and the main packages, read from the installed packages' metadata (importing them
+    would cost seconds: torchvision loads its detection models, torch its compiler)."""
+    out = {"python": platform.python_version()}
+    for name in ("torch", "torchvision", "numpy", "pillow"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def save_options(

@@ -1,9 +1,12 @@
 """Options: defaults from the pix2pix paper, reference flags accepted, bad values stop with status 2."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
+from conftest import ROOT
 from options import rules
 from options.options import build_parser, format_options, parse
 from util.config import OptionError
@@ -184,3 +187,19 @@ def test_help_prints_every_flag(capsys, which):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--dataroot" in out and ("--device_preprocess" in out) == which
+
+
+def test_package_versions_are_read_without_importing_the_packages():
+    # Importing torchvision to read its version loads its detection models (seconds at every test.py start).
+    code = (
+        "import sys; from options.options import package_versions; v = package_versions(); "
+        "print(v['torchvision'] != 'not installed', 'torchvision' in sys.modules, 'torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "False"]
+
+
+@pytest.mark.parametrize("value", ["-1e308,1e308", "-3e38,3e38", "0,1e39", "1,1.00000000001", "nan,1", "0,inf"])
+def test_ranges_must_be_finite_with_a_finite_span_in_float32(capsys, value):
+    err = parse_error(capsys, [f"--range_A={value}"])
+    assert "--range_A" in err and ("float32" in err or "give MIN,MAX" in err)
