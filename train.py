@@ -95,10 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = distributed.setup(use_cuda=bool(distributed.device_ids(opt.basic.gpu_ids)))
     if not d.is_main:  # under torchrun only rank 0 talks; errors still show
         logging.getLogger().setLevel(logging.ERROR)
-    preset = opt.run.preset
-    if preset != "none":
-        given = given_flags(argv)
-        log.info("%s", presets.describe(preset, presets.preset_values(preset, given), given))
     try:
         run_dir = checkpoint.prepare_run_dir(opt.basic.checkpoints_dir, opt.basic.name)
         lock = run_folder.claim(run_dir) if d.is_main else None  # under torchrun, rank 0 holds it
@@ -119,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def record_options(start: Start, run_dir: str, argv: list[str]) -> None:
     """The options in force to the log and train_opt.*, with the data changes a --new_data resume made."""
+    preset, given = start.opt.run.preset, given_flags(argv)
+    if preset != "none" and start.state is None and start.netG_state is None:  # a new run: the preset applied
+        log.info("%s", presets.describe(preset, presets.preset_values(preset, given), given))
     log.info("\n%s", format_options(start.opt))
     changes = {k: {"checkpoint": a, "now": b} for k, (a, b) in (start.data_changes or {}).items()}
     save_options(start.opt, run_dir, "train", argv, {"data_changes": changes} if changes else None)

@@ -40,6 +40,11 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     depend on them): Start.opt holds them. Raises CheckpointError naming what does not fit."""
     if not opt.checkpoints.continue_train:
         return Start(opt, Progress(opt.optim.epoch_count, 0, 0))
+    if "preset" in given and opt.run.preset != "none":  # it would be announced and recorded, not applied
+        raise CheckpointError(
+            f"--preset {opt.run.preset}: a preset sets the flags of a new run; --continue_train keeps the run's own "
+            "(leave --preset out to resume, or start a new run with another --name)"
+        )
     if opt.checkpoints.epoch != "latest":
         return _from_snapshot(opt, run_dir, given)
     path = os.path.join(run_dir, "latest.pth")

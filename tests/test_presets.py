@@ -48,3 +48,13 @@ def test_train_py_says_what_the_preset_set_and_saves_it(tiny_data, tmp_path, cap
     for k, v in PRESETS["restore"].items():
         if k not in given:
             assert saved[k] == v, k
+    # A resumed run keeps its own flags: a preset there would be announced and recorded without being applied.
+    caplog.clear()
+    with pytest.raises(SystemExit) as e:
+        train.main([*args, "--n_epochs", "2", "--n_epochs_decay", "0", "--no_html", "--continue_train"])
+    assert e.value.code == 2 and "--preset restore sets" not in caplog.text
+    assert json.load(open(os.path.join(ck, "p", "train_opt.json")))["options"]["lr"] == saved["lr"]
+    # Left out, the run resumes with what it is (the preset it was started with, recorded as it was).
+    no_preset = [a for a in args if a not in ("--preset", "restore")]
+    assert train.main([*no_preset, "--n_epochs", "2", "--n_epochs_decay", "0", "--no_html", "--continue_train"]) == 0
+    assert json.load(open(os.path.join(ck, "p", "train_opt.json")))["options"]["preset"] == "restore"
