@@ -37,7 +37,7 @@ def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dic
     step = max(1, len(pairs) // SAMPLE_FILES)
     sample = pairs[::step][:SAMPLE_FILES]
     out: dict[str, Any] = {}
-    kinds = {}
+    kinds, ranges = {}, {}
     headers = {p: _kind(p) for pair in sample for p in pair if p is not None}  # each file's header read once
     for real, nc in (("A", generator.input_nc), ("B", generator.output_nc)):
         right = (real == "B") == (generator.direction == "AtoB")  # real_B is the right (B) image unless BtoA
@@ -46,12 +46,19 @@ def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dic
         files = [(p, half, headers[p]) for p, half in files if headers[p] is not None]
         if not files:
             return {}
-        rng, kinds[real], note = settle_side(files, nc, spec, f"range_{real}")
+        ranges[real], kinds[real], note = settle_side(files, nc, spec, f"range_{real}")
+        rng = ranges[real]
         # The value type's range stays "" (it is the rule for any type: a 16-bit file given to a run trained on
         # 8-bit images maps 0..65535, as it always was); a measured or given range is saved as its numbers.
         out[f"range_{real}"] = spec if spec.own and kinds[real].dtype in DTYPE_RANGES else RangeSpec(rng)
         log.info("real_%s: %s, range %s%s", real, kinds[real].describe(), rng.text, note)
     out["output_dtype"] = kinds["B"].dtype if values.output_dtype == "auto" else values.output_dtype
+    if out["range_B"] == RangeSpec() and out["output_dtype"] != kinds["B"].dtype:
+        # One rule for a value type's own range, reading and writing: the network learnt real_B in its data's
+        # type's range, so outputs of another type are mapped back by that range (then rounded and clipped to the
+        # output type), never by the output type's own.
+        out["range_B"] = RangeSpec(ranges["B"])
+        log.info("outputs in %s are mapped back by real_B's range %s", out["output_dtype"], ranges["B"].text)
     return out
 
 

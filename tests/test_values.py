@@ -260,3 +260,51 @@ def test_broken_array_files_are_bad_files_named_at_the_check(tmp_path, name):
         inspect_image(str(path), decode=True)
     ok, bad, _ = scan([str(path)], decode=False)
     assert name == "short.npy" or str(path) in bad  # a header that reads is caught by the decoding check
+
+
+# ---- one rule for a value type's own range, reading and writing ----------------------------------------------------
+OWN = {"uint8": (0.0, 255.0), "uint16": (0.0, 65535.0), "int16": (-32768.0, 32767.0)}
+
+
+@pytest.mark.parametrize("out", ["uint8", "uint16", "int16", "float32"])
+@pytest.mark.parametrize("data_type", ["uint8", "uint16", "int16"])
+def test_outputs_of_another_type_are_mapped_back_by_the_data_s_own_range(tmp_path, data_type, out):
+    """real_B in its data type's own range (no --range_B): outputs written in another type are mapped back by that
+    same range, not the output type's own (which shifted int16 outputs of uint16 data by 32768)."""
+    from data.config import DataConfig, ValuesConfig
+    from data.survey import settle_values
+    from engine.inference import ImageTranslator
+    from models.config import GeneratorConfig
+
+    lo, hi = OWN[data_type]
+    for side in ("A", "B"):
+        os.makedirs(tmp_path / "train" / side)
+        for i in range(2):
+            np.save(tmp_path / "train" / side / f"{i}.npy", np.linspace(lo, hi, 64).reshape(8, 8).astype(data_type))
+    g = GeneratorConfig(input_nc=1, output_nc=1)
+    settled = settle_values(DataConfig(dataroot=str(tmp_path)), g, ValuesConfig(output_dtype=out))
+    values = ValuesConfig(**settled)
+    assert values.output_dtype == out
+    assert str(values.range_B) == ("" if out == data_type else f"{lo:g},{hi:g}")
+    t = object.__new__(ImageTranslator)  # the output mapping reads the values alone
+    t.values = values
+    assert t.output_range == ValueRange(lo, hi)
+    written = to_output(np.array([[[-1.0]], [[1.0]]]), t.output_range, out)  # the data's MIN and MAX
+    info = np.iinfo(out) if out != "float32" else None
+    want = [lo, hi] if info is None else [max(lo, info.min), min(hi, info.max)]
+    assert written.ravel().tolist() == want
+
+
+def test_float_outputs_of_16_bit_targets_without_a_range_test_in_the_data_s_units(tmp_path):
+    def make(phase, i):
+        write_png16(phase / "A" / f"{i}.png", ramp16(i))
+        write_png16(phase / "B" / f"{i}.png", ramp16(i + 5))
+
+    data = folders(tmp_path / "d", {"train": 2, "test": 1}, make)
+    ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
+    args = train_args(data, ck, "f", *SHORT, "--input_nc", "1", "--output_nc", "1", "--output_dtype", "float32")
+    assert train.main(args) == 0
+    assert json.load(open(os.path.join(ck, "f", "train_opt.json")))["options"]["range_B"] == "0,65535"
+    assert test_script.main(["--checkpoints_dir", ck, "--name", "f", "--results_dir", res, "--num_threads", "0"]) == 0
+    out = tifffile.imread(os.path.join(res, "f", "test_latest", "outputs", "0_fake_B.tif"))
+    assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 65535 and out.max() > 255
