@@ -229,18 +229,19 @@ def _read_dicom(path: str) -> np.ndarray:
 # ---- writing ---------------------------------------------------------------------------------------------------
 def output_format(fmt: str, dtype: str, channels: int) -> str:
     """The file format --output_format gives for outputs of dtype and channels: auto is PNG for 8- and 16-bit
-    unsigned images of 1, 3 or 4 channels, TIFF otherwise (signed, float, other channel counts)."""
+    unsigned images of 1 or 3 channels, TIFF otherwise (signed, float, other channel counts)."""
     if fmt != "auto":
         return fmt
-    return "png" if dtype in ("uint8", "uint16") and channels in (1, 3, 4) else "tif"
+    return "png" if png_problem(dtype, channels) is None else "tif"
 
 
 def png_problem(dtype: str, channels: int) -> str | None:
-    """Why PNG cannot hold such an image, or None."""
+    """Why a PNG would not read back as written, or None: a PNG's second or fourth band is alpha, which readers
+    (this project's too) drop, so outputs of 2 or 4 channels go to TIFF or .npy."""
     if dtype not in ("uint8", "uint16"):
         return f"PNG holds 8- and 16-bit unsigned values, not {dtype}"
-    if channels not in (1, 2, 3, 4):
-        return f"PNG holds 1 to 4 channels, not {channels}"
+    if channels not in (1, 3):
+        return f"PNG holds 1 (grey) or 3 (RGB) channels that read back as written, not {channels}"
     return None
 
 

@@ -151,7 +151,7 @@ class ValuesConfig(Config):
     )
     output_format: str = arg(
         "auto",
-        "file format of full-precision outputs (default: PNG for 8- and 16-bit images of 1, 3 or 4 channels, "
+        "file format of full-precision outputs (default: PNG for 8- and 16-bit images of 1 or 3 channels, "
         "TIFF otherwise); 8-bit runs with the default write the PNGs they always did",
         choices=OUTPUT_FORMATS,
     )

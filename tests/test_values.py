@@ -308,3 +308,35 @@ def test_float_outputs_of_16_bit_targets_without_a_range_test_in_the_data_s_unit
     assert test_script.main(["--checkpoints_dir", ck, "--name", "f", "--results_dir", res, "--num_threads", "0"]) == 0
     out = tifffile.imread(os.path.join(res, "f", "test_latest", "outputs", "0_fake_B.tif"))
     assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 65535 and out.max() > 255
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_outputs_of_2_or_4_channels_read_back_as_they_were_written(tmp_path, capsys, channels):
+    """A PNG's second or fourth band is alpha, which readers drop: such outputs go to TIFF, read back whole."""
+    from engine import load_translator
+
+    def make(phase, i):
+        r = np.random.default_rng(i)
+        np.save(phase / "A" / f"{i}.npy", r.integers(0, 65536, (32, 32, 2), np.uint16))
+        np.save(phase / "B" / f"{i}.npy", r.integers(0, 65536, (32, 32, channels), np.uint16))
+
+    data = folders(tmp_path / "d", {"train": 2}, make)
+    ck, out = str(tmp_path / "ck"), str(tmp_path / "out")
+    flags = ["--input_nc", "2", "--output_nc", str(channels)]
+    assert train.main(train_args(data, ck, "c", *SHORT, *flags)) == 0
+    src = os.path.join(data, "train", "A", "0.npy")
+    assert translate.main(["--checkpoints_dir", ck, "--name", "c", "--eval", src, "--out", out]) == 0
+    assert os.listdir(out) == ["0.tif"]
+    back = read_file(os.path.join(out, "0.tif"))
+    assert back.shape == (32, 32, channels) and back.dtype == np.uint16
+    t = load_translator(os.path.join(ck, "c"), device="cpu", eval=True)
+    assert np.array_equal(back, t.to_array(t.translate(t.read(src))))
+    with pytest.raises(SystemExit) as e:
+        translate.main(
+            ["--checkpoints_dir", ck, "--name", "c", src, "--out", str(tmp_path / "p"), "--output_format", "png"]
+        )
+    assert (
+        e.value.code == 2
+        and f"PNG holds 1 (grey) or 3 (RGB) channels that read back as written, not {channels}"
+        in (capsys.readouterr().err)
+    )
