@@ -16,7 +16,7 @@ import torch
 from data.demo import demo_dir, ensure_demo_dataset
 from data.image_io import BadImageError
 from data.survey import settle_values
-from engine import resume
+from engine import resume, run_folder
 from engine.checkpoint import CheckpointError, GeneratorCheckpoint, load_generator
 from engine.inference import checkpoint_path, reference_options
 from engine.resume import Start
@@ -42,6 +42,7 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
     (Start.opt) before they are saved. Nothing changes them after this. Raises CheckpointError, and OptionError
     when the checkpoint's data options and the command line's do not fit together."""
     parsed = opt
+    new_run_in(opt, d, run_dir)
     start = resume.plan_start(opt, run_dir, given)
     opt = start.opt
     check_settled(parsed, opt, values=False)  # before any data is read: the rules the values take no part in
@@ -82,6 +83,22 @@ def value_changes(start: Start, opt: TrainOptions) -> dict | None:
                 )
                 changes[k] = (str(before[k]), str(now[k]))
     return changes or None
+
+
+def new_run_in(opt: TrainOptions, d: distributed.Dist, run_dir: str) -> None:
+    """A new run's folder must hold no run: a trained model is the user's work. CheckpointError naming the run and
+    the ways on, unless --start_over, which moves the old run's files aside (rank 0; the others wait)."""
+    held = None if opt.checkpoints.continue_train else run_folder.held_run(run_dir)
+    if held is None:
+        return
+    if not opt.checkpoints.start_over:
+        raise CheckpointError(
+            f"{run_dir} holds a run ({held}): resume it with --continue_train, train under another --name, or "
+            "start over with --start_over (the old run's files are kept aside, not deleted)"
+        )
+    if d.is_main:
+        log.warning("--start_over: the run in %s (%s) moved to %s", run_dir, held, run_folder.keep_aside(run_dir))
+    distributed.barrier(d)
 
 
 def check_settled(parsed: Options, opt: Options, values: bool | None = None) -> None:

@@ -10,6 +10,9 @@ import logging
 import os
 import re
 import stat
+import time
+
+import torch
 
 from reporting import run_log
 from util.util import atomic_write
@@ -89,6 +92,48 @@ def claim(run_dir: str) -> RunLock:
     lock = RunLock(run_dir)
     remove_stale_temp_files(run_dir)
     return lock
+
+
+def held_run(run_dir: str) -> str | None:
+    """What run the folder holds, in words ("epoch 3, saved 2026-12-07 13:40"), or None: a run is a latest.pth or
+    a generator snapshot (*_net_G.pth)."""
+    try:
+        names = os.listdir(run_dir)
+    except FileNotFoundError:
+        return None
+    files = [n for n in names if n == "latest.pth" or n.endswith("_net_G.pth")]
+    if not files:
+        return None
+    newest = max(files, key=lambda n: os.lstat(os.path.join(run_dir, n)).st_mtime)
+    saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.lstat(os.path.join(run_dir, newest)).st_mtime))
+    epoch = _epoch_of(os.path.join(run_dir, "latest.pth")) if "latest.pth" in files else None
+    done = f"epoch {epoch - 1} done" if epoch is not None else f"{len(files)} generator snapshot(s)"
+    return f"{done}, saved {saved}"
+
+
+def _epoch_of(path: str) -> int | None:
+    """latest.pth's epoch (the one it resumes at), read without loading its tensors; None if it cannot be read."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # a truncated file, another format: the folder still holds a run
+        return None
+
+
+def keep_aside(run_dir: str) -> str:
+    """Move every file of the run folder but its lock (held by this process) into a new folder beside it,
+    <run_dir>.old-<date>-<time>; returns that folder. Nothing is deleted or written over."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for k in range(1000):
+        aside = f"{run_dir}.old-{stamp}" + (f"-{k}" if k else "")
+        try:
+            os.mkdir(aside)
+            break
+        except FileExistsError:
+            continue
+    for name in os.listdir(run_dir):
+        if name != LOCK_FILE:
+            os.rename(os.path.join(run_dir, name), os.path.join(aside, name))
+    return aside
 
 
 def remove_stale_temp_files(run_dir: str) -> None:

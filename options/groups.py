@@ -160,6 +160,11 @@ class CheckpointOptions(Config):
         "the checkpoint's; each change is warned about and recorded in train_opt.json, and an epoch the checkpoint "
         "was in the middle of restarts on the new data",
     )
+    start_over: bool = arg(
+        False,
+        "start a new run under a --name whose folder holds a run: its files are moved aside, into a new folder "
+        "NAME.old-<date>-<time> beside it, never deleted (without this train.py refuses such a folder, naming the run)",
+    )
     init_from: str | None = arg(
         None,
         "start from another run's weights (a latest.pth or *_net_G.pth), loading every tensor whose name and shape "
@@ -181,6 +186,7 @@ class CheckpointOptions(Config):
             need(os.path.isfile(self.init_from), f"--init_from {self.init_from}: no such file")
             need(not self.continue_train, "--init_from starts a new run; it cannot be used with --continue_train")
         need(not self.new_data or self.continue_train, "--new_data applies to --continue_train only")
+        need(not (self.start_over and self.continue_train), "--start_over starts a new run; --continue_train resumes")
 
 
 @dataclass(frozen=True)

@@ -220,3 +220,23 @@ def test_new_data_of_another_value_type_settles_the_output_type_again(tmp_path, 
     assert "--output_dtype settled again on the new data: 'uint8' (the checkpoint's 'uint16')" in caplog.text
     saved = checkpoint.load(str(ck / "t" / "latest.pth"))["options"]["values"]
     assert saved["output_dtype"] == "uint8"  # test.py and translate.py write 8-bit outputs, not 257 times off
+
+
+def test_a_folder_that_holds_a_run_is_never_trained_over(tiny_data, tmp_path, capsys):
+    ck = tmp_path / "ck"
+    short = ["--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]
+    assert train.main(train_args(tiny_data, ck, "kept", *short)) == 0
+    first = {p.name: p.read_bytes() for p in (ck / "kept").iterdir() if p.is_file() and p.name != ".lock"}
+    assert "latest.pth" in first and "train_opt.json" in first
+    for again in ([], ["--seed", "9"], ["--init_from", str(ck / "kept" / "latest.pth")]):
+        with pytest.raises(SystemExit) as e:
+            train.main(train_args(tiny_data, ck, "kept", *short, *again))
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "holds a run (epoch 1 done, saved " in err and "--continue_train" in err
+        assert "--start_over" in err and "another --name" in err
+        assert {p.name: p.read_bytes() for p in (ck / "kept").iterdir() if p.name in first} == first
+    # Asked for, a new run starts there; the old one's files are all kept, byte for byte, beside it.
+    assert train.main(train_args(tiny_data, ck, "kept", *short, "--seed", "9", "--start_over")) == 0
+    (aside,) = [p for p in ck.iterdir() if p.name.startswith("kept.old-")]
+    assert {p.name: p.read_bytes() for p in aside.iterdir() if p.is_file()} == first
+    assert json.load(open(ck / "kept" / "train_opt.json"))["seed"] == 9
