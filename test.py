@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from util.util import (
     WriteFailed,
     atomic_write,
     is_inside,
+    make_dirs_below,
     save_image,
     setup_logging,
     tensor2im,
@@ -94,6 +96,11 @@ def translate_one(
     return Row(stem, images, scores, baseline)
 
 
+def is_real_dir(path: str) -> bool:
+    """A folder itself, not a link to one."""
+    return stat.S_ISDIR(os.lstat(path).st_mode)
+
+
 def prepare_results(opt: TestOptions, tag: str, argv: list[str], full: bool = False) -> tuple[str, str]:
     """results_dir/name/<phase>_<tag> and its images/ folder, proven writable, with test_opt.* in it. test.py never
     writes over a file it did not write in this run: when that folder holds anything (an earlier run's results),
@@ -106,16 +113,17 @@ def prepare_results(opt: TestOptions, tag: str, argv: list[str], full: bool = Fa
             "choose a folder outside"
         )
     web_dir, k = base, 1
-    while os.path.lexists(web_dir) and not (os.path.isdir(web_dir) and not os.listdir(web_dir)):
-        k += 1
+    while os.path.lexists(web_dir) and not (is_real_dir(web_dir) and not os.listdir(web_dir)):
+        k += 1  # an earlier run's results, or a link (never filled through): the next free name
         web_dir = f"{base}_{k}"
     if web_dir != base:
         log.warning("%s holds an earlier run's results, kept as they are; these go to %s", base, web_dir)
     img_dir = os.path.join(web_dir, "images")
+    root = opt.testing.results_dir
     try:
-        os.makedirs(img_dir, exist_ok=True)
+        make_dirs_below(root, img_dir)  # results_dir may be a link; nothing below it is followed
         if full:  # full-precision outputs (translate.full_output) beside the previews
-            os.makedirs(os.path.join(web_dir, OUTPUTS), exist_ok=True)
+            make_dirs_below(root, os.path.join(web_dir, OUTPUTS))
         with tempfile.TemporaryFile(dir=img_dir):  # a real write: os.access says yes to root on a read-only disk
             pass
         save_options(opt, web_dir, "test", argv)

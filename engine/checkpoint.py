@@ -36,7 +36,7 @@ from models.config import (
 )
 from models.reference import is_bare_state_dict
 from util.config import Config, OptionError, check_bounds
-from util.util import atomic_write
+from util.util import WriteFailed, atomic_write, make_dirs_below
 
 log = logging.getLogger("train")
 
@@ -395,9 +395,11 @@ def prepare_run_dir(checkpoints_dir: str, name: str) -> str:
     read-only file system)."""
     run_dir = os.path.join(checkpoints_dir, name)
     try:
-        os.makedirs(run_dir, exist_ok=True)
+        make_dirs_below(checkpoints_dir, run_dir)  # --checkpoints_dir may be a link; the run folder must not be
         with tempfile.TemporaryFile(dir=run_dir):
             pass
+    except WriteFailed as e:  # a link, a file in the way, no permission: named by the folder
+        raise CheckpointError(f"--checkpoints_dir {checkpoints_dir}: {e}") from e
     except OSError as e:
         raise CheckpointError(f"--checkpoints_dir {checkpoints_dir}: cannot write in {run_dir}: {e}") from e
     return run_dir

@@ -511,3 +511,28 @@ def test_a_signal_in_translate_py_leaves_no_temp_file(generator, tmp_path, signu
     assert not temp_files(out) and 0 < len(written) < 12
     for name in written:
         assert Image.open(out / name).size == (40, 30)
+
+
+def test_no_folder_below_the_named_ones_is_filled_through_a_link(tiny_data, tmp_path, capsys):
+    """--checkpoints_dir and --results_dir may be links (to a bigger disk); below them, a link somebody else made
+    is never followed: test.py takes the next free result folder, train.py refuses a linked run folder."""
+    import test as test_script
+
+    ck, res, elsewhere = tmp_path / "ck", tmp_path / "res", tmp_path / "elsewhere"
+    short = ["--n_epochs", "1", "--n_epochs_decay", "0", "--no_html"]
+    assert train.main(train_args(tiny_data, ck, "r", *short)) == 0
+    elsewhere.mkdir()
+    (res / "r").mkdir(parents=True)
+    os.symlink(elsewhere, res / "r" / "test_latest")  # an empty folder elsewhere, linked where results would go
+    args = ["--checkpoints_dir", str(ck), "--name", "r", "--results_dir", str(res), "--num_threads", "0"]
+    assert test_script.main(args) == 0
+    assert os.listdir(elsewhere) == [] and (res / "r" / "test_latest_2" / "index.html").is_file()
+    linked_res = tmp_path / "res_link"  # the named folder itself a link: used as it is
+    os.symlink(res, linked_res)
+    assert test_script.main([*args[:-4], "--results_dir", str(linked_res), "--num_threads", "0"]) == 0
+    assert (res / "r" / "test_latest_3" / "index.html").is_file()
+    os.symlink(elsewhere, ck / "linked")  # a run folder that is a link: refused, nothing created in its target
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(tiny_data, ck, "linked", *short))
+    assert e.value.code == 2 and "linked: it is a symbolic link (never written through)" in capsys.readouterr().err
+    assert os.listdir(elsewhere) == []

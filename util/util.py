@@ -119,6 +119,26 @@ class _FdWriter(io.RawIOBase):
                 super().close()
 
 
+def make_dirs_below(root: str, path: str) -> str:
+    """path, a folder at or below root, created folder by folder. root is a folder the user named (it may well be a
+    link to a bigger disk) and is taken as it is; every folder below it that exists already is looked at with
+    lstat, and one that is a link (made by someone else) is never followed: WriteFailed naming it."""
+    rel = os.path.relpath(path, root)
+    current = root
+    try:
+        os.makedirs(root, exist_ok=True)
+        for part in [] if rel == "." else rel.split(os.sep):
+            current = os.path.join(current, part)
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(current).st_mode):  # a link, or a file
+                    raise OSError(errno.ELOOP if os.path.islink(current) else errno.ENOTDIR, "") from None
+    except OSError as e:
+        raise write_failed(current, e) from e
+    return path
+
+
 def atomic_write(path: str, write, new: bool = False) -> None:
     """write(f) into a temp file beside path, fsync, then rename: a crash at any moment leaves the old file or
     the new one. A failed write (a full disk, a vanished folder) raises WriteFailed naming the file, and leaves
