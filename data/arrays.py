@@ -8,6 +8,7 @@ import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -69,7 +70,7 @@ def probe(path: str, im: Image.Image | None = None) -> tuple[tuple[int, int], Ki
     if ext == ".dcm":
         ds = _dicom(path, pixels=False)
         return (int(ds.Columns), int(ds.Rows)), Kind(int(getattr(ds, "SamplesPerPixel", 1)), "float32", False)
-    if im is not None and not _wide_samples(im, path):
+    if im is not None and not _wide_samples(im, path) and not oriented_tiff(im):
         if im.mode in _PIL_FULL:
             return im.size, Kind(1, _PIL_FULL[im.mode], False)
         return im.size, Kind(1 if im.mode in ("1", "L", "LA") else 3, "uint8", True)
@@ -78,8 +79,17 @@ def probe(path: str, im: Image.Image | None = None) -> tuple[tuple[int, int], Ki
         return (w, h), Kind(c - (c in (2, 4)), "uint16", False)  # alpha dropped
     if ext in _TIFF:
         shape, dtype = _tiff_header(path)
-        return (shape[1], shape[0]), Kind(shape[2], value_type(dtype), False)
+        # An oriented 8-bit grey or RGB TIFF is an 8-bit image as any other (data.image_io.load_image reads it).
+        eight_bit = im is not None and oriented_tiff(im) and value_type(dtype) == "uint8" and shape[2] in (1, 3)
+        return (shape[1], shape[0]), Kind(shape[2], value_type(dtype), eight_bit)
     raise ValueError("not an image file this loader reads")
+
+
+def oriented_tiff(im: Image.Image) -> bool:
+    """A TIFF whose Orientation tag is not upright: tifffile reads it and upright() turns it, the one orientation
+    rule of every reader (Pillow turns some orientations of a TIFF on load, and scrambles 5 to 8)."""
+    tags = getattr(im, "tag_v2", None) if im.format == "TIFF" else None
+    return tags is not None and tags.get(274, 1) != 1
 
 
 def _wide_samples(im: Image.Image, path: str) -> bool:
@@ -114,7 +124,7 @@ def read_array(path: str, im: Image.Image | None = None) -> np.ndarray:
         a = np.array(_load_npy(path, mmap=False))
     elif ext == ".dcm":
         a = _read_dicom(path)
-    elif im is not None and not _wide_samples(im, path):
+    elif im is not None and not _wide_samples(im, path) and not oriented_tiff(im):
         a = _read_pil(im)
     elif ext == ".png" and im is not None:
         a = _read_png16(path)
@@ -181,11 +191,13 @@ def _tiff_axes(shape: tuple[int, ...], axes: str) -> tuple[tuple[int, int, int],
 
 
 def _tiff_header(path: str) -> tuple[tuple[int, int, int], np.dtype]:
+    """The (H, W, C) shape of a TIFF read by tifffile, upright (as _read_tiff gives it), and its type."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         s = tif.series[0]
-        return _tiff_axes(s.shape, s.axes)[0], s.dtype
+        (h, w, c), swap = _tiff_axes(s.shape, s.axes)[0], _orientation(tif) in (5, 6, 7, 8)
+        return ((w, h, c) if swap else (h, w, c)), s.dtype
 
 
 def _read_tiff(path: str) -> np.ndarray:
@@ -197,7 +209,32 @@ def _read_tiff(path: str) -> np.ndarray:
             a = s.asarray()
         except ValueError as e:  # a compression tifffile decodes only with imagecodecs (LZW, JPEG ...)
             raise ImportError(f"{e} (pip install imagecodecs)") from e
-        return _tiff_axes(s.shape, s.axes)[1](a)
+        return upright(_tiff_axes(s.shape, s.axes)[1](a), _orientation(tif))
+
+
+def _orientation(tif: Any) -> int:
+    """A TIFF's Orientation tag (274, the same as EXIF's), 1 (upright) when it has none."""
+    tag = tif.pages[0].tags.get(274)
+    try:
+        return int(tag.value) if tag is not None else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def upright(a: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) turned upright as an EXIF/TIFF orientation says, as Pillow's ImageOps.exif_transpose turns an
+    image: one rule for every reader (Pillow applies it to what it reads)."""
+    turns = {
+        2: lambda x: x[:, ::-1],  # mirrored
+        3: lambda x: x[::-1, ::-1],  # rotated 180
+        4: lambda x: x[::-1],  # flipped
+        5: lambda x: x.transpose(1, 0, 2),  # transposed
+        6: lambda x: np.rot90(x, -1),  # rotated 90 clockwise to be upright
+        7: lambda x: np.rot90(x, 2).transpose(1, 0, 2),  # transversed
+        8: lambda x: np.rot90(x, 1),  # rotated 90 counter-clockwise to be upright
+    }
+    turn = turns.get(orientation)
+    return np.ascontiguousarray(turn(a)) if turn is not None else a
 
 
 def _dicom(path: str, pixels: bool):

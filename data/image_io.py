@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from data.arrays import EXIF_ORIENTATION, Kind, is_array_file, probe, read_array
+from data.arrays import EXIF_ORIENTATION, Kind, is_array_file, oriented_tiff, probe, read_array
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,9 @@ def load_image(path: str, nc: int, max_pixels: int | None = None) -> Image.Image
     rules). max_pixels: the decompression-bomb limit (open_image)."""
     try:
         with open_image(path, max_pixels) as im:
+            if oriented_tiff(im):  # turned by the one rule of every reader (data.arrays.upright), not Pillow's
+                a = read_array(path, im)
+                return convert(Image.fromarray(a[:, :, 0] if a.shape[2] == 1 else a), nc)
             out = convert(im, nc)
             return out.copy() if out is im else out  # a closed file's image is unusable
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
@@ -155,9 +158,9 @@ def inspect_file(path: str, decode: bool, max_pixels: int | None = None) -> tupl
             if im is not None:
                 check_mode(im)
             size, kind = probe(path, im)
-            if im is not None:
+            if im is not None and not oriented_tiff(im):  # an oriented TIFF's upright size is probe's
                 size = upright_size(im)
-            if decode and kind.eight_bit:
+            if decode and kind.eight_bit and not oriented_tiff(im):
                 im.load()  # to_8bit leaves an upright RGB or L image undecoded
                 size = to_8bit(im).size
             elif decode:

@@ -340,3 +340,40 @@ def test_outputs_of_2_or_4_channels_read_back_as_they_were_written(tmp_path, cap
         and f"PNG holds 1 (grey) or 3 (RGB) channels that read back as written, not {channels}"
         in (capsys.readouterr().err)
     )
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_one_orientation_rule_for_every_reader(tmp_path, orientation):
+    """A TIFF's Orientation tag turns it as EXIF turns a PNG, whichever reader decodes it (Pillow for 8-bit and
+    float, tifffile for int16, 16-bit RGB and several bands): an int16 A beside a float32 B stays aligned."""
+    from PIL import ImageOps
+
+    from data.image_io import inspect_file, load_image
+
+    base = (np.arange(15).reshape(3, 5) * 10).astype(np.uint8)  # not square: the sides swap for 5 to 8
+    png = tmp_path / "ref.png"
+    im = Image.fromarray(base)
+    exif = im.getexif()
+    exif[274] = orientation
+    im.save(png, exif=exif)
+    want = np.asarray(ImageOps.exif_transpose(Image.open(png))).astype(np.int64)
+    cases = {
+        "uint8": (base, 0, 1, {}),
+        "int16": (base.astype(np.int16) - 5, 5, 1, {}),
+        "float32": (base.astype(np.float32), 0, 1, {}),
+        "rgb16": (np.stack([base] * 3, 2).astype(np.uint16) * 257, 0, 257, {"photometric": "rgb"}),
+        "2band": (
+            np.stack([base] * 2, 2).astype(np.uint16),
+            0,
+            1,
+            {"photometric": "minisblack", "planarconfig": "contig"},
+        ),
+    }
+    for name, (a, shift, scale, kw) in cases.items():
+        path = str(tmp_path / f"{name}.tif")
+        tifffile.imwrite(path, a, extratags=[(274, "H", 1, orientation, True)], **kw)
+        got = read_file(path)[:, :, 0].astype(np.int64)
+        assert got.shape == want.shape and np.array_equal((got + shift) // scale, want), name
+        assert inspect_file(path, decode=False)[0] == inspect_file(path, decode=True)[0] == want.shape[::-1], name
+    eight_bit = np.asarray(load_image(str(tmp_path / "uint8.tif"), 1)).astype(np.int64)  # the 8-bit loader too
+    assert np.array_equal(eight_bit, want)
