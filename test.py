@@ -128,7 +128,7 @@ def prepare_results(opt: TestOptions, tag: str, argv: list[str], full: bool = Fa
             pass
         save_options(opt, web_dir, "test", argv)
     except WriteFailed as e:
-        fail(str(e))
+        fail(f"--results_dir {root}: {e}")
     except OSError as e:
         fail(f"--results_dir {opt.testing.results_dir}: cannot write in {img_dir}: {e.strerror or e}")
     return web_dir, img_dir

@@ -126,6 +126,8 @@ def make_dirs_below(root: str, path: str) -> str:
     rel = os.path.relpath(path, root)
     current = root
     try:
+        if os.path.lexists(root) and not os.path.isdir(root):  # the named folder may be a link to one, not a file
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
         os.makedirs(root, exist_ok=True)
         for part in [] if rel == "." else rel.split(os.sep):
             current = os.path.join(current, part)
@@ -133,7 +135,8 @@ def make_dirs_below(root: str, path: str) -> str:
                 os.mkdir(current)
             except FileExistsError:
                 if not stat.S_ISDIR(os.lstat(current).st_mode):  # a link, or a file
-                    raise OSError(errno.ELOOP if os.path.islink(current) else errno.ENOTDIR, "") from None
+                    code = errno.ELOOP if os.path.islink(current) else errno.ENOTDIR
+                    raise OSError(code, os.strerror(code)) from None
     except OSError as e:
         raise write_failed(current, e) from e
     return path
