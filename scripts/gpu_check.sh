@@ -102,7 +102,7 @@ run=(--dataroot "$data" --checkpoints_dir "$out/ck" --name gpu512 --netG unet_51
     --display_id 0 --print_freq 10 --seed 0)
 [ "$dev" = cpu ] && run+=(--gpu_ids -1)
 t_train=$(date +%s)
-stage train 45 $PY train.py "${run[@]}" --stop_after_iters "$n_train"
+stage train 45 $PY train.py "${run[@]}" --stop_after_iters "$n_train" --start_over  # a rerun into OUT_DIR too
 stage resume 30 $PY train.py "${run[@]}" --continue_train --stop_after_iters 10
 phase=test
 [ -d "$data/val" ] && phase=val

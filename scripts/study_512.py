@@ -127,6 +127,7 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
         "--load_size", str(args.load_size), "--crop_size", str(args.size), "--direction", args.direction,
         "--n_epochs", str(args.epochs[0]), "--n_epochs_decay", str(args.epochs[1]), "--seed", str(seed),
         "--display_id", "0", "--no_html", "--print_freq", "100", "--save_epoch_freq", "1000",
+        "--start_over",  # an arm interrupted before its record: trained again, the partial run kept aside
         *arm_flags(arm, args.width), *shlex.split(args.extra),
     ]
     test = [

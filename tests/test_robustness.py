@@ -349,9 +349,31 @@ def test_signal_during_the_last_epoch_end_exits_130(tiny_data, tmp_path, monkeyp
     assert checkpoint.load(str(tmp_path / "r" / "latest.pth"))["epoch"] == 2  # the epoch end was completed
 
 
+# train.py run as a script, held inside its start-up: the first import of torch (after the script's first lines)
+# says so in a file and waits there, so the test's Ctrl-C lands while the libraries load, whatever the machine's speed.
+HELD_IN_START_UP = """
+import builtins, runpy, sys, time
+ready, script = sys.argv[1], sys.argv[2]
+real_import = builtins.__import__
+def held(name, *args, **kwargs):
+    if name == "torch" and sys._getframe(1).f_globals.get("__name__") == "__main__":
+        open(ready, "w").close()
+        time.sleep(120)
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = held
+sys.argv = [script, *sys.argv[3:]]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
 def test_ctrl_c_during_start_up_is_one_line(tiny_data, tmp_path):
-    proc = start_training(train_args(tiny_data, tmp_path))
-    time.sleep(0.5)  # still loading the libraries
+    ready = tmp_path / "in_start_up"
+    code = [sys.executable, "-c", HELD_IN_START_UP, str(ready), os.path.join(ROOT, "train.py")]
+    proc = subprocess.Popen([*code, *train_args(tiny_data, tmp_path)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ready.exists():  # the event: start-up reached the libraries' import
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+        time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted during start-up" in err and "Traceback" not in err
