@@ -94,13 +94,21 @@ def open_image(path: str, max_pixels: int | None = None) -> Iterator[Image.Image
     except Image.DecompressionBombError as e:
         raise BadImageError(f"cannot read image {path}: {str(e).rstrip('.')}; {_raise_limit_hint(max_pixels)}") from e
     with im:
-        w, h = im.size
-        if max_pixels is not None and w * h > max_pixels:
-            raise BadImageError(
-                f"cannot read image {path}: {w}x{h} is {w * h} pixels, over the limit of {max_pixels}; "
-                + _raise_limit_hint(max_pixels)
-            )
+        if max_pixels is not None:  # else Pillow checked its own limit when it opened the file
+            check_pixels(path, im.size, max_pixels)
         yield im
+
+
+def check_pixels(path: str, size: tuple[int, int], max_pixels: int | None) -> None:
+    """The one decompression-bomb limit of every reader, checked from the header before anything is allocated:
+    max_pixels (translate.py --tile's TILE_MAX_PIXELS), else Pillow's own (2 * Image.MAX_IMAGE_PIXELS)."""
+    limit = max_pixels if max_pixels is not None else 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    w, h = size
+    if limit is not None and w * h > limit:
+        raise BadImageError(
+            f"cannot read image {path}: {w}x{h} is {w * h} pixels, over the limit of {limit}; "
+            + _raise_limit_hint(max_pixels)
+        )
 
 
 def _raise_limit_hint(max_pixels: int | None) -> str:
@@ -176,6 +184,7 @@ def open_file(path: str, max_pixels: int | None = None) -> Iterator[Image.Image 
     """open_image, or None for a file Pillow does not read (.npy, DICOM, a TIFF of many bands or 16-bit colour,
     read by data.arrays)."""
     if is_array_file(path):
+        check_pixels(path, probe(path, None)[0], max_pixels)  # .npy, DICOM: their headers
         yield None
         return
     try:
@@ -184,6 +193,7 @@ def open_file(path: str, max_pixels: int | None = None) -> Iterator[Image.Image 
     except UnidentifiedImageError:
         if not path.lower().endswith((".tif", ".tiff")):
             raise
+        check_pixels(path, probe(path, None)[0], max_pixels)  # a TIFF Pillow does not open: tifffile's header
         yield None
         return
     try:

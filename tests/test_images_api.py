@@ -340,3 +340,28 @@ def test_exported_generators_still_load_and_translate_alike(tmp_path, generator)
     assert u.options == t.options and meta["format"] == str(checkpoint.FORMAT)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     torch.testing.assert_close(u(x), t(x), rtol=0, atol=0)
+
+
+def test_one_pixel_limit_for_every_reader_from_the_header(tmp_path, monkeypatch):
+    """Pillow's decompression-bomb limit (2 * MAX_IMAGE_PIXELS) for every reader, checked from the header before
+    anything is allocated (a TIFF header may claim 60000 x 60000 x 2), with translate.py --tile's override."""
+    import tifffile
+    from PIL import Image
+
+    from data.image_io import BadImageError, inspect_file, read_file
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # the limit: 1000 pixels
+    files = {
+        "two_bands.tif": lambda p: tifffile.imwrite(p, np.zeros((40, 40, 2), np.uint16), planarconfig="contig"),
+        "rgb16.tif": lambda p: tifffile.imwrite(p, np.zeros((40, 40, 3), np.uint16), photometric="rgb"),
+        "values.npy": lambda p: np.save(p, np.zeros((40, 40), np.float32)),
+        "photo.png": lambda p: Image.fromarray(np.zeros((40, 40), np.uint8)).save(p),
+    }
+    for name, write in files.items():
+        path = str(tmp_path / name)
+        write(path)
+        for read in (lambda p, m=None: inspect_file(p, decode=False, max_pixels=m), read_file):
+            with pytest.raises(BadImageError, match=r"1600 pixels.* limit of 1000.*--tile"):
+                read(path)
+        assert inspect_file(path, decode=False, max_pixels=2000)[0] == (40, 40)  # --tile's limit reads it
+        assert read_file(path, max_pixels=2000).shape[:2] == (40, 40)
