@@ -3,10 +3,12 @@ read into (H, W, C) arrays of their own value type, and written back in the data
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +165,8 @@ def as_hwc(a: np.ndarray) -> np.ndarray:
         a = a[:, :, None]
     if a.ndim != 3 or a.dtype.kind not in "biuf":
         raise ValueError(f"an image must be numbers shaped (H, W) or (H, W, C), not {a.dtype} {a.shape}")
+    if not a.size:
+        raise ValueError(f"the image is empty: {a.shape[0]}x{a.shape[1]} pixels, {a.shape[2]} channels")
     return a
 
 
@@ -190,11 +194,23 @@ def _tiff_axes(shape: tuple[int, ...], axes: str) -> tuple[tuple[int, int, int],
     return (shape[y], shape[x], c), to_hwc
 
 
+@contextlib.contextmanager
+def _tifffile_errors() -> Iterator[None]:
+    """What tifffile raises for a file it cannot read, as ValueError (a damaged file) or ImportError naming the
+    package a compression needs, never a bare traceback."""
+    try:
+        yield
+    except ImportError as e:  # ZSTD, LZW, JPEG ...: codecs tifffile takes from imagecodecs
+        raise ImportError(f"its compression needs imagecodecs ({e}): pip install imagecodecs") from e
+    except (zlib.error, TypeError, KeyError, IndexError, struct.error) as e:  # a corrupt strip, a broken header
+        raise ValueError(f"a damaged or unsupported TIFF ({type(e).__name__}: {e})") from e
+
+
 def _tiff_header(path: str) -> tuple[tuple[int, int, int], np.dtype]:
     """The (H, W, C) shape of a TIFF read by tifffile, upright (as _read_tiff gives it), and its type."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _tifffile_errors(), tifffile.TiffFile(path) as tif:
         s = tif.series[0]
         (h, w, c), swap = _tiff_axes(s.shape, s.axes)[0], _orientation(tif) in (5, 6, 7, 8)
         return ((w, h, c) if swap else (h, w, c)), s.dtype
@@ -203,7 +219,7 @@ def _tiff_header(path: str) -> tuple[tuple[int, int, int], np.dtype]:
 def _read_tiff(path: str) -> np.ndarray:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _tifffile_errors(), tifffile.TiffFile(path) as tif:
         s = tif.series[0]
         try:
             a = s.asarray()

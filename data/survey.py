@@ -88,7 +88,12 @@ def settle_side(
     if not arrays:
         raise ValueError(f"--{flag}: none of the {len(files)} files sampled could be read to measure a range")
     if rng is None:
-        rng = measure(arrays)
+        try:
+            rng = measure(arrays)
+        except ValueError as e:  # every value NaN or infinite: no range to measure
+            raise ValueError(
+                f"--{flag}: {e} in the {len(arrays)} files sampled of this side; give --{flag} MIN,MAX"
+            ) from None
         lo, hi = AUTO_PERCENTILES
         why = f" (measured: the {lo:g} and {hi:g} percentiles of {len(arrays)} files; --{flag} MIN,MAX sets it)"
     clipped = sum(rng.clipped(a) for a in arrays) / max(1, sum(a.size for a in arrays))

@@ -93,13 +93,28 @@ def build(out: str, size: int, n_train: int, n_test: int, seed: int) -> None:
             write_pair(out, "mr2ct", phase, i, mr, ct)
 
 
+def bounded(lo: int, hi: int):
+    """An argparse type: an integer from lo to hi, else one line naming the bounds (exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is not in {lo}..{hi}")
+        return v
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="datasets/phantoms", help="folder to create (must not exist or be empty)")
-    p.add_argument("--size", type=int, default=64, help="slice size in pixels")
-    p.add_argument("--n_train", type=int, default=64)
-    p.add_argument("--n_test", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=bounded(16, 4096), default=64, help="slice size in pixels, 16 to 4096")
+    p.add_argument("--n_train", type=bounded(1, 100000), default=64, help="training pairs, 1 or more")
+    p.add_argument("--n_test", type=bounded(0, 100000), default=8, help="test pairs, 0 or more")
+    p.add_argument("--seed", type=bounded(0, 2**63 - 1), default=0, help="0 or more")
     a = p.parse_args(argv)
     if os.path.exists(a.out) and (not os.path.isdir(a.out) or os.listdir(a.out)):
         print(f"make_phantoms.py: error: {a.out} exists and is not empty; choose another --out", file=sys.stderr)

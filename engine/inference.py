@@ -199,6 +199,8 @@ class ImageTranslator:
         if not torch.is_tensor(x) or x.dim() not in (3, 4):
             raise TypeError(f"expected a PIL image, a NumPy array or a (C, H, W) / (N, C, H, W) tensor, not {type(x)}")
         batch = x if x.dim() == 4 else x[None]
+        if not batch.numel():
+            raise ValueError(f"the image is empty: a tensor of shape {tuple(x.shape)}")
         if batch.shape[1] != self.input_nc:
             raise ValueError(f"the generator takes {self.input_nc}-channel input, not {batch.shape[1]} channels")
         out = self.translate(batch, tile, overlap).to(x.device)

@@ -22,8 +22,10 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from metrics import MetricSuite  # noqa: E402
+from metrics import MetricList, MetricSuite  # noqa: E402
+from models.registry import list_generators  # noqa: E402
 from reporting.html import HTML  # noqa: E402
+from util.config import OptionError  # noqa: E402
 
 log = logging.getLogger("study")
 FORMATS = {"psnr": "{:.2f}", "ssim": "{:.4f}", "l1": "{:.4f}", "pixacc": "{:.3f}", "swd": "{:.1f}", "lpips": "{:.3f}"}
@@ -245,6 +247,31 @@ def comparison_page(args: argparse.Namespace, arms: list[str], seed: int, max_im
     return page.save()
 
 
+def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """Every argument checked before any run starts (one line and exit 2, as argparse's own errors); the seeds."""
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    numbers = {"--width": args.width, "--size": args.size, "--jobs": args.jobs, "--load_size": args.load_size or 1}
+    problems = [
+        (not seeds or min(seeds) < 0, f"--seeds {args.seeds!r}: comma-separated integers, 0 or more"),
+        (not os.path.isdir(args.dataroot), f"--dataroot {args.dataroot}: no such folder"),
+        (args.netG not in list_generators(), f"--netG {args.netG}: one of {', '.join(list_generators())}"),
+        (args.direction not in ("AtoB", "BtoA"), f"--direction {args.direction}: AtoB or BtoA"),
+        (min(args.epochs) < 0 or sum(args.epochs) < 1, f"--epochs {args.epochs}: 0 or more each, 1 or more in all"),
+        *((v < 1, f"{k} {v}: a positive integer") for k, v in numbers.items()),
+    ]
+    for bad, message in problems:
+        if bad:
+            p.error(message)
+    try:
+        MetricList.parse(args.metrics, "metrics")
+    except OptionError as e:
+        p.error(str(e))
+    return seeds
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataroot", default=os.path.join(ROOT, "..", "shared", "data", "polyu512"))
@@ -269,10 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = [a for a in arms if a not in ARMS]
     if bad:
         p.error(f"--arms: unknown {', '.join(bad)}; choose from {', '.join(ARMS)}")
+    seeds = check_args(p, args)
     args.load_size = args.load_size or args.size
-    args.metric_list = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    args.metric_list = [m.strip().lower() for m in args.metrics.split(",") if m.strip()]
     args.threads = max(1, (os.cpu_count() or 1) // args.jobs) if args.jobs > 1 else None
-    seeds = [int(s) for s in args.seeds.split(",")]
     os.makedirs(args.out, exist_ok=True)
     identity = identity_scores(args)
     log.info("identity on %s: %s", args.val_phase, identity)

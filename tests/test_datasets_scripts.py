@@ -202,3 +202,14 @@ def test_make_demo_dataset_command_line(tmp_path):
         for f in files:
             with Image.open(f) as im:
                 assert im.size == (128, 64)
+
+
+@pytest.mark.parametrize(
+    "flag, value", [("--size", "0"), ("--size", "-8"), ("--size", "100000"), ("--n_train", "-3"), ("--seed", "-1")]
+)
+def test_make_phantoms_refuses_sizes_and_counts_out_of_bounds(tmp_path, flag, value):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets", "make_phantoms.py")
+    out = tmp_path / "ph"
+    r = subprocess.run([sys.executable, script, "--out", str(out), flag, value], capture_output=True, text=True)
+    assert r.returncode == 2 and f"argument {flag}: {value} is not in" in r.stderr and "Traceback" not in r.stderr
+    assert not out.exists()

@@ -365,3 +365,43 @@ def test_one_pixel_limit_for_every_reader_from_the_header(tmp_path, monkeypatch)
                 read(path)
         assert inspect_file(path, decode=False, max_pixels=2000)[0] == (40, 40)  # --tile's limit reads it
         assert read_file(path, max_pixels=2000).shape[:2] == (40, 40)
+
+
+def test_damaged_tiffs_and_missing_codecs_are_bad_files_with_a_reason(tmp_path):
+    """A corrupt zlib strip and a compression tifffile decodes only with imagecodecs (ZSTD here): one line each,
+    naming the file and what to do, never tifffile's own exception."""
+    import struct
+
+    import tifffile
+
+    from data.image_io import BadImageError, read_file
+
+    corrupt = tmp_path / "corrupt.tif"
+    tifffile.imwrite(corrupt, np.random.default_rng(0).integers(0, 65535, (64, 64, 3), np.uint16), compression="zlib")
+    data = bytearray(corrupt.read_bytes())
+    data[300:600] = bytes(b ^ 0xFF for b in data[300:600])
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(BadImageError, match=r"corrupt\.tif: a damaged or unsupported TIFF \(error: .*decompressing"):
+        read_file(str(corrupt))
+    zstd = tmp_path / "zstd.tif"  # written plain, then marked ZSTD (50000): what a ZSTD file is to tifffile
+    tifffile.imwrite(zstd, np.zeros((8, 8, 2), np.uint16), planarconfig="contig", photometric="minisblack")
+    with tifffile.TiffFile(zstd) as tif:
+        offset = tif.pages[0].tags[259].valueoffset
+    data = bytearray(zstd.read_bytes())
+    data[offset : offset + 2] = struct.pack("<H", 50000)
+    zstd.write_bytes(bytes(data))
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        with pytest.raises(
+            BadImageError, match=r"zstd\.tif: its compression needs imagecodecs .*pip install imagecodecs"
+        ):
+            read_file(str(zstd))
+
+
+def test_an_empty_image_is_said_to_be_empty(tmp_path):
+    from data.arrays import as_hwc
+
+    for shape in ((0, 5), (4, 0, 3), (3, 3, 0)):
+        with pytest.raises(ValueError, match="the image is empty"):
+            as_hwc(np.zeros(shape, np.float32))

@@ -81,3 +81,21 @@ def test_summary_marks_only_differences_the_seeds_agree_on():
     assert "psnr_apart" not in b  # one seed cannot agree with anything
     table = study_512.markdown(rows, {"psnr": 29.5}, ["psnr", "swd"])
     assert "| a | `(baseline)` | 30.55 (30.50, 30.60) | +0.35* | 50.0 (49.0, 51.0) | -1.0 |" in table
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seeds", "x"], "--seeds 'x': comma-separated integers"),
+        (["--width", "0"], "--width 0: a positive integer"),
+        (["--metrics", "psnr,fidd"], "unknown metric 'fidd'"),
+        (["--netG", "unet_999"], "--netG unet_999: one of unet_128"),
+        (["--epochs", "0", "0"], "--epochs [0, 0]"),
+        (["--arms", "nope"], "--arms: unknown nope"),
+    ],
+)
+def test_arguments_are_checked_before_any_run(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        study_512.main(["--dataroot", str(tmp_path), "--out", str(tmp_path / "out"), *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing started

@@ -377,3 +377,15 @@ def test_one_orientation_rule_for_every_reader(tmp_path, orientation):
         assert inspect_file(path, decode=False)[0] == inspect_file(path, decode=True)[0] == want.shape[::-1], name
     eight_bit = np.asarray(load_image(str(tmp_path / "uint8.tif"), 1)).astype(np.int64)  # the 8-bit loader too
     assert np.array_equal(eight_bit, want)
+
+
+def test_a_side_of_nan_only_names_its_flag(tmp_path, capsys):
+    def make(phase, i):
+        np.save(phase / "A" / f"{i}.npy", np.full((32, 32), np.nan, np.float32))
+        np.save(phase / "B" / f"{i}.npy", np.ones((32, 32), np.float32))
+
+    data = folders(tmp_path / "d", {"train": 2}, make)
+    with pytest.raises(SystemExit) as e:
+        train.main(train_args(data, str(tmp_path / "ck"), "n", *SHORT, "--input_nc", "1", "--output_nc", "1"))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--range_A: no finite values" in err and "give --range_A MIN,MAX" in err
