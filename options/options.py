@@ -69,8 +69,11 @@ class Options:
 
     @classmethod
     def key_of(cls, name: str) -> str:
-        """The key of the config that holds option `name` ('netG' -> 'generator')."""
-        return next(c.key for c in cls.config_classes() if name in {f.name for f in fields(c)})  # type: ignore
+        """The key of the config that holds option `name` ('netG' -> 'generator'); KeyError for no such option."""
+        for c in cls.config_classes():
+            if name in {f.name for f in fields(c)}:  # type: ignore[arg-type]
+                return c.key
+        raise KeyError(f"{cls.script}.py has no option {name!r}")
 
     def configs(self) -> list[Config]:
         return [getattr(self, f.name) for f in fields(self)]  # type: ignore[arg-type]
