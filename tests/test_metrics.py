@@ -4,6 +4,7 @@ import logging
 import math
 import os
 import socket
+import sys
 import threading
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import metrics
+from conftest import ROOT
 from metrics import HIGHER_IS_BETTER, METRICS, MetricList, MetricSuite
 
 
@@ -419,3 +421,17 @@ def test_torch_fidelity_opens_only_a_vetted_copy(tmp_path, monkeypatch):
     net = metrics.InceptionFeatures(str(tmp_path / "inception.pth"))
     assert opened and opened[0] != str(tmp_path / "inception.pth") and not os.path.exists(opened[0])
     assert net.net.state.keys() == weights.keys() and all(torch.equal(net.net.state[k], v) for k, v in weights.items())
+
+
+def test_ssim_speed_script_compares_against_a_plain_box_filter(capsys):
+    """scripts/ssim_speed.py (the figures in docs/metrics.md): its plain separable box filter is SSIM too (the
+    comparison is of like with like), and it prints a line per size."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    import ssim_speed
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(2, 3, 40, 56, generator=g), torch.rand(2, 3, 40, 56, generator=g)
+    assert torch.allclose(ssim_speed.plain_ssim(x, y).double(), metrics.ssim(x, y), atol=1e-4)
+    assert ssim_speed.main(["--sizes", "32x48", "16x16", "--repeats", "1", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["32x48", "16x16"] and all("ratio" in ln for ln in lines)
