@@ -368,13 +368,13 @@ def test_one_pixel_limit_for_every_reader_from_the_header(tmp_path, monkeypatch)
 
 
 def test_damaged_tiffs_and_missing_codecs_are_bad_files_with_a_reason(tmp_path):
-    """A corrupt zlib strip and a compression tifffile decodes only with imagecodecs (ZSTD here): one line each,
-    naming the file and what to do, never tifffile's own exception."""
+    """A corrupt zlib strip, bands of mixed sample formats and a compression tifffile decodes only with imagecodecs
+    (ZSTD here): one line each, naming the file and what to do, never tifffile's own exception."""
     import struct
 
     import tifffile
 
-    from data.image_io import BadImageError, read_file
+    from data.image_io import BadImageError, inspect_file, read_file
 
     corrupt = tmp_path / "corrupt.tif"
     tifffile.imwrite(corrupt, np.random.default_rng(0).integers(0, 65535, (64, 64, 3), np.uint16), compression="zlib")
@@ -383,6 +383,16 @@ def test_damaged_tiffs_and_missing_codecs_are_bad_files_with_a_reason(tmp_path):
     corrupt.write_bytes(bytes(data))
     with pytest.raises(BadImageError, match=r"corrupt\.tif: a damaged or unsupported TIFF \(error: .*decompressing"):
         read_file(str(corrupt))
+    mixed = tmp_path / "mixed.tif"  # two bands whose SampleFormat differ (float, then unsigned): a TypeError inside
+    tifffile.imwrite(mixed, np.zeros((8, 8, 2), np.float32), planarconfig="contig", photometric="minisblack")
+    with tifffile.TiffFile(mixed) as tif:
+        offset = tif.pages[0].tags[339].valueoffset
+    data = bytearray(mixed.read_bytes())
+    data[offset + 2 : offset + 4] = struct.pack("<H", 1)
+    mixed.write_bytes(bytes(data))
+    for read in (read_file, lambda p: inspect_file(p, decode=False)):
+        with pytest.raises(BadImageError, match=r"mixed\.tif: a damaged or unsupported TIFF \(TypeError"):
+            read(str(mixed))
     zstd = tmp_path / "zstd.tif"  # written plain, then marked ZSTD (50000): what a ZSTD file is to tifffile
     tifffile.imwrite(zstd, np.zeros((8, 8, 2), np.uint16), planarconfig="contig", photometric="minisblack")
     with tifffile.TiffFile(zstd) as tif:
