@@ -140,7 +140,8 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     torch.manual_seed(opt.run.seed)
     dataset, val_set, sampler, loader = build_data(opt, d, device)
     model = build_model(opt, device)
-    saver = Saver(run_dir, opt.to_dict(), opt.checkpoints.save_by_iter, opt.checkpoints.keep_last, enabled=d.is_main)
+    ck = opt.checkpoints
+    saver = Saver(run_dir, opt.to_dict(), ck.save_by_iter, ck.keep_last, d.is_main, start.value_types)
     validator = None
     if val_set is not None and d.is_main:
         validator = Validator(opt.metrics, opt.run.seed, val_set, device, saver)

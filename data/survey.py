@@ -27,12 +27,13 @@ log = logging.getLogger(__name__)
 SAMPLE_FILES = 32  # files decoded to measure a range or count clipped values, spread evenly over the set
 
 
-def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dict[str, Any]:
-    """{"range_A", "range_B", "output_dtype"} as this run uses them (a range: a RangeSpec of its numbers, or of
-    the value type's own), each side reported in one line. generator: a models.config.GeneratorConfig (direction,
-    channels). Raises FileNotFoundError, ValueError or data.image_io.BadImageError (a RuntimeError) naming what
-    is wrong. Unreadable files are left to the data set's check, which names them (or skips them with
-    --skip_bad_images); with no readable file in the sample, the options stay as they are."""
+def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """({"range_A", "range_B", "output_dtype"} as this run uses them (a range: a RangeSpec of its numbers, or of
+    the value type's own), {"A": real_A's value type, "B": real_B's}), each side reported in one line. generator:
+    a models.config.GeneratorConfig (direction, channels). Raises FileNotFoundError, ValueError or
+    data.image_io.BadImageError (a RuntimeError) naming what is wrong. Unreadable files are left to the data set's
+    check, which names them (or skips them with --skip_bad_images); with no readable file in the sample, the
+    options stay as they are and no types are known."""
     pairs = find_pairs(data.dataroot, data.phase, data.max_dataset_size)
     step = max(1, len(pairs) // SAMPLE_FILES)
     sample = pairs[::step][:SAMPLE_FILES]
@@ -45,7 +46,7 @@ def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dic
         spec = getattr(values, f"range_{real}")
         files = [(p, half, headers[p]) for p, half in files if headers[p] is not None]
         if not files:
-            return {}
+            return {}, {}
         ranges[real], kinds[real], note = settle_side(files, nc, spec, f"range_{real}")
         rng = ranges[real]
         # The value type's range stays "" (it is the rule for any type: a 16-bit file given to a run trained on
@@ -59,7 +60,7 @@ def settle_values(data: DataConfig, generator: Any, values: ValuesConfig) -> dic
         # output type), never by the output type's own.
         out["range_B"] = RangeSpec(ranges["B"])
         log.info("outputs in %s are mapped back by real_B's range %s", out["output_dtype"], ranges["B"].text)
-    return out
+    return out, {real: kind.dtype for real, kind in kinds.items()}
 
 
 def _kind(path: str) -> Kind | None:

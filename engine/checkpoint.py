@@ -302,10 +302,14 @@ def check_generator_shapes(g: GeneratorConfig, tensors: dict[str, torch.Tensor],
 
 
 # ---- writing -------------------------------------------------------------------------------------------------
-def generator_snapshot(model, options: dict, epoch: int, total_iters: int, best: dict | None = None) -> dict:
+def generator_snapshot(
+    model, options: dict, epoch: int, total_iters: int, best: dict | None = None, value_types: dict | None = None
+) -> dict:
     """What every generator file holds (epoch snapshots, iter_<N>, best_net_G.pth)."""
     snap = {"format": FORMAT, "kind": "generator", **model.generator_weights()}
     snap.update(options=options, epoch=epoch, total_iters=total_iters)
+    if value_types:
+        snap["value_types"] = value_types
     if best is not None:
         snap["best"] = best
     return snap
@@ -347,6 +351,9 @@ class Saver:
     save_by_iter: bool
     keep_last: int
     enabled: bool = True
+    # {"A": real_A's value type, "B": real_B's} in the training data: part of the run's value description, with
+    # its ranges and output type in the options; a --new_data resume compares them (engine.resolve).
+    value_types: dict | None = None
 
     @property
     def latest_path(self) -> str:
@@ -376,6 +383,7 @@ class Saver:
             "options": self.options,
             "rng": rng,
             "best": best,
+            **({"value_types": self.value_types} if self.value_types else {}),
         }
         atomic_save(state, self.latest_path)
         if self.save_by_iter:
@@ -385,7 +393,8 @@ class Saver:
         """<tag>_net_G.pth; numbered snapshots are pruned to --keep_last."""
         if not self.enabled:
             return
-        atomic_save(generator_snapshot(model, self.options, epoch, total_iters, best), snapshot_path(self.run_dir, tag))
+        snap = generator_snapshot(model, self.options, epoch, total_iters, best, self.value_types)
+        atomic_save(snap, snapshot_path(self.run_dir, tag))
         if tag != "best":
             prune_snapshots(self.run_dir, self.keep_last)
 

@@ -60,18 +60,24 @@ def resolve_training(opt: TrainOptions, d: distributed.Dist, run_dir: str, given
         settled["compile"] = False
     opt = opt.replace(**settled)
     try:  # the value types of the data and their ranges (measured where asked), before the options are saved
-        opt = opt.replace(**settle_values(opt.data, opt.generator, opt.values))
+        values, types = settle_values(opt.data, opt.generator, opt.values)
+        opt = opt.replace(**values)
     except (FileNotFoundError, ValueError, BadImageError) as e:
         raise OptionError(str(e)) from None
     check_settled(parsed, opt, values=True)
-    return dataclasses.replace(start, opt=opt, data_changes=value_changes(start, opt))
+    changes = value_changes(start, opt, types)
+    return dataclasses.replace(start, opt=opt, data_changes=changes, value_types=types or start.value_types)
 
 
-def value_changes(start: Start, opt: TrainOptions) -> dict | None:
+def value_changes(start: Start, opt: TrainOptions, types: dict[str, str]) -> dict | None:
     """The start's data changes, with those of the value description a --new_data resume settled again on the
-    new data (each warned about): the run's outputs are now in other units or another type."""
+    new data (each warned about): the run's inputs or outputs are now in other units or another type."""
     changes = dict(start.data_changes or {})
     if start.saved is not None and opt.checkpoints.new_data:
+        for real, was in (start.value_types or {}).items():  # runs saved before value types were: none
+            if types.get(real, was) != was:
+                log.warning("--new_data: real_%s is %s data, the checkpoint's was %s", real, types[real], was)
+                changes[f"value_type_{real}"] = (was, types[real])
         before, now = TrainOptions.from_dict(start.saved).flat(), opt.flat()
         for k in VALUE_KEYS:
             if str(before[k]) != str(now[k]):

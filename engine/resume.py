@@ -32,6 +32,7 @@ class Start:
     finished: bool = False  # latest.pth says every epoch is done
     data_changes: dict | None = None  # {flag: (checkpoint's, this run's)} with --new_data, recorded in train_opt.json
     saved: dict | None = None  # a resumed run's options by key, as its checkpoint holds them
+    value_types: dict | None = None  # {"A": real_A's value type, "B": real_B's}: the data's, saved with the run
 
 
 def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
@@ -66,11 +67,11 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
             "training already finished after epoch %d; raise --n_epochs or --n_epochs_decay to train longer",
             p.epoch - 1,
         )
-        return Start(opt, p, state=state, finished=True, saved=saved)
+        return Start(opt, p, state=state, finished=True, saved=saved, value_types=state.get("value_types"))
     log.info(
         "resuming latest.pth at epoch %d, iteration %d of the epoch (%d in all)", p.epoch, p.epoch_iter, p.total_iters
     )
-    return Start(opt, p, state=state, data_changes=changes, saved=saved)
+    return Start(opt, p, state=state, data_changes=changes, saved=saved, value_types=state.get("value_types"))
 
 
 def _resumed_data(opt: TrainOptions, saved: dict, given: set[str], mid_epoch: bool) -> tuple[TrainOptions, dict]:
@@ -137,7 +138,7 @@ def _from_snapshot(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
         opt.optim.epoch_count,
     )
     progress = Progress(opt.optim.epoch_count, 0, snap.get("total_iters", 0))
-    return Start(opt, progress, netG_state=snap["netG"], saved=snap["options"])
+    return Start(opt, progress, netG_state=snap["netG"], saved=snap["options"], value_types=snap.get("value_types"))
 
 
 def restore(start: Start, model, validator, device: torch.device) -> None:

@@ -218,6 +218,10 @@ def test_new_data_of_another_value_type_settles_the_output_type_again(tmp_path, 
     assert record["options"]["output_dtype"] == "uint8"
     assert record["data_changes"]["output_dtype"] == {"checkpoint": "uint16", "now": "uint8"}
     assert "--output_dtype settled again on the new data: 'uint8' (the checkpoint's 'uint16')" in caplog.text
+    for real in ("A", "B"):  # the data's value types are part of the run's description too, warned and recorded
+        assert record["data_changes"][f"value_type_{real}"] == {"checkpoint": "uint16", "now": "uint8"}
+        assert f"--new_data: real_{real} is uint8 data, the checkpoint's was uint16" in caplog.text
+    assert checkpoint.load(str(ck / "t" / "latest.pth"))["value_types"] == {"A": "uint8", "B": "uint8"}
     saved = checkpoint.load(str(ck / "t" / "latest.pth"))["options"]["values"]
     assert saved["output_dtype"] == "uint8"  # test.py and translate.py write 8-bit outputs, not 257 times off
 
@@ -240,3 +244,29 @@ def test_a_folder_that_holds_a_run_is_never_trained_over(tiny_data, tmp_path, ca
     (aside,) = [p for p in ck.iterdir() if p.name.startswith("kept.old-")]
     assert {p.name: p.read_bytes() for p in aside.iterdir() if p.is_file()} == first
     assert json.load(open(ck / "kept" / "train_opt.json"))["seed"] == 9
+
+
+def test_new_data_with_another_input_type_only_is_warned_and_recorded(tmp_path, caplog):
+    from data.arrays import encode
+
+    def folder(root, a_type):
+        for side in ("A", "B"):
+            os.makedirs(root / "train" / side)
+        for i in range(3):
+            a = (np.arange(32 * 32).reshape(32, 32, 1) * (i + 3)) % 256
+            (root / "train" / "A" / f"{i}.png").write_bytes(
+                encode((a * (257 if a_type == "uint16" else 1)).astype(a_type), "png")
+            )
+            (root / "train" / "B" / f"{i}.png").write_bytes(encode(a.astype(np.uint8), "png"))
+        return str(root)
+
+    ck, grey = tmp_path / "ck", ["--input_nc", "1", "--output_nc", "1", "--no_html", "--n_epochs_decay", "0"]
+    assert train.main(train_args(folder(tmp_path / "d16", "uint16"), ck, "a", *grey, "--n_epochs", "1")) == 0
+    caplog.clear()
+    new = folder(tmp_path / "d8", "uint8")
+    assert train.main(train_args(new, ck, "a", *grey, "--n_epochs", "2", "--continue_train", "--new_data")) == 0
+    changes = json.load(open(ck / "a" / "train_opt.json"))["data_changes"]
+    assert changes["value_type_A"] == {"checkpoint": "uint16", "now": "uint8"} and "value_type_B" not in changes
+    assert (
+        "output_dtype" not in changes and "--new_data: real_A is uint8 data, the checkpoint's was uint16" in caplog.text
+    )

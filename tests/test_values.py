@@ -282,7 +282,8 @@ def test_outputs_of_another_type_are_mapped_back_by_the_data_s_own_range(tmp_pat
         for i in range(2):
             np.save(tmp_path / "train" / side / f"{i}.npy", np.linspace(lo, hi, 64).reshape(8, 8).astype(data_type))
     g = GeneratorConfig(input_nc=1, output_nc=1)
-    settled = settle_values(DataConfig(dataroot=str(tmp_path)), g, ValuesConfig(output_dtype=out))
+    settled, types = settle_values(DataConfig(dataroot=str(tmp_path)), g, ValuesConfig(output_dtype=out))
+    assert types == {"A": data_type, "B": data_type}
     values = ValuesConfig(**settled)
     assert values.output_dtype == out
     assert str(values.range_B) == ("" if out == data_type else f"{lo:g},{hi:g}")
