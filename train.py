@@ -19,10 +19,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from data import EpochSampler, create_dataloader, create_dataset
 from data.image_io import data_error
 from engine import checkpoint, cli, resume, run_folder
-from engine.checkpoint import CheckpointError, NonFiniteWeights, Saver
+from engine.checkpoint import CheckpointError, NonFiniteWeights
 from engine.resolve import resolve_training, training_device
 from engine.resume import Start
-from engine.training import InterruptedTwice, LoopConfig, StopFlag, TrainLoop, visualizer_for
+from engine.training import InterruptedTwice, LoopConfig, StopFlag, TrainLoop, saver_for, visualizer_for
 from engine.validation import Validator, split_validation
 from models import WeightsMismatch, create_model
 from models.graphed_step import GraphedStep
@@ -140,8 +140,7 @@ def train(opt: TrainOptions, argv: list[str], d: distributed.Dist, run_dir: str)
     torch.manual_seed(opt.run.seed)
     dataset, val_set, sampler, loader = build_data(opt, d, device)
     model = build_model(opt, device)
-    ck = opt.checkpoints
-    saver = Saver(run_dir, opt.to_dict(), ck.save_by_iter, ck.keep_last, d.is_main, start.value_types)
+    saver = saver_for(opt, run_dir, d.is_main, start.value_types)
     validator = None
     if val_set is not None and d.is_main:
         validator = Validator(opt.metrics, opt.run.seed, val_set, device, saver)

@@ -93,6 +93,13 @@ class LoopConfig:
         )
 
 
+def saver_for(opt: Any, run_dir: str, enabled: bool, value_types: dict | None) -> Saver:
+    """The checkpoint writer of a run (options.options.TrainOptions): its options by key, how many snapshots, and
+    the training data's value types (engine.resolve settles them), written into every file."""
+    ck = opt.checkpoints
+    return Saver(run_dir, opt.to_dict(), ck.save_by_iter, ck.keep_last, enabled, value_types)
+
+
 def visualizer_for(opt: Any, run_dir: str) -> Visualizer:
     """The display of a run (options.options.TrainOptions); --continue_train --epoch N restarts from an older
     snapshot whose steps go back: a new W&B run then, not the same one continued."""

@@ -258,6 +258,7 @@ def test_keep_last_prunes_snapshots(tiny_data, tmp_path):
         "options",
         "epoch",
         "total_iters",
+        "value_types",
     }  # generator only: no optimiser state
 
 
