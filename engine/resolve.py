@@ -78,7 +78,7 @@ def value_changes(start: Start, opt: TrainOptions, types: dict[str, str]) -> dic
             if types.get(real, was) != was:
                 log.warning("--new_data: real_%s is %s data, the checkpoint's was %s", real, types[real], was)
                 changes[f"value_type_{real}"] = (was, types[real])
-        before, now = TrainOptions.from_dict(start.saved).flat(), opt.flat()
+        before, now = start.saved, opt.flat()
         for k in VALUE_KEYS:
             if str(before[k]) != str(now[k]):
                 log.warning(

@@ -31,7 +31,7 @@ class Start:
     netG_state: dict | None = None
     finished: bool = False  # latest.pth says every epoch is done
     data_changes: dict | None = None  # {flag: (checkpoint's, this run's)} with --new_data, recorded in train_opt.json
-    saved: dict | None = None  # a resumed run's options by key, as its checkpoint holds them
+    saved: dict | None = None  # a resumed run's options as its checkpoint holds them: {flag: value}, parsed
     value_types: dict | None = None  # {"A": real_A's value type, "B": real_B's}: the data's, saved with the run
 
 
@@ -52,7 +52,7 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     if not os.path.exists(path):
         raise CheckpointError(f"--continue_train: no checkpoint at {path} (train without --continue_train first)")
     state = _load_for_resume(path, load_latest)
-    saved = state["options"]
+    saved = TrainOptions.from_dict(state["options"]).flat()  # parsed once; every check below reads it
     opt = _inherit(opt, saved, given)
     opt = _same_networks(opt, saved, given)
     _same_values(opt, saved, given)
@@ -74,13 +74,14 @@ def plan_start(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     return Start(opt, p, state=state, data_changes=changes, saved=saved, value_types=state.get("value_types"))
 
 
-def _resumed_data(opt: TrainOptions, saved: dict, given: set[str], mid_epoch: bool) -> tuple[TrainOptions, dict]:
+def _resumed_data(opt: TrainOptions, flat: dict, given: set[str], mid_epoch: bool) -> tuple[TrainOptions, dict]:
     """opt, and {flag: (checkpoint's, command line's)} for the data options given with another value. What a run
     trains on (options.DATA_SOURCE_KEYS): another value is refused unless --new_data (a typo in a path must not
     silently switch the training set, nor count the epoch as done on other images). How it is sampled
     (DATA_SAMPLING_KEYS): another value is accepted at an epoch boundary (one warning each), refused mid-epoch,
-    where the rest of the epoch must be the same batches. Raises CheckpointError for a change not allowed."""
-    flat, now = TrainOptions.from_dict(saved).flat(), opt.flat()
+    where the rest of the epoch must be the same batches. Raises CheckpointError for a change not allowed.
+    flat: the checkpoint's options, {flag: value}."""
+    now = opt.flat()
     keys = DATA_SOURCE_KEYS + DATA_SAMPLING_KEYS
     changes = {k: (flat[k], now[k]) for k in keys if k in given and not _same(k, flat[k], now[k])}
     shown = [f"--{k}: checkpoint {a!r}, command line {b!r}" for k, (a, b) in changes.items()]
@@ -105,18 +106,18 @@ def _same(key: str, a, b) -> bool:
     return a == b
 
 
-def _checkpoint_settings(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
-    """opt with the checkpoint's seed, epoch_count and the optimiser settings its saved state holds; a flag given
-    with another value is named in a warning."""
+def _checkpoint_settings(opt: TrainOptions, flat: dict, given: set[str]) -> TrainOptions:
+    """opt with the checkpoint's seed, epoch_count and the optimiser settings its saved state holds (flat: the
+    checkpoint's options, {flag: value}); a flag given with another value is named in a warning."""
     seed = opt.run.seed
-    if seed is not None and seed != saved["run"]["seed"]:
-        log.warning("--seed %s ignored: resuming with the checkpoint's seed %s", seed, saved["run"]["seed"])
-    kept = {"seed": saved["run"]["seed"], "epoch_count": saved["optim"]["epoch_count"]}
+    if seed is not None and seed != flat["seed"]:
+        log.warning("--seed %s ignored: resuming with the checkpoint's seed %s", seed, flat["seed"])
+    kept = {"seed": flat["seed"], "epoch_count": flat["epoch_count"]}
     for k in ("lr", "lr_D", "beta1", "weight_decay"):  # the optimisers' saved state holds these
         mine = getattr(opt.optim, k)
-        if k in given and mine != saved["optim"][k]:
-            log.warning("--%s %s ignored: resuming with the checkpoint's %s", k, mine, saved["optim"][k])
-        kept[k] = saved["optim"][k]
+        if k in given and mine != flat[k]:
+            log.warning("--%s %s ignored: resuming with the checkpoint's %s", k, mine, flat[k])
+        kept[k] = flat[k]
     return opt.replace(**kept)
 
 
@@ -126,9 +127,10 @@ def _from_snapshot(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
     if not os.path.exists(path):
         raise CheckpointError(f"--continue_train --epoch {opt.checkpoints.epoch}: no snapshot at {path}")
     snap = _load_for_resume(path, load)
-    opt = _inherit(opt, snap["options"], given)
-    opt = _same_networks(opt, snap["options"], given)
-    _same_values(opt, snap["options"], given)
+    saved = TrainOptions.from_dict(snap["options"]).flat()
+    opt = _inherit(opt, saved, given)
+    opt = _same_networks(opt, saved, given)
+    _same_values(opt, saved, given)
     if "epoch_count" not in given:  # continue after the snapshot's epoch
         opt = opt.replace(epoch_count=snap["epoch"] + 1)
     log.warning(
@@ -138,7 +140,7 @@ def _from_snapshot(opt: TrainOptions, run_dir: str, given: set[str]) -> Start:
         opt.optim.epoch_count,
     )
     progress = Progress(opt.optim.epoch_count, 0, snap.get("total_iters", 0))
-    return Start(opt, progress, netG_state=snap["netG"], saved=snap["options"], value_types=snap.get("value_types"))
+    return Start(opt, progress, netG_state=snap["netG"], saved=saved, value_types=snap.get("value_types"))
 
 
 def restore(start: Start, model, validator, device: torch.device) -> None:
@@ -170,12 +172,13 @@ NOT_INHERITED = ("continue_train", "epoch", "new_data", "init_from", "stop_after
 NOT_INHERITED += ("verbose", "progress_every", "name", "checkpoints_dir")
 
 
-def _inherit(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
+def _inherit(opt: TrainOptions, flat: dict, given: set[str]) -> TrainOptions:
     """opt with the checkpoint's value for every option the command line leaves out (but NOT_INHERITED): a run
     resumes with --continue_train alone, with its networks, data, schedule and logging. Its value description
     (VALUE_KEYS: the ranges and output type its start settled) is its own: "auto" asks for it, as the command
-    that started the run did; with --new_data what is not given is settled again on the new data."""
-    flat, now = TrainOptions.from_dict(saved).flat(), opt.flat()
+    that started the run did; with --new_data what is not given is settled again on the new data. flat: the
+    checkpoint's options, {flag: value}."""
+    now = opt.flat()
     given = {k for k in given if not (k in VALUE_KEYS and _auto(now[k]))}
     skip = set(NOT_INHERITED) | (set(VALUE_KEYS) if opt.checkpoints.new_data else set())
     return opt.replace(**{k: v for k, v in flat.items() if k not in given and k not in skip})
@@ -186,10 +189,11 @@ def _auto(v: Any) -> bool:
     return v == "auto" or getattr(v, "auto", False)
 
 
-def _same_values(opt: TrainOptions, saved: dict, given: set[str]) -> None:
-    """CheckpointError listing the value options given with another value than the checkpoint's, unless
-    --new_data: data values mapped otherwise than the network learnt them would be silently wrong."""
-    flat, now = TrainOptions.from_dict(saved).flat(), opt.flat()
+def _same_values(opt: TrainOptions, flat: dict, given: set[str]) -> None:
+    """CheckpointError listing the value options given with another value than the checkpoint's (flat, {flag:
+    value}), unless --new_data: data values mapped otherwise than the network learnt them would be silently
+    wrong."""
+    now = opt.flat()
     diffs = [
         f"--{k}: checkpoint {str(flat[k])!r}, command line {str(now[k])!r}"
         for k in VALUE_KEYS
@@ -203,9 +207,9 @@ def _same_values(opt: TrainOptions, saved: dict, given: set[str]) -> None:
         )
 
 
-def _same_networks(opt: TrainOptions, saved: dict, given: set[str]) -> TrainOptions:
+def _same_networks(opt: TrainOptions, flat: dict, given: set[str]) -> TrainOptions:
     """opt, or CheckpointError listing the network options given with another value than the checkpoint's."""
-    diffs = resume_differences(opt, saved)
+    diffs = resume_differences(opt, flat)
     if diffs:
         raise CheckpointError(
             "--continue_train: the checkpoint was trained with other networks:\n  " + "\n  ".join(diffs)
@@ -285,9 +289,10 @@ def check_generator_share(
     )
 
 
-def resume_differences(opt: TrainOptions, saved: dict) -> list[str]:
-    """Every option that defines the networks and differs between the command line and saved options."""
-    flat, now = TrainOptions.from_dict(saved).flat(), opt.flat()
+def resume_differences(opt: TrainOptions, flat: dict) -> list[str]:
+    """Every option that defines the networks and differs between the command line and the checkpoint's (flat,
+    {flag: value})."""
+    now = opt.flat()
     return [f"--{k}: checkpoint {flat[k]!r}, command line {now[k]!r}" for k in RESUME_KEYS if flat[k] != now[k]]
 
 

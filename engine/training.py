@@ -12,6 +12,7 @@ from typing import Any
 
 from engine import checkpoint
 from engine.checkpoint import Progress, Saver
+from options.options import flat_saved
 from reporting.progress import ProgressReport, Timed, hms
 from reporting.visualizer import Visualizer
 from util import distributed
@@ -104,7 +105,7 @@ def visualizer_for(opt: Any, run_dir: str) -> Visualizer:
     """The display of a run (options.options.TrainOptions); --continue_train --epoch N restarts from an older
     snapshot whose steps go back: a new W&B run then, not the same one continued."""
     resume = opt.checkpoints.continue_train and opt.checkpoints.epoch == "latest"
-    flat = {k: v for config in opt.to_dict().values() for k, v in config.items()}  # what W&B records
+    flat = flat_saved(opt.to_dict())  # what W&B records: JSON-able
     return Visualizer.for_run(opt.display, run_dir, opt.basic.name, resume, opt.values.preview_channels, flat)
 
 

@@ -203,3 +203,12 @@ def test_package_versions_are_read_without_importing_the_packages():
 def test_ranges_must_be_finite_with_a_finite_span_in_float32(capsys, value):
     err = parse_error(capsys, [f"--range_A={value}"])
     assert "--range_A" in err and ("float32" in err or "give MIN,MAX" in err)
+
+
+def test_a_flag_value_type_must_say_how_its_text_is_parsed():
+    from util.config import FlagValue
+
+    with pytest.raises(TypeError, match="Bare: a FlagValue defines the classmethod parse"):
+        type("Bare", (FlagValue,), {})
+    parsed = type("Pair", (tuple, FlagValue), {"parse": classmethod(lambda cls, text, flag: cls(text.split("/")))})
+    assert parsed.parse("a/b", "pair") == ("a", "b")

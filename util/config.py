@@ -46,20 +46,20 @@ def need(cond: bool, msg: str) -> None:
         raise OptionError(msg)
 
 
-V = TypeVar("V", bound="FlagValue")
 C = TypeVar("C", bound="Config")
 
 
 class FlagValue:
     """A structured flag's value (a range, a channel list, device ids ...): parsed once from the flag's text by
-    parse(), written back as that text by str() (in --help, train_opt.txt, saved options and checkpoints, which
-    therefore hold text). A config field annotated with such a type holds the parsed value; text given to the
-    config (from a saved run, a test) is parsed when the config is made."""
+    its classmethod parse(text, flag), which raises OptionError naming the flag and what is valid, and written
+    back as that text by str() (in --help, train_opt.txt, saved options and checkpoints, which therefore hold
+    text). A config field annotated with such a type holds the parsed value; text given to the config (from a
+    saved run, a test) is parsed when the config is made. A subclass without parse() is refused when defined."""
 
-    @classmethod
-    def parse(cls: type[V], text: str, flag: str) -> V:
-        """The value of --flag's text; OptionError naming the flag and what is valid otherwise."""
-        raise NotImplementedError
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(cls.__dict__.get("parse"), classmethod):
+            raise TypeError(f"{cls.__name__}: a FlagValue defines the classmethod parse(text, flag)")
 
 
 @cache
