@@ -166,6 +166,7 @@ def ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0, win: i
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     out_h = h - win + 1
     step = max(SSIM_STRIP_ROWS_MIN, SSIM_STRIP_VALUES // (n * c * w)) if x.device.type == "cpu" else out_h
+    step = -(-out_h // -(-out_h // step))  # strips of even height: 250 rows as 125 + 125, not 170 + 80
     total = torch.zeros(n, dtype=torch.float64, device=x.device)
     for r0 in range(0, out_h, step):
         rows = slice(r0, min(out_h, r0 + step) + win - 1)

@@ -3,7 +3,8 @@
     python scripts/ssim_speed.py [--sizes 256x256 512x512 512x1024 1024x1024 512x2048 2048x1024] [--threads 2]
 
 Prints, per size, the median time of metrics.ssim and of the plain version (five statistics, avg_pool2d rows then
-columns, float32) in ms and ns per pixel, and their ratio. Time it on an otherwise idle machine.
+columns, float32) in ms and ns per pixel, and their ratio: the two interleaved, at least 2 s of calls per size.
+Time it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -35,14 +36,19 @@ def plain_ssim(fake: torch.Tensor, real: torch.Tensor, data_range: float = 1.0, 
     return ((2 * mx * my + c1) * (2 * cov + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean((1, 2, 3))
 
 
-def median_seconds(fn, x: torch.Tensor, y: torch.Tensor, repeats: int) -> float:
-    fn(x, y)  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x, y)
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[repeats // 2]
+def median_seconds(fns, x: torch.Tensor, y: torch.Tensor, repeats: int, min_seconds: float) -> list[float]:
+    """Median time of each of fns on (x, y), the calls interleaved: at least repeats rounds, and more while a
+    round's total is under min_seconds (small images need many calls for a stable median)."""
+    for fn in fns:
+        fn(x, y)  # warm-up
+    times: list[list[float]] = [[] for _ in fns]
+    start = time.perf_counter()
+    while len(times[0]) < repeats or time.perf_counter() - start < min_seconds:
+        for fn, own in zip(fns, times, strict=True):
+            t0 = time.perf_counter()
+            fn(x, y)
+            own.append(time.perf_counter() - t0)
+    return [sorted(own)[len(own) // 2] for own in times]
 
 
 def size(text: str) -> tuple[int, int]:
@@ -60,13 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     default = ["256x256", "512x512", "512x1024", "1024x1024", "512x2048", "2048x1024"]
     p.add_argument("--sizes", type=size, nargs="+", default=[size(s) for s in default])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="at least this many calls of each per size")
+    p.add_argument("--min_seconds", type=float, default=2.0, help="and more calls until this long per size")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     for h, w in args.sizes:
         x, y = torch.rand(1, 3, h, w, generator=gen), torch.rand(1, 3, h, w, generator=gen)
-        ours, plain = (median_seconds(f, x, y, args.repeats) for f in (ssim, plain_ssim))
+        ours, plain = median_seconds((ssim, plain_ssim), x, y, args.repeats, args.min_seconds)
         print(
             f"{h}x{w}: ssim {ours * 1e3:.1f} ms ({ours / (h * w) * 1e9:.1f} ns/px), plain box filter "
             f"{plain * 1e3:.1f} ms ({plain / (h * w) * 1e9:.1f} ns/px), ratio {ours / plain:.2f}",
