@@ -240,8 +240,11 @@ def init_from(model, path: str, generator: GeneratorConfig) -> None:
         saved_generator = source["options"]["generator"]
     if "netG" not in nets:
         raise CheckpointError(f"{path} holds no generator (netG): not a latest.pth or *_net_G.pth of a run")
-    check_generator_share(model.netG, nets["netG"], path, saved_generator, generator)
-    for name, net in (("netG", model.netG), ("netD", model.netD)):
+    netG = model.netG
+    if hasattr(netG, "init_target"):  # a coarse-to-fine G: a half-size U-Net's weights are its global generator's
+        netG = netG.init_target(nets["netG"])
+    check_generator_share(netG, nets["netG"], path, saved_generator, generator)
+    for name, net in (("netG", netG), ("netD", model.netD)):
         if name not in nets:  # a generator snapshot: D starts afresh
             log.info("--init_from: %s has no %s; it starts from scratch", path, name)
             continue

@@ -174,6 +174,7 @@ class TrainLoop:
         """The rest of epoch progress.epoch; an exit status if the run stops within it."""
         opt, p, k = self.opt, self.progress, self.opt.accum_steps  # k batches per optimiser step
         self.sampler.set_epoch(p.epoch, p.epoch_iter * opt.batch_size * k)  # epoch_iter counts steps
+        self.model.set_epoch(p.epoch)
         self.t_window, self.window_steps = time.perf_counter(), 0  # the loss log's time per image
         desc = f"epoch {p.epoch}/{opt.last_epoch}"
         step = self.step or self.model.train_step

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from models import coarse_to_fine, double_unet  # noqa: F401  (they register their generators)
 from models.config import DiscriminatorConfig, GeneratorConfig, InitConfig, ModelConfig
 from models.discriminators import build_discriminator
 from models.layers import WeightsMismatch, add_spectral_norm, init_weights, load_weights
@@ -116,8 +117,16 @@ def create_model(c: ModelConfig, device: torch.device) -> Pix2PixModel:
         return Runner(net, device, speed.amp, speed.channels_last, speed.compile_mode if compile else None)
 
     vgg = runner(build_vgg_loss(loss.vgg_weights), False) if loss.lambda_vgg > 0 else None
+    lambda_first = loss.lambda_first if "first_output" in g.spec.traits else 0.0
     criterion = Pix2PixLoss(
-        loss.gan_mode, loss.lambda_L1, loss.lambda_gp, loss.lambda_feat, loss.lambda_vgg, vgg, loss.lambda_GAN
+        loss.gan_mode,
+        loss.lambda_L1,
+        loss.lambda_gp,
+        loss.lambda_feat,
+        loss.lambda_vgg,
+        vgg,
+        loss.lambda_GAN,
+        lambda_first,
     )
     translate = Translator(runner(netG, speed.compile), g.size_multiple, g.residual)
     D = runner(netD, speed.compile)
@@ -143,5 +152,13 @@ def create_model(c: ModelConfig, device: torch.device) -> Pix2PixModel:
         return lr_factor(epoch, optim.lr_policy, optim.n_epochs, optim.n_epochs_decay, optim.lr_decay_iters)
 
     return Pix2PixModel(
-        translate, D, criterion, optimizer_G, optimizer_D, lr_lambda, optim.ema_decay, optim.skip_nonfinite
+        translate,
+        D,
+        criterion,
+        optimizer_G,
+        optimizer_D,
+        lr_lambda,
+        optim.ema_decay,
+        optim.skip_nonfinite,
+        optim.fix_global_epochs,
     )

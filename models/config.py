@@ -91,6 +91,11 @@ class GeneratorConfig(Config):
             self.num_downs is None or self.is_unet,
             f"--num_downs applies to U-Net generators only, not --netG {self.netG}",
         )
+        need(
+            "coarse_to_fine" not in self.spec.traits or self.depth >= 6,  # type: ignore[operator]
+            f"--num_downs {self.num_downs}: --netG {self.netG} needs at least 6 (its global U-Net has one level "
+            "less, and a U-Net at least 5)",
+        )
         check_unet_only(self, self)
 
     @property
@@ -230,6 +235,12 @@ class LossConfig(Config):
         "torchvision's ImageNet VGG19 state dict (vgg19-dcbb9e9d.pth) for --lambda_vgg, never downloaded "
         "(default: the torch hub cache)",
     )
+    lambda_first: float = arg(
+        0.5,
+        "--netG double_unet_*: the L1 weight of the first U-Net's output, as a share of --lambda_L1 (0 = the "
+        "final output alone is supervised)",
+        lo=0,
+    )
 
     def check(self) -> None:
         if self.lambda_vgg > 0:  # find the weights now, not after the data set has been scanned
@@ -262,6 +273,12 @@ class OptimConfig(Config):
     epoch_count: int = arg(1, "first epoch number of a new run", lo=1)
     skip_nonfinite: bool = arg(
         False, "skip (and count) steps whose loss is NaN or inf instead of stopping; costs a host sync per step"
+    )
+    fix_global_epochs: int = arg(
+        0,
+        "--netG c2f_unet_*: train the enhancer alone for the first N epochs, the global generator fixed (as loaded "
+        "by --init_from), then all (pix2pixHD's niter_fix_global)",
+        lo=0,
     )
 
     def check(self) -> None:

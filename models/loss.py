@@ -83,8 +83,11 @@ class Pix2PixLoss:
         lambda_vgg: float,
         vgg: Runner | None,
         lambda_GAN: float,
+        lambda_first: float = 0.0,
     ) -> None:
         self.gan = GANLoss(gan_mode)
+        # the L1 weight of a generator's first output (Double U-Net's), a share of lambda_L1; 0: none
+        self.lambda_first = lambda_first
         self.lambda_GAN = lambda_GAN
         self.gan_mode = gan_mode
         self.lambda_L1, self.lambda_gp, self.lambda_feat, self.lambda_vgg = (
@@ -95,6 +98,7 @@ class Pix2PixLoss:
         )
         self.vgg = vgg if lambda_vgg > 0 else None
         extra = (("G_feat",) if lambda_feat > 0 else ()) + (("G_VGG",) if self.vgg is not None else ())
+        extra += ("G_L1_first",) if lambda_first > 0 else ()
         self.names = ("G_GAN", "G_L1", "D_real", "D_fake", *extra)
 
     def discriminator(self, D: Runner, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor) -> Losses:
@@ -106,8 +110,16 @@ class Pix2PixLoss:
             total = total + self.lambda_gp * gradient_penalty(D.net, real_A, real_B, fake_B)
         return Losses(total, {"D_real": D_real, "D_fake": D_fake})
 
-    def generator(self, D: Runner, real_A: torch.Tensor, real_B: torch.Tensor, fake_B: torch.Tensor) -> Losses:
-        """D is frozen here and called without DDP (its parameters get no gradients)."""
+    def generator(
+        self,
+        D: Runner,
+        real_A: torch.Tensor,
+        real_B: torch.Tensor,
+        fake_B: torch.Tensor,
+        first_B: torch.Tensor | None = None,
+    ) -> Losses:
+        """D is frozen here and called without DDP (its parameters get no gradients). first_B: the generator's first
+        output (Double U-Net), supervised by L1 with weight lambda_first * lambda_L1 when lambda_first > 0."""
         G_L1 = F.l1_loss(fake_B, real_B) * self.lambda_L1
         fake_pair = torch.cat([real_A, fake_B], 1)
         if self.lambda_feat > 0:
@@ -119,6 +131,10 @@ class Pix2PixLoss:
         if self.vgg is not None:
             with self.vgg.autocast():
                 terms["G_VGG"] = self.vgg.net(fake_B, real_B).float() * self.lambda_vgg
+        if self.lambda_first > 0:
+            if first_B is None:
+                raise RuntimeError("lambda_first > 0 but the generator kept no first output in this pass")
+            terms["G_L1_first"] = F.l1_loss(first_B, real_B) * (self.lambda_L1 * self.lambda_first)
         return Losses(sum(terms.values()), terms)
 
     def _feature_matching(self, D: Runner, fake_pair: torch.Tensor, real_pair: torch.Tensor):

@@ -59,6 +59,7 @@ class Pix2PixModel:
         lr_lambda: Callable[[int], float],
         ema_decay: float,
         skip_nonfinite: bool,
+        fix_global_epochs: int = 0,
     ) -> None:
         self.translate, self.G, self.D, self.loss = translate, translate.G, D, loss
         self.device = self.G.device
@@ -90,7 +91,9 @@ class Pix2PixModel:
         self._loss_sum = torch.zeros(len(self.loss_names), device=self.device)  # in loss_names order
         self._loss_steps = torch.zeros((), device=self.device)  # steps summed (skipped steps are not)
         self.real_A = self.real_B = self.fake_B = torch.empty(0)
+        self.first_B: torch.Tensor | None = None  # a Double U-Net's first output, for its L1 term
         self.image_paths: list[str] = []
+        self.fix_global_epochs = fix_global_epochs
 
     @property
     def netG(self) -> nn.Module:
@@ -115,9 +118,16 @@ class Pix2PixModel:
         return Translator(G, self.translate.pad_multiple, self.translate.residual)
 
     def wrap_ddp(self) -> None:
-        """DistributedDataParallel for G and D (torchrun)."""
-        self.G.wrap_ddp()
+        """DistributedDataParallel for G and D (torchrun). While a coarse-to-fine G's global generator is fixed, its
+        parameters get no gradients: DDP is told to expect that."""
+        self.G.wrap_ddp(find_unused=self.fix_global_epochs > 0)
         self.D.wrap_ddp()
+
+    def set_epoch(self, epoch: int) -> None:
+        """What changes with the epoch inside the networks: a coarse-to-fine G trains its enhancer alone during
+        epochs 1..fix_global_epochs (--fix_global_epochs), then everything."""
+        if hasattr(self.netG, "fix_global"):
+            self.netG.fix_global(epoch <= self.fix_global_epochs)
 
     def set_input(self, batch: dict) -> None:
         """batch['A'] (N, input_nc, H, W) is the input; batch['B'] (N, output_nc, H, W) the target."""
@@ -157,6 +167,7 @@ class Pix2PixModel:
                 rng.append(self._rng_state())
             with torch.set_grad_enabled(reuse):
                 self.fake_B = self.translate(self.real_A)
+                self.first_B = self.translate.first_B
             with self.D.no_sync(i < k - 1):
                 d = self.loss.discriminator(self.D, self.real_A, self.real_B, self.fake_B.detach())
                 self.scaler_D.scale(d.total / k).backward()
@@ -174,7 +185,8 @@ class Pix2PixModel:
                     self.set_input(batch)
                     self._set_rng_state(rng[i])
                     self.fake_B = self.translate(self.real_A)
-                g = self.loss.generator(self.D, self.real_A, self.real_B, self.fake_B)
+                    self.first_B = self.translate.first_B
+                g = self.loss.generator(self.D, self.real_A, self.real_B, self.fake_B, self.first_B)
                 total = g.total if guard is None else guard.check(g.total)
                 self.scaler_G.scale(total / k).backward()
             terms.append(g.terms)

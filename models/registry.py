@@ -15,19 +15,32 @@ from torch import nn
 GeneratorBuilder = Callable[..., nn.Module]
 
 
+# What a generator does beyond fake_B = G(real_A), for the training code and the option rules:
+#   first_output: it keeps an intermediate translation in .first during a pass with gradients (Double U-Net),
+#     which the loss supervises with L1 (--lambda_first);
+#   coarse_to_fine: a global generator at half resolution with a full-resolution enhancer; .fix_global(True)
+#     trains the enhancer alone (--fix_global_epochs), and init_target() says that a plain U-Net's weights
+#     initialise the global generator (--init_from a run at half the size).
+TRAITS = ("first_output", "coarse_to_fine")
+
+
 @dataclass(frozen=True)
 class GeneratorSpec:
     """A registered generator. depth: a U-Net's number of 2x downsamplings (--num_downs overrides it); None for
-    any other generator, whose inputs must be multiples of `multiple` instead."""
+    any other generator, whose inputs must be multiples of `multiple` instead. traits: some of TRAITS."""
 
     name: str
     builder: GeneratorBuilder
     depth: int | None
     multiple: int | None
+    traits: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if (self.depth is None) == (self.multiple is None):
             raise ValueError(f"generator {self.name!r}: give a U-Net's depth or another generator's size multiple")
+        unknown = sorted(self.traits - set(TRAITS))
+        if unknown:
+            raise ValueError(f"generator {self.name!r}: unknown traits {unknown}; known: {', '.join(TRAITS)}")
 
     @property
     def is_unet(self) -> bool:
@@ -50,15 +63,16 @@ _GENERATORS: dict[str, GeneratorSpec] = {}
 
 
 def register_generator(
-    name: str, *, depth: int | None = None, size_multiple: int | None = None
+    name: str, *, depth: int | None = None, size_multiple: int | None = None, traits: Sequence[str] = ()
 ) -> Callable[[GeneratorBuilder], GeneratorBuilder]:
     """A decorator that registers its builder as --netG `name`: a U-Net with its depth (2x downsamplings), or
-    another generator with the multiple its input sides must be. Returns the builder unchanged."""
+    another generator with the multiple its input sides must be; traits: some of TRAITS. Returns the builder
+    unchanged."""
 
     def register(builder: GeneratorBuilder) -> GeneratorBuilder:
         if name in _GENERATORS:
             raise ValueError(f"generator {name!r} is already registered")
-        _GENERATORS[name] = GeneratorSpec(name, builder, depth, size_multiple)
+        _GENERATORS[name] = GeneratorSpec(name, builder, depth, size_multiple, frozenset(traits))
         return builder
 
     return register

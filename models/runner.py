@@ -49,12 +49,13 @@ class Runner:
         capturing = self.device.type == "cuda" and torch.cuda.is_current_stream_capturing()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype, cache_enabled=not capturing)
 
-    def wrap_ddp(self) -> None:
-        """DistributedDataParallel for the calls that share gradients (torchrun)."""
+    def wrap_ddp(self, find_unused: bool = False) -> None:
+        """DistributedDataParallel for the calls that share gradients (torchrun). find_unused: some parameters may
+        get no gradient in a step (a slower reduction that looks for them)."""
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self._ddp = DDP(self.net, device_ids=ids)
+        self._ddp = DDP(self.net, device_ids=ids, find_unused_parameters=find_unused)
 
     def no_sync(self, skip: bool):
         """Under DDP, skip the gradient all-reduce of this backward (all micro-batches of a step but the last)."""

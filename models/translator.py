@@ -36,6 +36,8 @@ class Translator:
 
     def __init__(self, G: Runner, pad_multiple: int, residual: bool) -> None:
         self.G, self.pad_multiple, self.residual = G, pad_multiple, residual
+        # a generator's first output from the last pass with gradients (Double U-Net's), as fake_B is returned
+        self.first_B: torch.Tensor | None = None
 
     @property
     def net(self) -> torch.nn.Module:
@@ -45,6 +47,11 @@ class Translator:
         """sync=False: bypass DDP (a pass on rank 0 only, such as validation)."""
         x, h, w = pad_to_multiple(real_A, self.pad_multiple)
         out = self.G(x, sync=sync)
+        first = getattr(self.net, "first", None)  # set by the pass just made, with gradients only
+        self.first_B = None if first is None else self._finish(first.float(), x, h, w)
+        return self._finish(out, x, h, w)
+
+    def _finish(self, out: torch.Tensor, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
         if self.residual:  # G predicted B - A; added in fp32 so the fine detail of A survives autocast
             out = out + x
         return out if out.shape[-2:] == (h, w) else out[..., :h, :w]

@@ -134,6 +134,22 @@ def tile_multiple(o: Any) -> None:
 
 
 # (the scripts a rule applies to, the configs it reads, the rule), in the order they are checked.
+def generator_traits(o: Any) -> None:
+    """--lambda_first is for a generator with a first output (double_unet_*), --fix_global_epochs for a
+    coarse-to-fine one (c2f_unet_*)."""
+    traits, netG = o.generator.spec.traits, o.generator.netG
+    first = o.loss.lambda_first
+    need(
+        "first_output" in traits or first == type(o.loss)().lambda_first,
+        f"--lambda_first {first}: applies to generators with a first output (double_unet_*), not --netG {netG}",
+    )
+    fixed = o.optim.fix_global_epochs
+    need(
+        "coarse_to_fine" in traits or fixed == 0,
+        f"--fix_global_epochs {fixed}: applies to coarse-to-fine generators (c2f_unet_*), not --netG {netG}",
+    )
+
+
 RULES: tuple[tuple[tuple[str, ...], tuple[str, ...], Rule], ...] = (
     (("train", "test", "translate", "export"), ("generator",), unet_only),
     (("train",), ("generator", "basic"), syncbatch_on_cuda),
@@ -148,6 +164,7 @@ RULES: tuple[tuple[tuple[str, ...], tuple[str, ...], Rule], ...] = (
     (("train", "test", "translate"), ("values", "generator"), png_output),
     (("train",), ("loss", "discriminator"), patchgan_losses),
     (("train",), ("loss", "generator"), vgg_channels),
+    (("train",), ("loss", "optim", "generator"), generator_traits),
     (("translate",), ("translate", "generator"), tile_multiple),
 )
 

@@ -9,7 +9,9 @@ from torch import nn
 
 from conftest import gen_opts, make_D, make_G
 from models import build_generator, define_G, registry
+from models.coarse_to_fine import CoarseToFineGenerator
 from models.config import GeneratorConfig, InitConfig
+from models.double_unet import DoubleUnetGenerator
 from models.generators import ResnetGenerator, UnetGenerator, UnetSkipConnectionBlock
 from models.layers import init_weights, pad_to_multiple
 from models.loss import GANLoss, gradient_penalty
@@ -126,6 +128,7 @@ def test_gradient_penalty_is_finite_and_differentiable():
 
 
 BUILT_IN = ["unet_128", "unet_256", "unet_512", "resnet_6blocks", "resnet_9blocks"]
+BUILT_IN += ["c2f_unet_512", "c2f_unet_1024", "double_unet_256", "double_unet_512"]
 
 
 def test_list_generators_gives_the_built_in_names_in_netG_s_order():
@@ -142,6 +145,10 @@ def test_list_generators_gives_the_built_in_names_in_netG_s_order():
         ("unet_512", True, 9, 512, UnetGenerator),
         ("resnet_6blocks", False, None, 4, ResnetGenerator),
         ("resnet_9blocks", False, None, 4, ResnetGenerator),
+        ("c2f_unet_512", True, 9, 512, CoarseToFineGenerator),
+        ("c2f_unet_1024", True, 10, 1024, CoarseToFineGenerator),
+        ("double_unet_256", True, 8, 256, DoubleUnetGenerator),
+        ("double_unet_512", True, 9, 512, DoubleUnetGenerator),
     ],
 )
 def test_spec_of_each_generator(name, is_unet, depth, multiple, net_type):
@@ -160,7 +167,7 @@ def test_spec_of_each_generator(name, is_unet, depth, multiple, net_type):
 
 
 def test_unknown_generator_names_the_valid_ones():
-    valid = "netG must be one of unet_128, unet_256, unet_512, resnet_6blocks, resnet_9blocks, not 'unet_1024'"
+    valid = f"netG must be one of {', '.join(BUILT_IN)}, not 'unet_1024'"
     with pytest.raises(ValueError, match=valid):
         generator_spec("unet_1024")
     with pytest.raises(ValueError, match=valid):
@@ -204,7 +211,7 @@ def test_a_registered_generator_is_built_and_accepted_as_netG(tiny_registered):
     opt = parse(True, ["--netG", "tiny", "--preprocess", "none", "--crop_size", "100"])
     g = opt.generator
     assert (g.netG, g.is_unet, g.size_multiple, g.describe()) == ("tiny", False, 1, "tiny")
-    assert "resnet_9blocks,tiny}" in build_parser(True).format_help()
+    assert "double_unet_512,tiny}" in build_parser(True).format_help()
     with pytest.raises(OptionError, match="--upsample bilinear: applies to U-Net generators only, not --netG tiny"):
         opt.replace(upsample="bilinear").check_fields()
     with pytest.raises(ValueError, match="'tiny' is already registered"):
