@@ -22,8 +22,11 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from data.image_folder import make_dataset  # noqa: E402
 from metrics import MetricList, MetricSuite  # noqa: E402
+from models import create_model  # noqa: E402
 from models.registry import list_generators  # noqa: E402
+from options.options import parse  # noqa: E402
 from reporting.html import HTML  # noqa: E402
 from util.config import OptionError  # noqa: E402
 
@@ -65,6 +68,9 @@ ARMS: dict[str, list[str]] = {
     "l1_10": ["--lambda_L1", "10"],
     "l1_300": ["--lambda_L1", "300"],
     "num_D3_l1_10": ["--num_D", "3", "--lambda_L1", "10"],  # the two map -> aerial winners together
+    # The architectures round (issue 30): run with --equal_compute, so each gets the baseline's training FLOPs.
+    "double_unet": ["--netG", "double_unet_512"],
+    "c2f": ["--netG", "c2f_unet_512"],
 }
 
 
@@ -113,6 +119,63 @@ def identity_scores(args: argparse.Namespace) -> dict[str, float]:
     return suite.compute()
 
 
+def train_flags(args: argparse.Namespace, arm: str) -> list[str]:
+    """The flags that shape an arm's training step (networks, losses, batch), without data, schedule or seed."""
+    return [
+        "--netG", args.netG, "--ngf", str(args.width), "--ndf", str(args.width),
+        *arm_flags(arm, args.width), *shlex.split(args.extra),
+    ]  # fmt: skip
+
+
+def step_flops(flags: list[str], size: int) -> float:
+    """FLOPs of one training step of train.py with flags (D's and G's forward and backward passes, the whole batch)
+    on random size x size pairs, counted by torch.utils.flop_counter on the CPU, not estimated."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    opt = parse(True, [*flags, "--crop_size", str(size), "--load_size", str(size), "--display_id", "0"])
+    torch.manual_seed(0)
+    model = create_model(opt.model_config(), torch.device("cpu"))
+    n = opt.data.batch_size
+    batch = {"A": torch.rand(n, 3, size, size) * 2 - 1, "B": torch.rand(n, 3, size, size) * 2 - 1, "A_paths": [""] * n}
+    model.set_epoch(1)
+    with FlopCounterMode(display=False) as fc:
+        model.train_step([batch] * opt.run.accum_steps)
+    return float(fc.get_total_flops())
+
+
+def budget(args: argparse.Namespace, arm: str) -> tuple[str, list[int], float]:
+    """(dataroot, [epochs, decay epochs], FLOPs per step) of an arm. Without --equal_compute: the study's own.
+    With it, the arm gets the baseline's training FLOPs: iterations = the baseline's x baseline FLOPs per step /
+    the arm's, as whole multiples of the study's epochs over a subset of the training pairs (the same random
+    subset, drawn with seed 0, for every seed of the arm; linked, not copied, under OUT/subsets/ARM)."""
+    cache = os.path.join(args.out, "flops.json")
+    flops = json.load(open(cache)) if os.path.exists(cache) else {}
+    for a in ("baseline", arm):
+        if a not in flops:
+            flops[a] = step_flops(train_flags(args, a), args.size)
+            with open(cache, "w") as f:
+                json.dump(flops, f, indent=2)
+    if not args.equal_compute or arm == "baseline":
+        return args.dataroot, list(args.epochs), flops[arm]
+    pairs = make_dataset(os.path.join(args.dataroot, "train"), None)
+    per_pass = sum(args.epochs)
+    target = len(pairs) * per_pass * flops["baseline"] / flops[arm]  # iterations at the baseline's FLOPs
+    k = max(1, math.ceil(target / (len(pairs) * per_pass)))
+    m = max(1, min(len(pairs), round(target / (k * per_pass))))
+    if k == 1 and m == len(pairs):
+        return args.dataroot, list(args.epochs), flops[arm]
+    root = os.path.join(os.path.abspath(args.out), "subsets", f"{arm}_{m}")
+    if not os.path.isdir(root):
+        chosen = sorted(np.random.default_rng(0).choice(len(pairs), m, replace=False))
+        tmp = root + ".partial"
+        os.makedirs(os.path.join(tmp, "train"))
+        for i in chosen:
+            os.symlink(os.path.abspath(pairs[i]), os.path.join(tmp, "train", os.path.basename(pairs[i])))
+        os.symlink(os.path.abspath(os.path.join(args.dataroot, args.val_phase)), os.path.join(tmp, args.val_phase))
+        os.rename(tmp, root)
+    return root, [e * k for e in args.epochs], flops[arm]
+
+
 def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
     """Trains and tests one (arm, seed); reuses a finished result so an interrupted study can be rerun."""
     name = f"{arm}_s{seed}"
@@ -122,15 +185,15 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
         with open(record_path) as f:
             return json.load(f)
     os.makedirs(os.path.dirname(record_path), exist_ok=True)
+    dataroot, epochs, flops = budget(args, arm)
     # fmt: off
     train = [
-        sys.executable, "train.py", "--dataroot", args.dataroot, "--name", name, "--checkpoints_dir", ckpt_dir,
-        "--netG", args.netG, "--ngf", str(args.width), "--ndf", str(args.width),
+        sys.executable, "train.py", "--dataroot", dataroot, "--name", name, "--checkpoints_dir", ckpt_dir,
         "--load_size", str(args.load_size), "--crop_size", str(args.size), "--direction", args.direction,
-        "--n_epochs", str(args.epochs[0]), "--n_epochs_decay", str(args.epochs[1]), "--seed", str(seed),
+        "--n_epochs", str(epochs[0]), "--n_epochs_decay", str(epochs[1]), "--seed", str(seed),
         "--display_id", "0", "--no_html", "--print_freq", "100", "--save_epoch_freq", "1000",
         "--start_over",  # an arm interrupted before its record: trained again, the partial run kept aside
-        *arm_flags(arm, args.width), *shlex.split(args.extra),
+        *train_flags(args, arm),
     ]
     test = [
         sys.executable, "test.py", "--name", name, "--checkpoints_dir", ckpt_dir, "--results_dir", res_dir,
@@ -155,6 +218,8 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
         "iterations": iters,
         "s_per_iter": train_s / iters if iters else math.nan,
         "params_G": params_G,
+        "gflop_per_iter": flops / 1e9,
+        "train_tflop": flops * iters / 1e12,
     }
     with open(record_path, "w") as f:
         json.dump(record, f, indent=2)
@@ -190,6 +255,8 @@ def summarise(records: list[dict], identity: dict[str, float], arms: list[str], 
         if "psnr" in identity and "psnr" in row:
             row["beats_identity"] = row["psnr"] > identity["psnr"]
         row["s_per_iter"] = statistics.median(r["s_per_iter"] for r in rs)
+        row["iterations"] = rs[0]["iterations"]
+        row["gflop_per_iter"] = rs[0].get("gflop_per_iter", math.nan)
         rows.append(row)
     return rows
 
@@ -198,13 +265,14 @@ def markdown(rows: list[dict], identity: dict[str, float], metrics: list[str]) -
     """The main table: per metric, the mean (seeds) and the difference to the baseline; '*' marks a difference
     whose seeds do not overlap the baseline's."""
     shown = [k for k in metrics if any(k in r for r in rows)]
-    head = "| arm | flags | " + " | ".join(f"{k} (seeds) | vs base" for k in shown) + " | s/iter |"
-    lines = [head, "|---|---|" + "---|---|" * len(shown) + "---|"]
+    head = "| arm | flags | " + " | ".join(f"{k} (seeds) | vs base" for k in shown) + " | iterations | GFLOP/iter |"
+    head += " s/iter |"
+    lines = [head, "|---|---|" + "---|---|" * len(shown) + "---|---|---|"]
     if identity:
         cells = ["identity", "output = input"]
         for k in shown:
             cells += [FORMATS.get(k, "{:.4g}").format(identity[k]) if k in identity else "", ""]
-        lines.append("| " + " | ".join(cells) + " | |")
+        lines.append("| " + " | ".join(cells) + " | | | |")
     for r in rows:
         cells = [r["arm"], f"`{r['flags']}`"]
         for k in shown:
@@ -212,7 +280,7 @@ def markdown(rows: list[dict], identity: dict[str, float], metrics: list[str]) -
             seeds = ", ".join(fmt.format(v) for v in r[f"{k}_seeds"])
             diff = ("{:+" + fmt[2:]).format(r[f"{k}_vs_base"]) + ("*" if r.get(f"{k}_apart") else "")
             cells += [f"{fmt.format(r[k])} ({seeds})", "" if r["arm"] == "baseline" else diff]
-        cells.append(f"{r['s_per_iter']:.3f}")
+        cells += [str(r["iterations"]), f"{r['gflop_per_iter']:.1f}", f"{r['s_per_iter']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -290,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs at once, each with (CPU cores / jobs) threads")
     p.add_argument("--extra", default="", help="more train.py flags for every arm, e.g. '--amp bf16 --batch_size 4'")
     p.add_argument("--extra_test", default="", help="more test.py flags")
+    p.add_argument(
+        "--equal_compute",
+        action="store_true",
+        help="every arm trains with the baseline's FLOPs (counted per step): fewer or more iterations than --epochs",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
