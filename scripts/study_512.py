@@ -153,6 +153,7 @@ def budget(args: argparse.Namespace, arm: str) -> tuple[str, list[int], float]:
     for a in ("baseline", arm):
         if a not in flops:
             flops[a] = step_flops(train_flags(args, a), args.size)
+            os.makedirs(args.out, exist_ok=True)
             with open(cache, "w") as f:
                 json.dump(flops, f, indent=2)
     if not args.equal_compute or arm == "baseline":
@@ -162,8 +163,8 @@ def budget(args: argparse.Namespace, arm: str) -> tuple[str, list[int], float]:
     target = len(pairs) * per_pass * flops["baseline"] / flops[arm]  # iterations at the baseline's FLOPs
     k = max(1, math.ceil(target / (len(pairs) * per_pass)))
     m = max(1, min(len(pairs), round(target / (k * per_pass))))
-    if k == 1 and m == len(pairs):
-        return args.dataroot, list(args.epochs), flops[arm]
+    if m == len(pairs):
+        return args.dataroot, [e * k for e in args.epochs], flops[arm]
     root = os.path.join(os.path.abspath(args.out), "subsets", f"{arm}_{m}")
     if not os.path.isdir(root):
         chosen = sorted(np.random.default_rng(0).choice(len(pairs), m, replace=False))
@@ -255,7 +256,7 @@ def summarise(records: list[dict], identity: dict[str, float], arms: list[str], 
         if "psnr" in identity and "psnr" in row:
             row["beats_identity"] = row["psnr"] > identity["psnr"]
         row["s_per_iter"] = statistics.median(r["s_per_iter"] for r in rs)
-        row["iterations"] = rs[0]["iterations"]
+        row["iterations"] = rs[0].get("iterations", 0)
         row["gflop_per_iter"] = rs[0].get("gflop_per_iter", math.nan)
         rows.append(row)
     return rows

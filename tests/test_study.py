@@ -99,3 +99,48 @@ def test_arguments_are_checked_before_any_run(tmp_path, capsys, args, message):
         study_512.main(["--dataroot", str(tmp_path), "--out", str(tmp_path / "out"), *args])
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_equal_compute_gives_each_arm_the_baselines_flops(tmp_path, monkeypatch):
+    """--equal_compute: an arm with 2.5x the FLOPs per step trains on 2/5 of the pairs (one random subset, linked),
+    one with half of them for twice the epochs; FLOPs are counted, and a deeper network counts more."""
+    data = tmp_path / "data"
+    make_pairs(str(data / "train"), 10, seed=1)
+    make_pairs(str(data / "val"), 2, seed=2)
+    args = study_512.argparse.Namespace(
+        out=str(tmp_path / "out"), dataroot=str(data), epochs=[1, 1], val_phase="val", size=32, width=4,
+        netG="unet_256", extra="--num_downs 5", equal_compute=True,
+    )  # fmt: skip
+    counted = {"double_unet_512": 25.0, "c2f_unet_512": 5.0}  # the arms' --netG; anything else: the baseline's 10
+
+    def step_flops(flags: list[str], size: int) -> float:
+        return next((v for k, v in counted.items() if k in flags), 10.0)
+
+    monkeypatch.setattr(study_512, "step_flops", step_flops)
+    root, epochs, flops = study_512.budget(args, "double_unet")
+    assert (epochs, flops) == ([1, 1], 25.0)
+    linked = sorted(os.listdir(os.path.join(root, "train")))
+    assert len(linked) == 4 and all(os.path.islink(os.path.join(root, "train", n)) for n in linked)
+    assert os.path.samefile(os.path.join(root, "val"), data / "val")
+    assert study_512.budget(args, "double_unet")[0] == root  # the same subset the second time
+    root_c2f, epochs_c2f, _ = study_512.budget(args, "c2f")  # 40 iterations: 2x the epochs over all 10 pairs
+    assert epochs_c2f == [2, 2] and root_c2f == str(data)
+    assert study_512.budget(args, "baseline") == (str(data), [1, 1], 10.0)
+    monkeypatch.undo()
+    small = study_512.step_flops(["--netG", "unet_256", "--num_downs", "5", "--ngf", "4", "--ndf", "4"], 32)
+    double = study_512.step_flops(["--netG", "double_unet_256", "--num_downs", "5", "--ngf", "4", "--ndf", "4"], 32)
+    assert 0 < small < double
+
+
+def test_generator_cost_prints_a_row_per_size_and_refuses_sizes_a_generator_does_not_take(tmp_path, capsys):
+    import generator_cost
+
+    out = tmp_path / "cost.json"
+    argv = ["--netG", "unet_256", "double_unet_256", "--sizes", "64", "--ngf", "4", "--flags", "--num_downs 6"]
+    assert generator_cost.main([*argv, "--time", "1", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["netG"] for r in rows] == ["unet_256", "double_unet_256"]
+    assert rows[1]["params_G_M"] > 2 * rows[0]["params_G_M"] and rows[1]["train_gflop"] > rows[0]["train_gflop"]
+    assert all(r["activations_GB"] > 0 and r["s_per_step"] > 0 for r in rows)
+    assert generator_cost.main(["--netG", "unet_256", "--sizes", "48", "--ngf", "4", "--flags", "--num_downs 5"]) == 0
+    assert "refused: --crop_size 48 does not fit unet_256" in capsys.readouterr().out
