@@ -83,7 +83,7 @@ class Pix2PixLoss:
         lambda_vgg: float,
         vgg: Runner | None,
         lambda_GAN: float,
-        lambda_first: float = 0.0,
+        lambda_first: float,
     ) -> None:
         self.gan = GANLoss(gan_mode)
         # the L1 weight of a generator's first output (Double U-Net's), a share of lambda_L1; 0: none

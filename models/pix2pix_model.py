@@ -59,7 +59,7 @@ class Pix2PixModel:
         lr_lambda: Callable[[int], float],
         ema_decay: float,
         skip_nonfinite: bool,
-        fix_global_epochs: int = 0,
+        fix_global_epochs: int,
     ) -> None:
         self.translate, self.G, self.D, self.loss = translate, translate.G, D, loss
         self.device = self.G.device

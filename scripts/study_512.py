@@ -146,8 +146,8 @@ def step_flops(flags: list[str], size: int) -> float:
 def budget(args: argparse.Namespace, arm: str) -> tuple[str, list[int], float]:
     """(dataroot, [epochs, decay epochs], FLOPs per step) of an arm. Without --equal_compute: the study's own.
     With it, the arm gets the baseline's training FLOPs: iterations = the baseline's x baseline FLOPs per step /
-    the arm's, as whole multiples of the study's epochs over a subset of the training pairs (the same random
-    subset, drawn with seed 0, for every seed of the arm; linked, not copied, under OUT/subsets/ARM)."""
+    the arm's, as whole multiples of the study's epochs over a subset of the baseline's training pairs (the same
+    random subset, drawn with seed 0, for every seed of the arm; linked, not copied, under OUT/subsets/ARM_N)."""
     cache = os.path.join(args.out, "flops.json")
     flops = json.load(open(cache)) if os.path.exists(cache) else {}
     for a in ("baseline", arm):
@@ -158,7 +158,10 @@ def budget(args: argparse.Namespace, arm: str) -> tuple[str, list[int], float]:
                 json.dump(flops, f, indent=2)
     if not args.equal_compute or arm == "baseline":
         return args.dataroot, list(args.epochs), flops[arm]
-    pairs = make_dataset(os.path.join(args.dataroot, "train"), None)
+    # the pairs the baseline trains on: all, or the first --max_dataset_size of them (--extra)
+    extra = shlex.split(args.extra)
+    limit = int(extra[extra.index("--max_dataset_size") + 1]) if "--max_dataset_size" in extra else None
+    pairs = make_dataset(os.path.join(args.dataroot, "train"), limit)
     per_pass = sum(args.epochs)
     target = len(pairs) * per_pass * flops["baseline"] / flops[arm]  # iterations at the baseline's FLOPs
     k = max(1, math.ceil(target / (len(pairs) * per_pass)))

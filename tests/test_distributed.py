@@ -228,3 +228,27 @@ def test_train_leaves_the_group_together_only_after_a_normal_end(ends, tmp_path,
         with pytest.raises(SystemExit):
             train.main(["--checkpoints_dir", str(tmp_path), "--name", "x", "--display_id", "0"])
     assert seen == [ends == "normally"]
+
+
+@pytest.mark.parametrize(
+    "netG, flags",
+    [("double_unet_256", ["--num_downs", "5"]), ("c2f_unet_512", ["--num_downs", "6", "--fix_global_epochs", "1"])],
+)
+def test_double_unet_and_coarse_to_fine_under_torchrun(tmp_path, netG, flags):
+    """2 processes equal 1 for the two generators with more than one output path: Double U-Net (its first output
+    in the loss) and coarse-to-fine with its global generator fixed in epoch 1 (parameters without gradients)."""
+    root = tmp_path / "data"
+    make_pairs(str(root / "train"), 4, w=64, h=64, seed=1)
+    args = ["--dataroot", str(root), "--checkpoints_dir", str(tmp_path), *ARGS, "--netG", netG, *flags]
+    args += ["--load_size", "64", "--crop_size", "64"]
+    r = torchrun(2, [*args, "--name", "two", "--batch_size", "1"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    r1 = run_script("train.py", *args, "--name", "one", "--batch_size", "2")
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    a = checkpoint.load(str(tmp_path / "one" / "latest.pth"))
+    b = checkpoint.load(str(tmp_path / "two" / "latest.pth"))
+    assert a["total_iters"] == b["total_iters"] == 4
+    skip = biases_before_instance_norm(a["options"])
+    for k, v in a["model"]["netG"].items():
+        if k not in skip:
+            assert torch.allclose(v, b["model"]["netG"][k], atol=1e-5), k

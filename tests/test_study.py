@@ -126,6 +126,12 @@ def test_equal_compute_gives_each_arm_the_baselines_flops(tmp_path, monkeypatch)
     root_c2f, epochs_c2f, _ = study_512.budget(args, "c2f")  # 40 iterations: 2x the epochs over all 10 pairs
     assert epochs_c2f == [2, 2] and root_c2f == str(data)
     assert study_512.budget(args, "baseline") == (str(data), [1, 1], 10.0)
+    # with --max_dataset_size the baseline trains on the first 5 pairs: the arm's subset is drawn from those
+    args.extra += " --max_dataset_size 5"
+    root5, _, _ = study_512.budget(args, "double_unet")
+    first5 = sorted(os.listdir(data / "train"))[:5]
+    linked5 = os.listdir(os.path.join(root5, "train"))
+    assert len(linked5) == 2 and set(linked5) <= set(first5)
     monkeypatch.undo()
     small = study_512.step_flops(["--netG", "unet_256", "--num_downs", "5", "--ngf", "4", "--ndf", "4"], 32)
     double = study_512.step_flops(["--netG", "double_unet_256", "--num_downs", "5", "--ngf", "4", "--ndf", "4"], 32)
