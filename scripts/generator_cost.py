@@ -1,14 +1,18 @@
 """What a generator costs at each image size, from synthetic inputs: parameters, training FLOPs, memory, step time.
 
     python scripts/generator_cost.py [--netG unet_512 double_unet_512 c2f_unet_512] [--sizes 256 512 1024]
-        [--ngf 64] [--time 2] [--json cost.json]
+        [--ngf 64] [--time 2] [--flags=--grad_checkpoint] [--json cost.json]
 
 Per generator and size, one training step of train.py's model (G and the default PatchGAN D, batch 1, the given
---ngf = --ndf) on random pairs: parameters of G; FLOPs of the step (forward and backward of both networks, counted
-by torch.utils.flop_counter); the activation memory the step keeps for its backward passes (the bytes of the
-distinct tensors autograd saves, which is what grows with the image; --grad_checkpoint lowers it); weights, gradients
-and Adam's two moments of G and D (16 bytes per parameter in float32); and, with --time N, the median of N timed
-steps after one warm-up. Sizes a generator does not take (its size multiple) are left out with a note.
+--ngf = --ndf) on random pairs:
+- parameters of G;
+- FLOPs of the step (forward and backward of both networks, counted by torch.utils.flop_counter);
+- activation memory: the bytes of the distinct tensors autograd saves for the step's backward passes, the weights
+  left out (what grows with the image; --flags=--grad_checkpoint lowers it);
+- weights, gradients and Adam's two moments of G and D (16 bytes per parameter in float32);
+- with --time N, the median of N timed steps on the CPU after one warm-up.
+Parameters, FLOPs and memory are counted on PyTorch's meta device (shapes without data), so they take seconds at any
+width and size. Sizes a generator does not take (its size multiple) are left out with a note.
 """
 
 from __future__ import annotations
@@ -31,19 +35,32 @@ from options.options import parse  # noqa: E402
 from util.config import OptionError  # noqa: E402
 
 
-def saved_bytes(step) -> int:
-    """Bytes of the distinct tensors autograd saves for backward while step() runs (storages counted once)."""
-    seen: dict[int, int] = {}
+def saved_bytes(step, model) -> int:
+    """Bytes of the distinct storages autograd saves for backward while step() runs, the networks' own weights left
+    out (a conv saves its weight too). Each is held until the end, so that no address is reused and counted as the
+    same storage."""
+    own = {t.untyped_storage()._cdata for net in (model.netG, model.netD) for t in (*net.parameters(), *net.buffers())}
+    seen: dict[int, torch.UntypedStorage] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        if t.device.type != "meta":
-            st = t.untyped_storage()
-            seen[st.data_ptr()] = st.nbytes()
+        st = t.untyped_storage()
+        if st._cdata not in own:
+            seen[st._cdata] = st
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         step()
-    return sum(seen.values())
+    return sum(st.nbytes() for st in seen.values())
+
+
+def training_step(opt, size: int, device: str):
+    """One train.py training step of opt's model on random size x size pairs (batch 1), as a function."""
+    torch.manual_seed(0)
+    model = create_model(opt.model_config(), torch.device(device))
+    x = {"A": torch.rand(1, 3, size, size), "B": torch.rand(1, 3, size, size), "A_paths": [""]}
+    batch = {k: v.to(device) * 2 - 1 for k, v in x.items() if k != "A_paths"} | {"A_paths": [""]}
+    model.set_epoch(1)
+    return model, lambda: model.train_step([batch])
 
 
 def cost(netG: str, size: int, ngf: int, flags: list[str], timed: int) -> dict:
@@ -52,17 +69,11 @@ def cost(netG: str, size: int, ngf: int, flags: list[str], timed: int) -> dict:
     argv = ["--netG", netG, "--ngf", str(ngf), "--ndf", str(ngf), "--crop_size", str(size), "--load_size", str(size)]
     opt = parse(True, [*argv, "--display_id", "0", *flags])
     rules.check(opt, values=False)  # the size rule among them: OptionError for a size the generator does not take
-    torch.manual_seed(0)
-    model = create_model(opt.model_config(), torch.device("cpu"))
-    batch = {"A": torch.rand(1, 3, size, size) * 2 - 1, "B": torch.rand(1, 3, size, size) * 2 - 1, "A_paths": [""]}
-    model.set_epoch(1)
-
-    def step() -> None:
-        model.train_step([batch])
-
+    # Counted on the meta device: shapes without data, so any width and size count in moments
+    model, step = training_step(opt, size, "meta")
     with FlopCounterMode(display=False) as fc:
         step()
-    activations = saved_bytes(step)
+    activations = saved_bytes(step, model)
     n_G = sum(p.numel() for p in model.netG.parameters())
     n_D = sum(p.numel() for p in model.netD.parameters())
     row = {
@@ -73,7 +84,9 @@ def cost(netG: str, size: int, ngf: int, flags: list[str], timed: int) -> dict:
         "activations_GB": activations / 1e9,
         "weights_adam_GB": 16 * (n_G + n_D) / 1e9,
     }
-    if timed:
+    if timed:  # on the CPU, for real
+        _, step = training_step(opt, size, "cpu")
+        step()  # warm-up
         times = []
         for _ in range(timed):
             t0 = time.perf_counter()
