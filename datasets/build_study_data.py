@@ -17,7 +17,10 @@ no chroma subsampling): the noisy shot (A) on the left, the clean mean image (B)
     * --cropped: the official 512x512 crops, <name>_real.JPG (noisy) and <name>_mean.JPG (clean).
     * --originals (optional): the full-size pairs, <name>_Real.JPG and <name>_mean.JPG, cut into 512x512
       non-overlapping tiles from the top-left corner (<name>_x<X>_y<Y>.jpg). By default only the tiles listed in
-      datasets/polyu512_tiles.txt are cut (8 per original, 224 in all: the study's set); --all_tiles cuts every one.
+      datasets/polyu512_tiles.txt are cut (8 per original of 28 training scenes, 224 in all: the study's set; none
+      of Canon600_book, Canon600_water, SonyA7II_toy, SonyA7II_water); --all_tiles cuts every tile. A truncated
+      JPEG is read as far as it goes, with a warning (PolyU's Canon5D2_toy_mean.JPG lacks its last 15 rows, below
+      every listed tile).
     * Scenes decide the split, so no scene is in both train/ and val/. A file's scene is its camera and the first
       five letters of its scene word, the last word of letters in its name: Canon5D2_5_160_6400_desk_4 and
       Canon5D2_desk are both canon5d2/desk. Camera names are unified (Nikon800, NikonD800 and Nikon_800 are
@@ -323,7 +326,7 @@ def _refuse_taken(out: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sets = parser.add_subparsers(dest="set", required=True)
     maps = sets.add_parser("maps", help="maps600 from the pix2pix maps archive")
     maps.add_argument("--source", required=True, help="the unpacked maps archive: holds train/ and val/")
