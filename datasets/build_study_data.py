@@ -19,7 +19,7 @@ no chroma subsampling): the noisy shot (A) on the left, the clean mean image (B)
       non-overlapping tiles from the top-left corner (<name>_x<X>_y<Y>.jpg). By default only the tiles listed in
       datasets/polyu512_tiles.txt are cut (8 per original of 28 training scenes, 224 in all: the study's set; none
       of Canon600_book, Canon600_water, SonyA7II_toy, SonyA7II_water); --all_tiles cuts every tile. A truncated
-      JPEG is read as far as it goes, with a warning (PolyU's Canon5D2_toy_mean.JPG lacks its last 15 rows, below
+      JPEG is read as far as it goes, with a warning (PolyU's Canon5D2_toy_mean.JPG lacks its last rows, below
       every listed tile).
     * Scenes decide the split, so no scene is in both train/ and val/. A file's scene is its camera and the first
       five letters of its scene word, the last word of letters in its name: Canon5D2_5_160_6400_desk_4 and
