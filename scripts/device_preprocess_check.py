@@ -1,7 +1,7 @@
 """How close --device_preprocess comes to the loader's preprocessing on a real data set: per training pair, the same
 (epoch, index) through both paths (on the CPU), and the difference in 8-bit levels.
 
-    python scripts/device_preprocess_check.py --dataroot ../shared/data/facades --load_size 286 --crop_size 256
+    python scripts/device_preprocess_check.py --dataroot DATA/facades --load_size 286 --crop_size 256
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@
 # Usage: bash scripts/gpu_check.sh OUT_DIR [PEAK_TFLOPS]   (989: H100/H200 dense bf16)
 # The device tool returns at most 8 files: end the call with
 #   tar czf "$OUT/gpu_check.tgz" -C "$(dirname OUT_DIR)" "$(basename OUT_DIR)"; cp OUT_DIR/summary.md "$OUT/"
-# Data: DATAROOT (default datasets/polyu512, 36 MB: copy ../shared/data/polyu512 there, it is git-ignored, and
+# Data: DATAROOT (default datasets/polyu512, 36 MB: build it with datasets/build_study_data.py polyu; git-ignored;
 # name it in the device call's carry); without it a 512 demo set is built offline. The device image lacks
 # dominate: put its wheel in .device/wheels (pip download --no-deps -d .device/wheels dominate) and carry
 # .device; it is installed from there. REFERENCE (default .device/reference): the reference implementation's

@@ -1,7 +1,7 @@
 """Training pairs per second that the data loader delivers, with and without --cache_images.
 
-    python scripts/loader_speed.py --dataroot ../shared/data/facades --direction BtoA --load_size 286 --crop_size 256
-    python scripts/loader_speed.py --dataroot ../shared/data/polyu512 --load_size 572 --crop_size 512
+    python scripts/loader_speed.py --dataroot DATA/facades --direction BtoA --load_size 286 --crop_size 256
+    python scripts/loader_speed.py --dataroot DATA/polyu512 --load_size 572 --crop_size 512
 
 "per worker" is one process doing a worker's whole job (decode or cache read, resize, crop, flip, to tensor)
 for every sample of an epoch in turn; "loader" is the real DataLoader with --workers processes and batch 1,

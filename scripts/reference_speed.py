@@ -1,7 +1,7 @@
 """This project's train.py beside the pix2pix reference implementation's, on one machine with the same flags.
 
     python scripts/reference_speed.py --reference /path/to/pytorch-CycleGAN-and-pix2pix \\
-        --dataroot ../shared/data/facades --flags "--direction BtoA" --iters 5 25 --repeats 2 --json ref256.json
+        --dataroot DATA/facades --flags "--direction BtoA" --iters 5 25 --repeats 2 --json ref256.json
 
 Each training run is timed end to end at two lengths (--iters SHORT LONG, through --max_dataset_size with one
 epoch and no decay); the difference divided by LONG - SHORT is the time per iteration without start-up, data set
