@@ -144,7 +144,7 @@ def step_flops(flags: list[str], size: int) -> float:
     return float(fc.get_total_flops())
 
 
-_FLOPS_LOCK = threading.Lock()
+_BUDGET_LOCK = threading.Lock()
 
 
 def budget(args: argparse.Namespace, arm: str) -> tuple[str, list[int], float]:
@@ -152,15 +152,19 @@ def budget(args: argparse.Namespace, arm: str) -> tuple[str, list[int], float]:
     With it, the arm gets the baseline's training FLOPs: iterations = the baseline's x baseline FLOPs per step /
     the arm's, as whole multiples of the study's epochs over a subset of the baseline's training pairs (the same
     random subset, drawn with seed 0, for every seed of the arm; linked, not copied, under OUT/subsets/ARM_N)."""
+    with _BUDGET_LOCK:  # --jobs: arms are planned in threads, which share the cache and the subsets
+        return _budget(args, arm)
+
+
+def _budget(args: argparse.Namespace, arm: str) -> tuple[str, list[int], float]:
     cache = os.path.join(args.out, "flops.json")
-    with _FLOPS_LOCK:  # --jobs: arms are planned in threads
-        flops = json.load(open(cache)) if os.path.exists(cache) else {}
-        for a in ("baseline", arm):
-            if a not in flops:
-                flops[a] = step_flops(train_flags(args, a), args.size)
-                os.makedirs(args.out, exist_ok=True)
-                with open(cache, "w") as f:
-                    json.dump(flops, f, indent=2)
+    flops = json.load(open(cache)) if os.path.exists(cache) else {}
+    for a in ("baseline", arm):
+        if a not in flops:
+            flops[a] = step_flops(train_flags(args, a), args.size)
+            os.makedirs(args.out, exist_ok=True)
+            with open(cache, "w") as f:
+                json.dump(flops, f, indent=2)
     if not args.equal_compute or arm == "baseline":
         return args.dataroot, list(args.epochs), flops[arm]
     # the pairs the baseline trains on: all, or the first --max_dataset_size of them (--extra)
