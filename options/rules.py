@@ -108,6 +108,8 @@ def cuda_graph_clashes(o: Any) -> None:
         clash = o.speed.graph_clashes()
         clash += [f"--accum_steps {o.run.accum_steps}"] if o.run.accum_steps > 1 else []
         clash += ["--skip_nonfinite"] if o.optim.skip_nonfinite else []
+        # a graph captured while the global generator is fixed would keep it fixed in every later epoch
+        clash += [f"--fix_global_epochs {o.optim.fix_global_epochs}"] if o.optim.fix_global_epochs else []
         need(not clash, f"--cuda_graph cannot be used with {', '.join(clash)} (bf16 and fp32 can)")
 
 

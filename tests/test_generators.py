@@ -244,3 +244,34 @@ def test_fix_global_epochs_applies_to_coarse_to_fine_only(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train.main(["--dataroot", str(tmp_path), "--netG", "unet_256", "--fix_global_epochs", "2"])
     assert "--fix_global_epochs 2: applies to coarse-to-fine generators (c2f_unet_*)" in capsys.readouterr().err
+
+
+def test_fix_global_epochs_cannot_be_captured_in_a_cuda_graph(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--dataroot", str(tmp_path), "--netG", "c2f_unet_512", "--fix_global_epochs", "2", "--cuda_graph"])
+    assert "--cuda_graph cannot be used with --fix_global_epochs 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["double_unet_256", "c2f_unet_512"])
+def test_onnx_export_computes_what_the_api_computes(name, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime as ort
+
+    s = side(name)
+    o = options(name)
+    net = build_generator(o.generator, InitConfig(), grad_checkpoint=False)
+    path = tmp_path / name / "latest.pth"
+    path.parent.mkdir()
+    model = {"netG": net.state_dict()}
+    torch.save(
+        {"format": checkpoint.FORMAT, "kind": "latest", "model": model, "options": o.to_dict(), "epoch": 1}, path
+    )
+    out = tmp_path / "g.onnx"
+    common = ["--checkpoints_dir", str(tmp_path), "--name", name, "--eval"]
+    assert xport.main([*common, "--format", "onnx", "--out", str(out)]) == 0
+    x = torch.rand(1, 3, s, 2 * s) * 2 - 1  # another size than traced: the axes are dynamic
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"real_A": x.numpy()})[0])
+    t = load_translator(str(path), device="cpu", eval=True)
+    with torch.no_grad():
+        torch.testing.assert_close(got, t.translate(x), rtol=1e-4, atol=1e-4)
