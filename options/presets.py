@@ -9,10 +9,11 @@ from typing import Any
 
 # name -> {flag: value}; docs/going-to-512.md gives each one's measurements and the command that reproduces them.
 PRESETS: dict[str, dict[str, Any]] = {
-    # Restoration (denoising, deblurring: B is A with something removed), at 512 and the reference's budget of
-    # about 600 iterations at batch 1: G predicts B - A; a 5x learning rate, the one lever that moved PSNR in
-    # that budget; crops at the images' native resolution (as good as resizing to 572, and any size works).
-    "restore": {"netG": "unet_512", "residual": True, "lr": 0.001, "preprocess": "crop", "crop_size": 512},
+    # Restoration (denoising, deblurring: B is A with something removed), at 512: the coarse-to-fine generator,
+    # which beat unet_512 at equal training FLOPs on every measure with both seeds (polyu512); G predicts B - A;
+    # a 5x learning rate, the one lever that moved PSNR at the reference's budget; crops at the images' native
+    # resolution (as good as resizing to 572, and any size works).
+    "restore": {"netG": "c2f_unet_512", "residual": True, "lr": 0.001, "preprocess": "crop", "crop_size": 512},
     # Label or map to photo at 512 (G must invent texture, realism is the measure): three PatchGAN scales
     # (pix2pixHD's) and an L1 weight of 10, the two switches that each lowered map -> aerial SWD for both seeds
     # (maps600 study), together lowest on average; they give up some L1 and PSNR, which reward the blurry mean.
