@@ -3,6 +3,8 @@ squeeze-and-excitation in the decoders, the second decoder fed by both encoders;
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -12,6 +14,7 @@ from models.generators import AttentionGate, make_downsample, make_upsample
 from models.layers import conv_bias, frozen_bn_context, get_norm_layer
 from models.registry import register_generator
 
+Run = Callable[..., torch.Tensor]  # module(*inputs), with or without gradient checkpointing
 ASPP_RATES = (1, 2, 4)  # the atrous rates of the 3x3 branches (the paper's DeepLab rates 6, 12, 18 suit a /16 map)
 SE_REDUCTION = 8  # squeeze-and-excitation's channel reduction (the paper's)
 
@@ -65,7 +68,7 @@ class Encoder(nn.Module):
             else:
                 self.levels.append(nn.Sequential(nn.LeakyReLU(0.2), down, norm_layer(c)))
 
-    def forward(self, x: torch.Tensor, run) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, run: Run) -> list[torch.Tensor]:
         feats = []
         for level in self.levels:
             x = run(level, x)
@@ -120,7 +123,7 @@ class Decoder(nn.Module):
             in_nc = channels[k] * (n_encoders + 1)
         self.out = nn.Sequential(nn.ReLU(), make_upsample(in_nc, out_nc, upsample, bias=True), nn.Tanh())
 
-    def forward(self, encoded: list[list[torch.Tensor]], run) -> torch.Tensor:
+    def forward(self, encoded: list[list[torch.Tensor]], run: Run) -> torch.Tensor:
         x = run(self.aspp, encoded[-1][-1])  # the last encoder's bottleneck
         for i, level in enumerate(self.levels):
             k = len(self.levels) - 1 - i
