@@ -20,7 +20,9 @@ SE_REDUCTION = 8  # squeeze-and-excitation's channel reduction (the paper's)
 
 
 class SqueezeExcite(nn.Module):
-    """Channel gating (Hu et al., 2018): x (N, C, H, W) * sigmoid(fc(relu(fc(mean over H, W)))) (N, C, 1, 1)."""
+    """Channel gating (Hu et al., 2018): x (N, C, H, W) * sigmoid(fc(relu(fc(mean of relu(x) over H, W)))), a gate of
+    (N, C, 1, 1). The squeeze reads relu(x), what the next layer reads: x itself comes out of batch or instance norm,
+    whose per-channel means over a single image are 0, so its mean would tell the gate nothing."""
 
     def __init__(self, channels: int, reduction: int = SE_REDUCTION) -> None:
         super().__init__()
@@ -28,7 +30,7 @@ class SqueezeExcite(nn.Module):
         self.fc = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.ReLU(True), nn.Conv2d(inner, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+        return x * torch.sigmoid(self.fc(F.relu(x).mean((2, 3), keepdim=True)))
 
 
 class ASPP(nn.Module):

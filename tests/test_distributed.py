@@ -249,6 +249,8 @@ def test_double_unet_and_coarse_to_fine_under_torchrun(tmp_path, netG, flags):
     b = checkpoint.load(str(tmp_path / "two" / "latest.pth"))
     assert a["total_iters"] == b["total_iters"] == 4
     skip = biases_before_instance_norm(a["options"])
+    # 5e-5: the reduction order differs, and Adam's first steps (lr 2e-4 each) scale float noise up; a gradient
+    # missing or counted twice moves whole tensors by several steps' worth
     for k, v in a["model"]["netG"].items():
         if k not in skip:
-            assert torch.allclose(v, b["model"]["netG"][k], atol=1e-5), k
+            assert torch.allclose(v, b["model"]["netG"][k], atol=5e-5), k
