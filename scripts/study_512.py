@@ -355,7 +355,11 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[int
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataroot", default=os.path.join(ROOT, "..", "shared", "data", "polyu512"))
+    p.add_argument(
+        "--dataroot",
+        default=os.path.join(ROOT, "datasets", "polyu512"),
+        help="built by datasets/build_study_data.py (docs/going-to-512.md, The study)",
+    )
     p.add_argument("--out", default="study512", help="folder for runs, results, study.json, study.md, index.html")
     first_round = list(ARMS)[: list(ARMS).index("attention")]  # the default: the first round's arms
     p.add_argument("--arms", default=",".join(first_round), help=f"from {', '.join(ARMS)}")
