@@ -26,7 +26,8 @@ class SqueezeExcite(nn.Module):
 
     def __init__(self, channels: int, reduction: int = SE_REDUCTION) -> None:
         super().__init__()
-        inner = max(channels // reduction, 1)
+        # at least 4 hidden units: with one, a ReLU that no image activates leaves the gate untrainable
+        inner = max(channels // reduction, 4)
         self.fc = nn.Sequential(nn.Conv2d(channels, inner, 1), nn.ReLU(True), nn.Conv2d(inner, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
