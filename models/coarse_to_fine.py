@@ -33,8 +33,8 @@ class CoarseToFineGenerator(nn.Module):
         self,
         input_nc: int,
         output_nc: int,
-        depth: int,
         *,
+        depth: int,
         ngf: int,
         norm: str,
         dropout: float,
@@ -96,36 +96,6 @@ class CoarseToFineGenerator(nn.Module):
         return self if any(k.startswith("global_net.") for k in state) else self.global_net
 
 
-def coarse_to_fine(
-    input_nc: int,
-    output_nc: int,
-    *,
-    depth: int,
-    ngf: int,
-    norm: str,
-    dropout: float,
-    upsample: str,
-    downsample: str,
-    max_mult: int,
-    attention: bool,
-    grad_checkpoint: bool,
-) -> nn.Module:
-    """A coarse-to-fine generator for inputs that are multiples of 2**depth; its global U-Net has depth - 1 levels."""
-    return CoarseToFineGenerator(
-        input_nc,
-        output_nc,
-        depth,
-        ngf=ngf,
-        norm=norm,
-        dropout=dropout,
-        upsample=upsample,
-        downsample=downsample,
-        max_mult=max_mult,
-        attention=attention,
-        grad_checkpoint=grad_checkpoint,
-    )
-
-
 # c2f_unet_512: a unet_256 global generator at half of 512; c2f_unet_1024: unet_512 at half of 1024.
-register_generator("c2f_unet_512", depth=9, traits=("coarse_to_fine",))(coarse_to_fine)
-register_generator("c2f_unet_1024", depth=10, traits=("coarse_to_fine",))(coarse_to_fine)
+register_generator("c2f_unet_512", depth=9, traits=("coarse_to_fine",))(CoarseToFineGenerator)
+register_generator("c2f_unet_1024", depth=10, traits=("coarse_to_fine",))(CoarseToFineGenerator)

@@ -152,8 +152,8 @@ class DoubleUnetGenerator(nn.Module):
         self,
         input_nc: int,
         output_nc: int,
-        depth: int,
         *,
+        depth: int,
         ngf: int,
         norm: str,
         dropout: float,
@@ -191,35 +191,5 @@ class DoubleUnetGenerator(nn.Module):
         return self.decoder2([e1, e2], self._run)
 
 
-def double_unet(
-    input_nc: int,
-    output_nc: int,
-    *,
-    depth: int,
-    ngf: int,
-    norm: str,
-    dropout: float,
-    upsample: str,
-    downsample: str,
-    max_mult: int,
-    attention: bool,
-    grad_checkpoint: bool,
-) -> nn.Module:
-    """Double U-Net with `depth` 2x downsamplings in each encoder (the spec's, or --num_downs)."""
-    return DoubleUnetGenerator(
-        input_nc,
-        output_nc,
-        depth,
-        ngf=ngf,
-        norm=norm,
-        dropout=dropout,
-        upsample=upsample,
-        downsample=downsample,
-        max_mult=max_mult,
-        attention=attention,
-        grad_checkpoint=grad_checkpoint,
-    )
-
-
-register_generator("double_unet_256", depth=8, traits=("first_output",))(double_unet)
-register_generator("double_unet_512", depth=9, traits=("first_output",))(double_unet)
+register_generator("double_unet_256", depth=8, traits=("first_output",))(DoubleUnetGenerator)
+register_generator("double_unet_512", depth=9, traits=("first_output",))(DoubleUnetGenerator)
