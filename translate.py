@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import torch
-from PIL import Image
 
 from data.image_folder import is_image_file, make_dataset
 from data.image_io import TILE_MAX_PIXELS, BadImageError, scan
@@ -75,12 +74,10 @@ def _pattern_root(pattern: str) -> str:
     return head or "."
 
 
-def output_names(paths: Sequence[str], ext: str | None = None) -> list[str]:
-    """Each input's file name, made unique where two inputs share a stem (a.png, a_2.jpg), and cut to fit the file
-    system's 255 bytes. ext: every result's extension (full-precision outputs: .png, .tif, .npy); None: the
-    input's, or .png for one Pillow does not write (.npy, .dcm)."""
-    writable = Image.registered_extensions()
-    exts = [ext or (e if e.lower() in writable else ".png") for e in (os.path.splitext(p)[1] for p in paths)]
+def output_names(paths: Sequence[str], t: ImageTranslator) -> list[str]:
+    """Each input's file name with its result's extension (ImageTranslator.result_extension), made unique where
+    two inputs share a stem (a.png, a_2.jpg), and cut to fit the file system's 255 bytes."""
+    exts = [t.result_extension(p) for p in paths]
     stems = unique_names(paths, [NAME_MAX - len(os.fsencode(ext)) for ext in exts])
     return [stem + ext for stem, ext in zip(stems, exts, strict=True)]
 
@@ -135,13 +132,6 @@ def prepare_out(out: str) -> None:
         fail(f"--out {out}: cannot create or write that folder: {e.strerror or e}")
 
 
-def save(img: Image.Image, path: str) -> None:
-    """In the format the file name's extension says; atomically, and only as a new file."""
-    fmt = Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG")
-    extra = {"quality": 95} if fmt == "JPEG" else {}
-    atomic_write(path, lambda f: img.save(f, format=fmt, **extra), new=True)
-
-
 def batches(paths: Sequence[str], sizes: dict[str, tuple[int, int]], batch_size: int) -> list[list[str]]:
     """Same-size images together, at most batch_size per batch, in input order within a size."""
     by_size: dict[tuple[int, int], list[str]] = defaultdict(list)
@@ -172,12 +162,8 @@ def translate_batch(t: ImageTranslator, opt: TranslateOptions, batch: list[str],
     fake = t.translate(torch.cat(list(images.values())), opt.translate.tile, opt.translate.overlap)
     for i, p in enumerate(images):
         try:
-            path = os.path.join(opt.translate.out, names[p])
-            if t.full_output:  # 16-bit, float, many channels: in the data's own kind and units
-                data = t.encode(fake[i])
-                atomic_write(path, lambda f, data=data: f.write(data), new=True)
-            else:
-                save(t.to_image(fake[i]), path)
+            data = t.result_bytes(fake[i], os.path.splitext(names[p])[1])  # 16-bit, float: the data's own kind
+            atomic_write(os.path.join(opt.translate.out, names[p]), lambda f, data=data: f.write(data), new=True)
         except WriteFailed as e:
             if e.errno is not None:
                 raise
@@ -204,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(opt.basic.verbose)
     check_out_path(opt.translate.out)
     opt, paths, t, ckpt_path = load(opt, argv)
-    names = dict(zip(paths, output_names(paths, t.output_extension if t.full_output else None), strict=True))
+    names = dict(zip(paths, output_names(paths, t), strict=True))
     check_outputs(paths, names, opt.translate.out)
     prepare_out(opt.translate.out)
     batch_size = opt.translate.batch_size

@@ -163,6 +163,12 @@ class GeneratorCheckpoint:
         """The generator's frozen config, as the run saved it."""
         return GeneratorConfig(**self.options["generator"])
 
+    @property
+    def seed(self) -> int:
+        """The dropout seed of train-mode testing unless one is given (test.py, translate.py, the app): the run's
+        --seed, so repeating the training command's changes nothing; 0 for a file without options."""
+        return 0 if self.reference else self.options.get("run", {}).get("seed") or 0
+
 
 def load_generator(
     path: str, prefer_ema: bool, reference_options: Callable[[], dict[str, dict[str, Any]]] | None = None

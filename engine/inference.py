@@ -3,6 +3,7 @@ ones; test.py, translate.py and export.py use it too, so there is one inference 
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -270,6 +271,25 @@ class ImageTranslator:
     def encode(self, t: torch.Tensor) -> bytes:
         """to_array(t) as a file's bytes in the output format (output_extension)."""
         return encode(self.to_array(t), self.output_extension[1:])
+
+    def result_extension(self, input_name: str) -> str:
+        """The extension of the result file of an input file (translate.py's, the app's download): the output
+        format's for full-precision outputs; else the input's own when Pillow writes it, .png otherwise."""
+        if self.full_output:
+            return self.output_extension
+        ext = os.path.splitext(input_name)[1]
+        return ext if ext.lower() in Image.registered_extensions() else ".png"
+
+    def result_bytes(self, t: torch.Tensor, ext: str) -> bytes:
+        """The first image of t as the result file's bytes for extension ext (result_extension): full-precision
+        outputs encoded in the data's type and units, an 8-bit output in the format ext names (JPEG at quality
+        95). Raises ValueError or OSError for an image the format cannot hold."""
+        if self.full_output:
+            return self.encode(t)
+        fmt = Image.registered_extensions().get(ext.lower(), "PNG")
+        buf = io.BytesIO()
+        self.to_image(t).save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        return buf.getvalue()
 
     def to_image(self, t: torch.Tensor) -> Image.Image:
         """The first image of a (N, C, H, W) or (C, H, W) tensor in [-1, 1] -> an 8-bit PIL image (L for one

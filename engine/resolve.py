@@ -174,8 +174,7 @@ def resolve_checkpoint(opt: Options, given: set[str]) -> tuple[Options, Generato
     parsed = opt
     ckpt, tag = open_checkpoint(opt)
     if opt.source.seed is None:  # type: ignore[attr-defined]
-        run_seed = None if ckpt.reference else TrainOptions.from_dict(ckpt.options).run.seed
-        opt = opt.replace(seed=run_seed or 0)
+        opt = opt.replace(seed=ckpt.seed)
     if ckpt.reference:
         if "load_size" in opt.names() and "load_size" not in given:
             opt = opt.replace(load_size=opt.preprocess.crop_size)  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ optim) and data.config (data, preprocess, augment), which options.options compos
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -255,6 +256,39 @@ class TranslateGroup(Config):
         need(self.out is not None, "--out DIR: the folder for the results is required")
         if self.tile is not None:
             need(self.overlap < self.tile, f"--overlap {self.overlap}: must be smaller than --tile {self.tile}")
+
+
+@dataclass(frozen=True)
+class AppGroup(Config):
+    key: ClassVar[str] = "app"
+    title: ClassVar[str] = "the browser app"
+
+    checkpoints_dir: str = arg(BasicOptions.checkpoints_dir, "the runs to offer: each folder in it is one run")
+    host: str = arg(
+        "127.0.0.1",
+        "address to serve on: 127.0.0.1 is this machine only; 0.0.0.0 lets every machine that reaches this one in "
+        "(the app has no login)",
+    )
+    port: int = arg(7860, "port to serve on", lo=1, hi=65535)
+    device: str | None = arg(None, "cpu, cuda or cuda:N (default: CUDA if available, else the CPU)")
+    cache_size: int = arg(2, "generators kept loaded (one per run and snapshot; the oldest is dropped)", lo=1)
+    tile: int = arg(
+        1024,
+        "images with a side over TILE pixels are translated in TILE x TILE tiles, as translate.py --tile TILE",
+        lo=64,
+    )
+    overlap: int = arg(TranslateGroup.overlap, "pixels by which neighbouring tiles overlap", lo=0)
+    max_pixels: int = arg(
+        64 * 2**20, "the largest image accepted, in pixels (a larger upload gets a message, not a translation)", lo=1
+    )
+
+    def check(self) -> None:
+        need(self.overlap < self.tile, f"--overlap {self.overlap}: must be smaller than --tile {self.tile}")
+        d = self.device
+        need(
+            d is None or d == "cpu" or re.fullmatch(r"cuda(:\d+)?", d) is not None,
+            f"--device {d}: must be cpu, cuda or cuda:N",
+        )
 
 
 EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")

@@ -30,6 +30,7 @@ from models.config import (
     TrainSpeedConfig,
 )
 from options.groups import (
+    AppGroup,
     BasicOptions,
     CheckpointFileOptions,
     CheckpointOptions,
@@ -56,6 +57,8 @@ class Options:
 
     script: ClassVar[str]
     description: ClassVar[str]
+    # Whether train.py's other flags are accepted (and ignored), so that a training command can be repeated.
+    takes_train_flags: ClassVar[bool] = True
 
     @classmethod
     def config_classes(cls) -> tuple[type[Config], ...]:
@@ -186,6 +189,15 @@ class ExportOptions(Options):
     export: ExportGroup = ExportGroup()
 
 
+@dataclass(frozen=True)
+class AppOptions(Options):
+    script: ClassVar[str] = "app"
+    description: ClassVar[str] = "Serve a web page that translates images with any run of a checkpoints folder."
+    takes_train_flags: ClassVar[bool] = False
+
+    app: AppGroup = AppGroup()
+
+
 # Derived from the configs, never listed by hand: what defines the generator (test.py takes it from the
 # checkpoint), what must match to resume, what a resumed run trains on and how it samples it (engine.resume), and
 # what test.py, translate.py and export.py take from the run unless given.
@@ -226,13 +238,14 @@ def build_parser(which: bool | type[Options]) -> argparse.ArgumentParser:
     can be repeated (engine.resolve names them in one warning: they change nothing there)."""
     cls = options_class(which)
     # allow_abbrev=False: test.py must know exactly which flags were given
-    epilog = None if cls is TrainOptions else "train.py's other flags are accepted and ignored (with a warning)."
+    foreign = cls is not TrainOptions and cls.takes_train_flags
+    epilog = "train.py's other flags are accepted and ignored (with a warning)." if foreign else None
     p = argparse.ArgumentParser(prog=f"{cls.script}.py", description=cls.description, epilog=epilog, allow_abbrev=False)
     for config in cls.config_classes():
         g = p.add_argument_group(config.title)
         for f in fields(config):  # type: ignore[arg-type]
             _add_flag(g, f, typing.get_type_hints(config)[f.name], hidden=False)
-    if cls is not TrainOptions:
+    if foreign:
         own = cls.names()
         g = p.add_argument_group("train.py's other flags (accepted, and ignored)")
         for config in TrainOptions.config_classes():

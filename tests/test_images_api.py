@@ -179,15 +179,18 @@ def test_rotated_images_train_and_cache_without_a_size_mismatch(tmp_path, caplog
 
 # ---- item 12: what the loader cannot use is found by the check ------------------------------------------------
 def write_mode(folder, mode: str) -> str | None:
-    """An image of that mode in the first format that stores it (None if none does)."""
+    """An image of that mode in the first format that stores it (None if none does). Values over 65535 must come
+    back: Pillow before 13 writes them to PNG clipped to 16 bits."""
     img = Image.fromarray(np.full((24, 40), 70000, np.int32)) if mode == "I>65535" else gradient(mode)
     for ext in ("png", "tif", "webp"):
         path = os.path.join(folder, f"m.{ext}")
         try:
             img.save(path)
-            return path
         except (OSError, ValueError, KeyError):
             continue
+        if mode != "I>65535" or np.asarray(Image.open(path)).max() == 70000:
+            return path
+        os.remove(path)
     return None
 
 
