@@ -1,0 +1,32 @@
+"""The runs' own pages (checkpoints/NAME/web/, written by train.py) served by the app under /pages/NAME/: those
+folders only, never a checkpoint or a file outside them."""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import FileResponse
+
+from util.util import is_inside
+
+
+def page_file(checkpoints_dir: str, name: str, path: str) -> str | None:
+    """The file under checkpoints_dir/name/web that path names, or None: a run name is one plain folder name, and
+    the file (links resolved) must lie in that web folder."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        return None
+    web = os.path.join(checkpoints_dir, name, "web")
+    full = os.path.realpath(os.path.join(web, path or "index.html"))
+    if not is_inside(full, os.path.realpath(web)) or not os.path.isfile(full):
+        return None
+    return full
+
+
+def add_page_routes(app: FastAPI, checkpoints_dir: str) -> None:
+    @app.get("/pages/{name}/{path:path}")
+    def run_page(name: str, path: str) -> FileResponse:
+        full = page_file(checkpoints_dir, name, path)
+        if full is None:
+            raise HTTPException(status_code=404, detail="no such page")
+        return FileResponse(full)

@@ -1,0 +1,338 @@
+"""The Gradio page: pick a run and a snapshot, give it a file or a drawing, see input | output | target and keep
+the output; the run's curves beside. Every handler turns the service's AppError into the status line."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from webapp import runs
+from webapp.service import AppError, Translation, TranslationService, Window
+
+NONE = "(none)"
+# The previews: lossless, and without Gradio's share button (it would post to the network).
+PREVIEW = {"format": "png", "interactive": False, "height": 320, "buttons": ["download", "fullscreen"]}
+CANVAS_MAX = 1024  # the drawing canvas's largest side, in pixels
+# System fonts only: the default theme's web font would be fetched from the network.
+THEME = gr.themes.Default(
+    font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "Consolas", "monospace"]
+)
+
+
+class Page:
+    """The page's state beside the service: the palettes found per run, and the folder the downloads are
+    written to (created by the app, removed with close())."""
+
+    def __init__(self, service: TranslationService) -> None:
+        self.service = service
+        self.palettes: dict[str, list[tuple[int, int, int]] | None] = {}
+        self.out_dir = tempfile.mkdtemp(prefix="pix2pix-app-")
+
+    def close(self) -> None:
+        shutil.rmtree(self.out_dir, ignore_errors=True)
+
+    def palette(self, run: runs.Run) -> list[tuple[int, int, int]] | None:
+        if run.name not in self.palettes:
+            self.palettes[run.name] = runs.label_palette(run.options)
+        return self.palettes[run.name]
+
+    def save(self, result: Translation) -> str:
+        """The result file, under its own new folder (two results may share a name), for the download."""
+        path = os.path.join(tempfile.mkdtemp(dir=self.out_dir), result.file_name)
+        with open(path, "xb") as f:
+            f.write(result.data)
+        return path
+
+
+def run_choices(service: TranslationService) -> list[tuple[str, str]]:
+    """(label, name) for the run list: name, generator, size, epoch, best validation score."""
+    return [(f"{r.name}: {r.describe()}", r.name) for r in runs.list_runs(service.checkpoints_dir)]
+
+
+def run_info(run: runs.Run) -> str:
+    o = run.options
+    lines = [f"**{run.name}**: {run.describe()}"]
+    if o:
+        lines.append(
+            f"direction {o.get('direction')}, {o.get('input_nc')} -> {o.get('output_nc')} channels, "
+            f"range_A {o.get('range_A') or 'auto'}, range_B {o.get('range_B') or 'auto'}, "
+            f"output type {o.get('output_dtype')}"
+        )
+    if os.path.exists(os.path.join(run.path, "web", "index.html")):
+        lines.append(f"[the run's training page](/pages/{run.name}/index.html)")
+    return "  \n".join(lines)
+
+
+def curve_frames(run: runs.Run) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(losses: iteration, value, loss), (validation: epoch, value, metric) for the run's plots."""
+    losses, val = runs.curves(run.path)
+    rows = [(i, v, name) for name, (steps, values) in losses.items() for i, v in zip(steps, values, strict=True)]
+    metrics = [
+        (r["epoch"], float(v), k)
+        for r in val
+        for k, v in r.get("metrics", {}).items()
+        if k != "n" and not k.startswith("swd_") and isinstance(v, int | float)
+    ]
+    return (
+        pd.DataFrame(rows, columns=["iteration", "value", "loss"]),
+        pd.DataFrame(metrics, columns=["epoch", "value", "metric"]),
+    )
+
+
+def message(e: Exception) -> str:
+    return f"**Cannot translate:** {e}"
+
+
+def build(service: TranslationService) -> tuple[gr.Blocks, Page]:
+    """The page and its state; the caller serves the Blocks and calls Page.close() at the end."""
+    page = Page(service)
+    with gr.Blocks(title="pix2pix", analytics_enabled=False) as demo:
+        gr.Markdown("## pix2pix: translate images with a trained run")
+        with gr.Tab("Translate"):
+            c = translate_tab(page)
+        with gr.Tab("Run"):
+            r = run_tab()
+        demo.load(lambda: refresh_runs(service), outputs=[c["run"], c["compare_run"]])
+        c["refresh"].click(lambda: refresh_runs(service), outputs=[c["run"], c["compare_run"]])
+        c["run"].change(
+            lambda name: select_run(page, name),
+            inputs=c["run"],
+            outputs=[c["snapshot"], c["info"], c["canvas"], c["palette_note"], *r.values()],
+        )
+        c["compare_run"].change(
+            lambda name: compare_snapshots(service, name), inputs=c["compare_run"], outputs=c["compare_snapshot"]
+        )
+    return demo, page
+
+
+def refresh_runs(service: TranslationService):
+    choices = run_choices(service)
+    first = choices[0][1] if choices else None
+    if not choices:
+        return gr.update(choices=[], value=None), gr.update(choices=[NONE], value=NONE)
+    return gr.update(choices=choices, value=first), gr.update(choices=[(NONE, NONE), *choices], value=NONE)
+
+
+def select_run(page: Page, name: str | None):
+    try:
+        run = page.service.run(name) if name else None
+    except AppError:
+        run = None
+    if run is None:
+        empty = pd.DataFrame(columns=["iteration", "value", "loss"]), pd.DataFrame(columns=["epoch", "value", "metric"])
+        return gr.update(choices=[], value=None), f"no runs in {page.service.checkpoints_dir}", None, "", *empty, ""
+    losses, val = curve_frames(run)
+    palette = page.palette(run)
+    colours = [hex_colour(c) for c in palette] if palette else None
+    side = min(int(run.options.get("crop_size") or 256), CANVAS_MAX)
+    background = palette[0] if palette else (255, 255, 255)
+    canvas = gr.update(
+        value={"background": np.full((side, side, 3), background, np.uint8), "layers": [], "composite": None},
+        brush=gr.Brush(colors=colours, default_color=colours[0] if colours else None, color_mode="fixed")
+        if colours
+        else gr.Brush(),
+    )
+    note = (
+        f"The colours of this run's training inputs ({len(palette)}), most used first."
+        if palette
+        else "This run's training inputs are not on this machine (or not RGB): any colour can be drawn."
+    )
+    summary = run_info(run)
+    logged = (
+        f"{losses['iteration'].nunique()} loss records (losses.jsonl), {val['epoch'].nunique()} validations "
+        "(val_log.jsonl)"
+    )
+    return (
+        gr.update(choices=list(run.snapshots), value=run.snapshots[0]),
+        summary,
+        canvas,
+        note,
+        losses,
+        val,
+        f"{summary}  \n{logged}",
+    )
+
+
+def compare_snapshots(service: TranslationService, name: str | None):
+    if not name or name == NONE:
+        return gr.update(choices=[], value=None)
+    try:
+        snaps = list(service.run(name).snapshots)
+    except AppError:
+        return gr.update(choices=[], value=None)
+    return gr.update(choices=snaps, value=snaps[0])
+
+
+def translate_tab(page: Page) -> dict:
+    """The Translate tab's components by name, its two buttons wired."""
+    c: dict = {}
+    with gr.Row():
+        c["run"] = gr.Dropdown(label="Run", choices=[], elem_id="run", scale=3)
+        c["snapshot"] = gr.Dropdown(label="Snapshot", choices=[], elem_id="snapshot", scale=1)
+        c["refresh"] = gr.Button("Refresh the list", size="sm", scale=0)
+    c["info"] = gr.Markdown(elem_id="run-info")
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Tab("Upload a file"):
+                c["file"] = gr.File(label="Input: PNG, JPEG, TIFF, .npy (8-bit, 16-bit or float)", elem_id="input-file")
+                c["pair"] = gr.Checkbox(
+                    False, label="The file is an A|B pair: translate its input half, show the other as the target"
+                )
+                c["target"] = gr.File(label="Target (optional), compared with the output", elem_id="target-file")
+                c["go"] = gr.Button("Translate", variant="primary", elem_id="translate")
+            with gr.Tab("Draw a label map"):
+                c["palette_note"] = gr.Markdown()
+                c["canvas"] = gr.ImageEditor(
+                    label="Canvas", type="numpy", image_mode="RGB", format="png", elem_id="canvas", layers=False
+                )
+                c["snap"] = gr.Checkbox(True, label="Snap every pixel to the nearest palette colour")
+                c["go_draw"] = gr.Button("Translate the drawing", variant="primary", elem_id="translate-drawing")
+            with gr.Accordion("Options", open=False):
+                c["eval"] = gr.Checkbox(False, label="eval mode: running batch-norm statistics, no dropout (--eval)")
+                c["window"] = gr.Radio(
+                    [
+                        ("the run's value range", "run"),
+                        ("each image's 0.5-99.5 percentiles", "image"),
+                        ("custom", "custom"),
+                    ],
+                    value="run",
+                    label="Preview window (how data values are shown; downloads are never windowed)",
+                )
+                with gr.Row():
+                    c["lo"] = gr.Number(0, label="custom low")
+                    c["hi"] = gr.Number(255, label="custom high")
+                with gr.Row():
+                    c["compare_run"] = gr.Dropdown(label="Compare with run", choices=[NONE], value=NONE)
+                    c["compare_snapshot"] = gr.Dropdown(label="its snapshot", choices=[])
+        with gr.Column(scale=2):
+            c["status"] = gr.Markdown(elem_id="status")
+            c["slider"] = gr.ImageSlider(label="Drag to compare", format="png", elem_id="slider", type="numpy")
+            with gr.Row():
+                c["in_img"] = gr.Image(label="input", elem_id="input-preview", **PREVIEW)
+                c["out_img"] = gr.Image(label="output", elem_id="output-preview", **PREVIEW)
+                c["tgt_img"] = gr.Image(label="target", elem_id="target-preview", **PREVIEW)
+            c["download"] = gr.File(label="The output at full precision", elem_id="download", interactive=False)
+            with gr.Row():
+                c["cmp_img"] = gr.Image(label="compared run's output", elem_id="compare-preview", **PREVIEW)
+                c["cmp_download"] = gr.File(label="its file", elem_id="compare-download", interactive=False)
+    outputs = [
+        c[k] for k in ("status", "slider", "in_img", "out_img", "tgt_img", "download", "cmp_img", "cmp_download")
+    ]
+    common = [c[k] for k in ("run", "snapshot", "compare_run", "compare_snapshot", "eval", "window", "lo", "hi")]
+
+    def on_file(run, snap, cmp_run, cmp_snap, eval, mode, lo, hi, file, pair, target):
+        if not file:
+            return failed("upload an image first")
+        return respond(
+            page,
+            lambda name, snapshot, window: page.service.translate_file(
+                name, snapshot, file, pair=pair, target=target, eval=eval, window=window
+            ),
+            run,
+            snap,
+            cmp_run,
+            cmp_snap,
+            Window(mode, float(lo or 0), float(hi or 0)),
+        )
+
+    def on_drawing(run, snap, cmp_run, cmp_snap, eval, mode, lo, hi, canvas, snap_colours):
+        rgb = drawn(canvas)
+        if rgb is None:
+            return failed("draw on the canvas first")
+        palette = page.palettes.get(run) if snap_colours else None
+        rgb = snap_to(rgb, palette) if palette else rgb
+        return respond(
+            page,
+            lambda name, snapshot, window: page.service.translate_drawing(
+                name, snapshot, rgb, eval=eval, window=window
+            ),
+            run,
+            snap,
+            cmp_run,
+            cmp_snap,
+            Window(mode, float(lo or 0), float(hi or 0)),
+        )
+
+    # One queue for every request that runs a generator: concurrent ones wait their turn (concurrency_id).
+    queue = {"concurrency_limit": 1, "concurrency_id": "generator"}
+    c["go"].click(on_file, inputs=[*common, c["file"], c["pair"], c["target"]], outputs=outputs, **queue)
+    c["go_draw"].click(on_drawing, inputs=[*common, c["canvas"], c["snap"]], outputs=outputs, **queue)
+    return c
+
+
+def run_tab() -> dict:
+    r: dict = {}
+    r["losses"] = gr.LinePlot(x="iteration", y="value", color="loss", label="Losses", elem_id="loss-plot")
+    r["val"] = gr.LinePlot(x="epoch", y="value", color="metric", label="Validation metrics", elem_id="val-plot")
+    r["summary"] = gr.Markdown(elem_id="run-summary")
+    return r
+
+
+def failed(text: str):
+    return (f"**Cannot translate:** {text}", None, None, None, None, None, None, None)
+
+
+def respond(
+    page: Page,
+    translate: Callable[[str, str, Window], Translation],
+    run: str | None,
+    snap: str | None,
+    cmp_run: str | None,
+    cmp_snap: str | None,
+    window: Window,
+):
+    """The outputs of one request: the main translation, and the compared run's when one is chosen."""
+    if not run or not snap:
+        return failed("choose a run and a snapshot")
+    if window.mode == "custom" and not window.hi > window.lo:
+        return failed(f"the custom window's high ({window.hi:g}) must be above its low ({window.lo:g})")
+    try:
+        main = translate(run, snap, window)
+        other = translate(cmp_run, cmp_snap, window) if cmp_run and cmp_run != NONE and cmp_snap else None
+    except AppError as e:
+        return failed(str(e))
+    lines = [main.summary(f"{run} @ {snap}")]
+    if other is not None:
+        lines.append(other.summary(f"{cmp_run} @ {cmp_snap}"))
+    lines.append(f"output file: {main.file_name}, {len(main.data)} bytes, as translate.py writes it")
+    shown = (main.output, main.target) if main.target is not None else (main.input, main.output)
+    return (
+        "  \n".join(lines),
+        shown,
+        main.input,
+        main.output,
+        main.target,
+        page.save(main),
+        None if other is None else other.output,
+        None if other is None else page.save(other),
+    )
+
+
+def drawn(canvas) -> np.ndarray | None:
+    """The canvas's picture as (H, W, 3) uint8, None when there is none."""
+    if not canvas:
+        return None
+    img = canvas.get("composite") if isinstance(canvas, dict) else canvas
+    if img is None:
+        return None
+    a = np.asarray(img)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    return np.ascontiguousarray(a[..., :3].astype(np.uint8))
+
+
+def hex_colour(rgb: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{v:02x}" for v in rgb)
+
+
+def snap_to(rgb: np.ndarray, palette: list[tuple[int, int, int]]) -> np.ndarray:
+    """Every pixel set to its nearest palette colour (the brush's anti-aliased edges are no class of the run)."""
+    p = np.asarray(palette, dtype=np.int32)  # (K, 3)
+    d = ((rgb[:, :, None, :].astype(np.int32) - p[None, None]) ** 2).sum(axis=3)  # (H, W, K)
+    return p[d.argmin(axis=2)].astype(np.uint8)
