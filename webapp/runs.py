@@ -50,7 +50,8 @@ class Run:
     def best(self) -> tuple[str, float, int] | None:
         """(metric, value, epoch) of the best validation score in val_log.jsonl, by the run's --best_metric."""
         records = read_val_log_safe(self.path)
-        metric = self.options.get("best_metric") or (self.options.get("metrics") or ["psnr"])[0]
+        metrics = self.options.get("metrics") or "psnr"  # saved as the flag's text: "psnr,ssim"
+        metric = self.options.get("best_metric") or str(metrics).split(",")[0]
         scored = [(r["metrics"][metric], r["epoch"]) for r in records if _finite(r.get("metrics", {}).get(metric))]
         if not scored:
             return None

@@ -221,6 +221,9 @@ class TranslationService:
     ) -> Translation:
         """Translate x (seeded as translate.py seeds), and make the previews and the result file. x_range: the
         range that mapped the input's data values to x."""
+        if target is not None and target.shape[:2] != tuple(x.shape[-2:]):
+            (th, tw), (h, w) = target.shape[:2], x.shape[-2:]
+            raise AppError(f"the target is {tw}x{th} pixels, the input {w}x{h}: they must be the same size")
         t.set_eval(eval)
         torch.manual_seed(t.checkpoint.seed)  # dropout in train-mode testing: translate.py's draw
         start = time.perf_counter()
@@ -230,10 +233,6 @@ class TranslationService:
         ext = t.result_extension(file_name)
         data = t.result_bytes(fake, ext)
         inp = x_range.from_unit(x[0].permute(1, 2, 0).cpu().numpy())
-        if target is not None and target.shape[:2] != out.shape[:2]:
-            raise AppError(
-                f"the target is {target.shape[1]}x{target.shape[0]}, the input {out.shape[1]}x{out.shape[0]}"
-            )
         return Translation(
             input=self.shown(inp, window, x_range, t),
             output=self.shown(out, window, t.output_range, t),

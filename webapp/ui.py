@@ -134,9 +134,12 @@ def select_run(page: Page, name: str | None):
     background = palette[0] if palette else (255, 255, 255)
     canvas = gr.update(
         value={"background": np.full((side, side, 3), background, np.uint8), "layers": [], "composite": None},
-        brush=gr.Brush(colors=colours, default_color=colours[0] if colours else None, color_mode="fixed")
-        if colours
-        else gr.Brush(),
+        brush=gr.Brush(
+            default_size=max(1, side // 16),
+            colors=colours,
+            default_color=colours[min(1, len(colours) - 1)] if colours else None,
+            color_mode="fixed" if colours else "defaults",
+        ),
     )
     note = (
         f"The colours of this run's training inputs ({len(palette)}), most used first."
@@ -208,8 +211,10 @@ def translate_tab(page: Page) -> dict:
                     c["lo"] = gr.Number(0, label="custom low")
                     c["hi"] = gr.Number(255, label="custom high")
                 with gr.Row():
-                    c["compare_run"] = gr.Dropdown(label="Compare with run", choices=[NONE], value=NONE)
-                    c["compare_snapshot"] = gr.Dropdown(label="its snapshot", choices=[])
+                    c["compare_run"] = gr.Dropdown(
+                        label="Compare with run", choices=[NONE], value=NONE, elem_id="compare-run"
+                    )
+                    c["compare_snapshot"] = gr.Dropdown(label="its snapshot", choices=[], elem_id="compare-snapshot")
         with gr.Column(scale=2):
             c["status"] = gr.Markdown(elem_id="status")
             c["slider"] = gr.ImageSlider(label="Drag to compare", format="png", elem_id="slider", type="numpy")
@@ -315,10 +320,13 @@ def respond(
 
 
 def drawn(canvas) -> np.ndarray | None:
-    """The canvas's picture as (H, W, 3) uint8, None when there is none."""
-    if not canvas:
+    """The canvas's picture as (H, W, 3) uint8 (its background until something is drawn), None when there is
+    none."""
+    if canvas is None:
         return None
-    img = canvas.get("composite") if isinstance(canvas, dict) else canvas
+    img = canvas
+    if isinstance(canvas, dict):
+        img = canvas.get("composite") if canvas.get("composite") is not None else canvas.get("background")
     if img is None:
         return None
     a = np.asarray(img)
