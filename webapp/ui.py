@@ -182,69 +182,72 @@ def translate_tab(page: Page) -> dict:
     c["info"] = gr.Markdown(elem_id="run-info")
     with gr.Row():
         with gr.Column(scale=1):
-            with gr.Tab("Upload a file"):
-                c["file"] = gr.File(label="Input: PNG, JPEG, TIFF, .npy (8-bit, 16-bit or float)", elem_id="input-file")
-                c["pair"] = gr.Checkbox(
-                    False, label="The file is an A|B pair: translate its input half, show the other as the target"
-                )
-                c["target"] = gr.File(label="Target (optional), compared with the output", elem_id="target-file")
-                c["go"] = gr.Button("Translate", variant="primary", elem_id="translate")
-            with gr.Tab("Draw a label map"):
-                c["palette_note"] = gr.Markdown()
-                c["canvas"] = gr.ImageEditor(
-                    label="Canvas", type="numpy", image_mode="RGB", format="png", elem_id="canvas", layers=False
-                )
-                c["snap"] = gr.Checkbox(True, label="Snap every pixel to the nearest palette colour")
-                c["go_draw"] = gr.Button("Translate the drawing", variant="primary", elem_id="translate-drawing")
-            with gr.Accordion("Options", open=False):
-                c["eval"] = gr.Checkbox(False, label="eval mode: running batch-norm statistics, no dropout (--eval)")
-                c["window"] = gr.Radio(
-                    [
-                        ("the run's value range", "run"),
-                        ("each image's 0.5-99.5 percentiles", "image"),
-                        ("custom", "custom"),
-                    ],
-                    value="run",
-                    label="Preview window (how data values are shown; downloads are never windowed)",
-                )
-                with gr.Row():
-                    c["lo"] = gr.Number(0, label="custom low")
-                    c["hi"] = gr.Number(255, label="custom high")
-                with gr.Row():
-                    c["compare_run"] = gr.Dropdown(
-                        label="Compare with run", choices=[NONE], value=NONE, elem_id="compare-run"
-                    )
-                    c["compare_snapshot"] = gr.Dropdown(label="its snapshot", choices=[], elem_id="compare-snapshot")
+            input_column(c)
         with gr.Column(scale=2):
-            c["status"] = gr.Markdown(elem_id="status")
-            c["slider"] = gr.ImageSlider(label="Drag to compare", format="png", elem_id="slider", type="numpy")
-            with gr.Row():
-                c["in_img"] = gr.Image(label="input", elem_id="input-preview", **PREVIEW)
-                c["out_img"] = gr.Image(label="output", elem_id="output-preview", **PREVIEW)
-                c["tgt_img"] = gr.Image(label="target", elem_id="target-preview", **PREVIEW)
-            c["download"] = gr.File(label="The output at full precision", elem_id="download", interactive=False)
-            with gr.Row():
-                c["cmp_img"] = gr.Image(label="compared run's output", elem_id="compare-preview", **PREVIEW)
-                c["cmp_download"] = gr.File(label="its file", elem_id="compare-download", interactive=False)
-    outputs = [
-        c[k] for k in ("status", "slider", "in_img", "out_img", "tgt_img", "download", "cmp_img", "cmp_download")
-    ]
+            output_column(c)
+    wire_translate(page, c)
+    return c
+
+
+def input_column(c: dict) -> None:
+    """A file or a drawing, and the options: eval, the preview window, a run to compare with."""
+    with gr.Tab("Upload a file"):
+        c["file"] = gr.File(label="Input: PNG, JPEG, TIFF, .npy (8-bit, 16-bit or float)", elem_id="input-file")
+        c["pair"] = gr.Checkbox(
+            False, label="The file is an A|B pair: translate its input half, show the other as the target"
+        )
+        c["target"] = gr.File(label="Target (optional), compared with the output", elem_id="target-file")
+        c["go"] = gr.Button("Translate", variant="primary", elem_id="translate")
+    with gr.Tab("Draw a label map"):
+        c["palette_note"] = gr.Markdown()
+        c["canvas"] = gr.ImageEditor(
+            label="Canvas", type="numpy", image_mode="RGB", format="png", elem_id="canvas", layers=False
+        )
+        c["snap"] = gr.Checkbox(True, label="Snap every pixel to the nearest palette colour")
+        c["go_draw"] = gr.Button("Translate the drawing", variant="primary", elem_id="translate-drawing")
+    with gr.Accordion("Options", open=False):
+        c["eval"] = gr.Checkbox(False, label="eval mode: running batch-norm statistics, no dropout (--eval)")
+        c["window"] = gr.Radio(
+            [("the run's value range", "run"), ("each image's 0.5-99.5 percentiles", "image"), ("custom", "custom")],
+            value="run",
+            label="Preview window (how data values are shown; downloads are never windowed)",
+        )
+        with gr.Row():
+            c["lo"] = gr.Number(0, label="custom low")
+            c["hi"] = gr.Number(255, label="custom high")
+        with gr.Row():
+            c["compare_run"] = gr.Dropdown(label="Compare with run", choices=[NONE], value=NONE, elem_id="compare-run")
+            c["compare_snapshot"] = gr.Dropdown(label="its snapshot", choices=[], elem_id="compare-snapshot")
+
+
+def output_column(c: dict) -> None:
+    """The status line, the slider, input | output | target, the downloads."""
+    c["status"] = gr.Markdown(elem_id="status")
+    c["slider"] = gr.ImageSlider(label="Drag to compare", format="png", elem_id="slider", type="numpy")
+    with gr.Row():
+        c["in_img"] = gr.Image(label="input", elem_id="input-preview", **PREVIEW)
+        c["out_img"] = gr.Image(label="output", elem_id="output-preview", **PREVIEW)
+        c["tgt_img"] = gr.Image(label="target", elem_id="target-preview", **PREVIEW)
+    c["download"] = gr.File(label="The output at full precision", elem_id="download", interactive=False)
+    with gr.Row():
+        c["cmp_img"] = gr.Image(label="compared run's output", elem_id="compare-preview", **PREVIEW)
+        c["cmp_download"] = gr.File(label="its file", elem_id="compare-download", interactive=False)
+
+
+def wire_translate(page: Page, c: dict) -> None:
+    """The two buttons: a file, a drawing; both through one queue."""
+    shown = ("status", "slider", "in_img", "out_img", "tgt_img", "download", "cmp_img", "cmp_download")
+    outputs = [c[k] for k in shown]
     common = [c[k] for k in ("run", "snapshot", "compare_run", "compare_snapshot", "eval", "window", "lo", "hi")]
 
     def on_file(run, snap, cmp_run, cmp_snap, eval, mode, lo, hi, file, pair, target):
         if not file:
             return failed("upload an image first")
-        return respond(
-            page,
-            lambda name, snapshot, window: page.service.translate_file(
-                name, snapshot, file, pair=pair, target=target, eval=eval, window=window
-            ),
-            run,
-            snap,
-            cmp_run,
-            cmp_snap,
-            Window(mode, float(lo or 0), float(hi or 0)),
-        )
+
+        def translate(name: str, snapshot: str, window: Window) -> Translation:
+            return page.service.translate_file(name, snapshot, file, pair=pair, target=target, eval=eval, window=window)
+
+        return respond(page, translate, run, snap, cmp_run, cmp_snap, Window(mode, float(lo or 0), float(hi or 0)))
 
     def on_drawing(run, snap, cmp_run, cmp_snap, eval, mode, lo, hi, canvas, snap_colours):
         rgb = drawn(canvas)
@@ -252,23 +255,16 @@ def translate_tab(page: Page) -> dict:
             return failed("draw on the canvas first")
         palette = page.palettes.get(run) if snap_colours else None
         rgb = snap_to(rgb, palette) if palette else rgb
-        return respond(
-            page,
-            lambda name, snapshot, window: page.service.translate_drawing(
-                name, snapshot, rgb, eval=eval, window=window
-            ),
-            run,
-            snap,
-            cmp_run,
-            cmp_snap,
-            Window(mode, float(lo or 0), float(hi or 0)),
-        )
+
+        def translate(name: str, snapshot: str, window: Window) -> Translation:
+            return page.service.translate_drawing(name, snapshot, rgb, eval=eval, window=window)
+
+        return respond(page, translate, run, snap, cmp_run, cmp_snap, Window(mode, float(lo or 0), float(hi or 0)))
 
     # One queue for every request that runs a generator: concurrent ones wait their turn (concurrency_id).
     queue = {"concurrency_limit": 1, "concurrency_id": "generator"}
     c["go"].click(on_file, inputs=[*common, c["file"], c["pair"], c["target"]], outputs=outputs, **queue)
     c["go_draw"].click(on_drawing, inputs=[*common, c["canvas"], c["snap"]], outputs=outputs, **queue)
-    return c
 
 
 def run_tab() -> dict:
