@@ -1,4 +1,4 @@
-"""pyproject.toml: `pip install .` gives the packages, the four scripts as console commands, and the page assets."""
+"""pyproject.toml: `pip install .` gives the packages, the five scripts as console commands, and the page assets."""
 
 import os
 import shutil
@@ -9,8 +9,8 @@ import pytest
 
 from conftest import ROOT
 
-PACKAGES = ("data", "engine", "metrics", "models", "options", "reporting", "util")
-SCRIPTS = ("train", "test", "translate", "export")
+PACKAGES = ("data", "engine", "metrics", "models", "options", "reporting", "util", "webapp")
+SCRIPTS = ("train", "test", "translate", "export", "app")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def test_console_commands_run_the_scripts(installed, tmp_path, script):
     r = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.startswith(f"usage: {script}.py"), r.stderr[-2000:]
     # A bad flag: the script's own one line and exit status 2, from the installed copy, not the clone
-    bad = [*command[:2], "--ngf", "0", *(["in.png"] if script == "translate" else [])]
+    flag, said = (["--port", "0"], "--port 0: ") if script == "app" else (["--ngf", "0"], "--ngf 0: must be a positive")
+    bad = [*command[:2], *flag, *(["in.png"] if script == "translate" else [])]
     r = subprocess.run(bad, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "--ngf 0: must be a positive integer" in r.stderr, r.stderr[-2000:]
+    assert r.returncode == 2 and said in r.stderr, r.stderr[-2000:]
