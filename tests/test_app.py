@@ -199,8 +199,12 @@ def test_an_8_bit_upload_downloads_translate_py_s_bytes(app, browser, ck, tmp_pa
     page = Page(browser, url)
     listed = " ".join(page.choose_run("photo"))
     assert "photo: unet_256, 32x32, epoch 2, psnr" in listed and "sixteen: unet_256, 32x32, epoch 2" in listed
+    # Chosen, the run's generator is loaded at once, before any request
+    page.page.wait_for_function(
+        "/photo @ latest: (loaded in|already loaded)/.test(document.querySelector('#status').innerText)"
+    )
     status = page.translate(str(src))
-    assert "photo @ latest: translated in" in status and "model loaded in" in status, status
+    assert "photo @ latest: translated in" in status and "model loaded" not in status, status
     name, data = page.download()
     assert (name, data) == ("photo.png", want)
     assert page.page.locator("#output-preview img").count() == 1

@@ -133,6 +133,12 @@ class TranslationService:
                 return r
         raise AppError(f"no run {name!r} in {self.checkpoints_dir}")
 
+    def load(self, name: str, snapshot: str) -> float | None:
+        """Load a run's snapshot ahead of its first request (the page does when one is chosen): the seconds it
+        took, None when it was loaded already. AppError as translate_file."""
+        with self.lock:
+            return self.translator(name, snapshot)[1]
+
     def translator(self, name: str, snapshot: str) -> tuple[ImageTranslator, float | None]:
         run = self.run(name)
         if snapshot not in run.snapshots:

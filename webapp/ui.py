@@ -85,7 +85,7 @@ def curve_frames(run: runs.Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
 
-def message(e: Exception) -> str:
+def message(e: Exception | str) -> str:
     return f"**Cannot translate:** {e}"
 
 
@@ -100,11 +100,17 @@ def build(service: TranslationService) -> tuple[gr.Blocks, Page]:
             r = run_tab()
         demo.load(lambda: refresh_runs(service), outputs=[c["run"], c["compare_run"]])
         c["refresh"].click(lambda: refresh_runs(service), outputs=[c["run"], c["compare_run"]])
-        c["run"].change(
+        run_chosen = c["run"].change(
             lambda name: select_run(page, name),
             inputs=c["run"],
             outputs=[c["snapshot"], c["info"], c["canvas"], c["palette_note"], *r.values()],
         )
+        # A run or snapshot chosen: its generator is loaded at once (a run's first snapshot may be the same name
+        # as the last run's, which is no change of the snapshot list's value).
+        load = {"fn": lambda name, snap: preload(service, name, snap), "inputs": [c["run"], c["snapshot"]]}
+        load.update(outputs=c["status"], concurrency_limit=1, concurrency_id="generator")
+        c["snapshot"].input(**load)
+        run_chosen.then(**load)
         c["compare_run"].change(
             lambda name: compare_snapshots(service, name), inputs=c["compare_run"], outputs=c["compare_snapshot"]
         )
@@ -160,6 +166,19 @@ def select_run(page: Page, name: str | None):
         val,
         f"{summary}  \n{logged}",
     )
+
+
+def preload(service: TranslationService, name: str | None, snapshot: str | None) -> str:
+    """The status line after a snapshot is chosen: its generator loaded (or why not), so the first request
+    translates at once."""
+    if not name or not snapshot:
+        return ""
+    try:
+        seconds = service.load(name, snapshot)
+    except AppError as e:
+        return message(e)
+    took = "already loaded" if seconds is None else f"loaded in {seconds:.2f} s"
+    return f"{name} @ {snapshot}: {took} on {service.device}"
 
 
 def compare_snapshots(service: TranslationService, name: str | None):
@@ -276,7 +295,7 @@ def run_tab() -> dict:
 
 
 def failed(text: str):
-    return (f"**Cannot translate:** {text}", None, None, None, None, None, None, None)
+    return (message(text), None, None, None, None, None, None, None)
 
 
 def respond(
