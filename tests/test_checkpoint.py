@@ -7,8 +7,9 @@ import stat
 import pytest
 import torch
 
+import test as test_script
 import train
-from conftest import ROOT, TINY, run_script, train_args
+from conftest import ROOT, TINY, train_args
 from engine import checkpoint
 from models import create_model
 from options.options import TrainOptions, parse
@@ -69,11 +70,10 @@ def test_format1_files_migrate_resume_and_test(tiny_data, tmp_path):
         and "generator" in raw["options"]
     )
     for epoch in ("1", "latest"):
-        r = run_script(
-            "test.py", "--checkpoints_dir", str(tmp_path / "ck"), "--name", "old", "--epoch", epoch,
-            "--results_dir", str(tmp_path / "res"), "--num_threads", "0",
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr[-2000:]
+        res = ["--results_dir", str(tmp_path / "res"), "--num_threads", "0"]
+        assert (
+            test_script.main(["--checkpoints_dir", str(tmp_path / "ck"), "--name", "old", "--epoch", epoch, *res]) == 0
+        )
         assert os.path.exists(tmp_path / "res" / "old" / f"test_{epoch}" / "images" / "img000_fake_B.png")
 
 

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 import pytest
 import torch
 from torch import nn
 
+import test as test_script
 import train
 from browser_check import free_port
-from conftest import ROOT, TINY, make_pairs, run_script
+from conftest import ROOT, TINY, make_pairs
 from engine import checkpoint
 from models import build_generator
 from models.config import GeneratorConfig
@@ -25,10 +27,17 @@ ARGS = [*TINY, "--norm", "instance", "--no_dropout", "--no_html"]
 ARGS += ["--n_epochs", "1", "--n_epochs_decay", "1", "--print_freq", "2"]
 
 
-def torchrun(nproc: int, args: list[str], hooks: list[str] | None = None, timeout: int = 240):
-    """train.py under torchrun; with hooks (tests/hooked.py's options, e.g. --die_at 1:3) through hooked.py."""
+def torchrun(
+    nproc: int, args: list[str], hooks: list[str] | None = None, then: Sequence[list[str]] = (), timeout: int = 240
+):
+    """train.py under torchrun; with hooks (tests/hooked.py's options, e.g. --die_at 1:3) or further runs (then: the
+    train.py arguments of each, run in turn in the same processes and process group) through hooked.py."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    script = [os.path.join(ROOT, "tests", "hooked.py"), *hooks, "--"] if hooks else [os.path.join(ROOT, "train.py")]
+    script = [os.path.join(ROOT, "train.py")]
+    if hooks or then:
+        # hooks first: torchrun's parser drops a '--' right after the script ('--save_pause 0' is no hook)
+        script = [os.path.join(ROOT, "tests", "hooked.py"), *(hooks or ["--save_pause", "0"]), "--"]
+        args = [*args, *(a for run in then for a in ("--", *run))]
     cmd = [
         sys.executable,
         "-m",
@@ -67,46 +76,45 @@ def data(tmp_path_factory):
     return str(root)
 
 
-@pytest.mark.parametrize(
-    "two_only, both",
-    [([], []), (["--device_preprocess"], ["--preprocess", "crop"])],  # crop-only: the device path is bit-exact
-    ids=["loader", "device_preprocess"],
-)
-def test_two_processes_equal_one_at_the_same_global_batch(data, tmp_path, two_only, both):
-    common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS, *both]
-    r = torchrun(2, [*common, "--name", "two", "--batch_size", "1", *two_only])
+# The data loader's path, and the device's (crop-only: bit-exact there): flags of the run of 2 processes, of both.
+SAME_BATCH_CASES = {"loader": ([], []), "device_preprocess": (["--device_preprocess"], ["--preprocess", "crop"])}
+
+
+def test_two_processes_equal_one_at_the_same_global_batch(data, tmp_path):
+    """Each case's run of 2 processes against a run of 1 at the same global batch; the runs of 2 processes share one
+    torchrun launch."""
+    common = {
+        c: ["--dataroot", data, "--checkpoints_dir", str(tmp_path), *ARGS, *both]
+        for c, (_, both) in SAME_BATCH_CASES.items()
+    }
+    two = [
+        [*common[c], "--name", f"{c}_two", "--batch_size", "1", *two_only]
+        for c, (two_only, _) in SAME_BATCH_CASES.items()
+    ]
+    r = torchrun(2, two[0], then=two[1:])
     assert r.returncode == 0, r.stderr[-3000:]
-    r1 = run_script("train.py", *common, "--name", "one", "--batch_size", "2")
-    assert r1.returncode == 0, r1.stderr[-3000:]
-    a = checkpoint.load(str(tmp_path / "one" / "latest.pth"))
-    b = checkpoint.load(str(tmp_path / "two" / "latest.pth"))
-    assert a["total_iters"] == b["total_iters"] == 8
-    skip = biases_before_instance_norm(a["options"])
-    assert skip  # the exclusion is real, and small
-    for k, v in a["model"]["netG"].items():
-        if k not in skip:
-            assert torch.allclose(v, b["model"]["netG"][k], atol=1e-5), k
-    for k, v in a["model"]["netD"].items():
-        if not k.endswith("bias") or k == "model.0.bias" or k == "model.11.bias":  # D's convs before norm
-            assert torch.allclose(v, b["model"]["netD"][k], atol=1e-5), k
-    # Only rank 0 writes: one header and one line per print in loss_log.txt, and nothing else in stdout.
-    log = open(tmp_path / "two" / "loss_log.txt").read()
-    assert log.count("Training Loss") == 1 and log.count("G_GAN") == 4
-    assert r.stdout.count("training done") == 1
-    # The checkpoint has no DDP 'module.' prefixes: a single-process test.py loads it.
-    t = run_script(
-        "test.py",
-        "--checkpoints_dir",
-        str(tmp_path),
-        "--name",
-        "two",
-        "--results_dir",
-        str(tmp_path / "res"),
-        "--num_threads",
-        "0",
-    )
-    assert t.returncode == 0, t.stderr[-3000:]
-    assert not any(k.startswith("module.") for k in b["model"]["netG"])
+    # Only rank 0 writes: nothing else in stdout (one line per run), one header and one line per print in loss_log.txt.
+    assert r.stdout.count("training done") == len(SAME_BATCH_CASES)
+    for case in SAME_BATCH_CASES:
+        assert train.main([*common[case], "--name", f"{case}_one", "--batch_size", "2"]) == 0
+        a = checkpoint.load(str(tmp_path / f"{case}_one" / "latest.pth"))
+        b = checkpoint.load(str(tmp_path / f"{case}_two" / "latest.pth"))
+        assert a["total_iters"] == b["total_iters"] == 8
+        assert b["options"]["data"]["device_preprocess"] == (case == "device_preprocess")
+        skip = biases_before_instance_norm(a["options"])
+        assert skip  # the exclusion is real, and small
+        for k, v in a["model"]["netG"].items():
+            if k not in skip:
+                assert torch.allclose(v, b["model"]["netG"][k], atol=1e-5), (case, k)
+        for k, v in a["model"]["netD"].items():
+            if not k.endswith("bias") or k == "model.0.bias" or k == "model.11.bias":  # D's convs before norm
+                assert torch.allclose(v, b["model"]["netD"][k], atol=1e-5), (case, k)
+        log = open(tmp_path / f"{case}_two" / "loss_log.txt").read()
+        assert log.count("Training Loss") == 1 and log.count("G_GAN") == 4, case
+        # The checkpoint has no DDP 'module.' prefixes: a single-process test.py loads it.
+        assert not any(k.startswith("module.") for k in b["model"]["netG"])
+        res = ["--results_dir", str(tmp_path / "res"), "--num_threads", "0"]
+        assert test_script.main(["--checkpoints_dir", str(tmp_path), "--name", f"{case}_two", *res]) == 0
 
 
 def exit_codes(report: str) -> dict[int, int]:
@@ -230,27 +238,37 @@ def test_train_leaves_the_group_together_only_after_a_normal_end(ends, tmp_path,
     assert seen == [ends == "normally"]
 
 
-@pytest.mark.parametrize(
-    "netG, flags",
-    [("double_unet_256", ["--num_downs", "5"]), ("c2f_unet_512", ["--num_downs", "6", "--fix_global_epochs", "1"])],
-)
-def test_double_unet_and_coarse_to_fine_under_torchrun(tmp_path, netG, flags):
+GENERATOR_RUNS = {
+    "double_unet_256": ["--num_downs", "5"],
+    "c2f_unet_512": ["--num_downs", "6", "--fix_global_epochs", "1"],
+}
+
+
+def test_double_unet_and_coarse_to_fine_under_torchrun(tmp_path):
     """2 processes equal 1 for the two generators with more than one output path: Double U-Net (its first output
-    in the loss) and coarse-to-fine with its global generator fixed in epoch 1 (parameters without gradients)."""
+    in the loss) and coarse-to-fine with its global generator fixed in epoch 1 (parameters without gradients). The
+    two runs of 2 processes share one torchrun launch (tests/hooked.py runs them one after the other)."""
     root = tmp_path / "data"
     make_pairs(str(root / "train"), 4, w=64, h=64, seed=1)
-    args = ["--dataroot", str(root), "--checkpoints_dir", str(tmp_path), *ARGS, "--netG", netG, *flags]
-    args += ["--load_size", "64", "--crop_size", "64"]
-    r = torchrun(2, [*args, "--name", "two", "--batch_size", "1"])
+    common = ["--dataroot", str(root), "--checkpoints_dir", str(tmp_path), *ARGS]
+    runs = {
+        netG: [*common, "--netG", netG, *flags, "--load_size", "64", "--crop_size", "64"]
+        for netG, flags in GENERATOR_RUNS.items()
+    }
+    two = [[*args, "--name", f"{netG}_two", "--batch_size", "1"] for netG, args in runs.items()]
+    r = torchrun(2, two[0], then=two[1:])
     assert r.returncode == 0, r.stderr[-3000:]
-    r1 = run_script("train.py", *args, "--name", "one", "--batch_size", "2")
-    assert r1.returncode == 0, r1.stderr[-3000:]
-    a = checkpoint.load(str(tmp_path / "one" / "latest.pth"))
-    b = checkpoint.load(str(tmp_path / "two" / "latest.pth"))
-    assert a["total_iters"] == b["total_iters"] == 4
-    skip = biases_before_instance_norm(a["options"])
-    # 5e-5: the reduction order differs, and Adam's first steps (lr 2e-4 each) scale float noise up; a gradient
-    # missing or counted twice moves whole tensors by several steps' worth
-    for k, v in a["model"]["netG"].items():
-        if k not in skip:
-            assert torch.allclose(v, b["model"]["netG"][k], atol=5e-5), k
+    assert r.stdout.count("torchrun: 2 processes, batch 1 each") == 2  # each run, in the shared process group
+    assert r.stdout.count("training done") == 2  # each run, from rank 0 only
+    for netG, args in runs.items():
+        assert train.main([*args, "--name", f"{netG}_one", "--batch_size", "2"]) == 0
+        a = checkpoint.load(str(tmp_path / f"{netG}_one" / "latest.pth"))
+        b = checkpoint.load(str(tmp_path / f"{netG}_two" / "latest.pth"))
+        assert a["options"]["generator"]["netG"] == b["options"]["generator"]["netG"] == netG
+        assert a["total_iters"] == b["total_iters"] == 4
+        skip = biases_before_instance_norm(a["options"])
+        # 5e-5: the reduction order differs, and Adam's first steps (lr 2e-4 each) scale float noise up; a gradient
+        # missing or counted twice moves whole tensors by several steps' worth
+        for k, v in a["model"]["netG"].items():
+            if k not in skip:
+                assert torch.allclose(v, b["model"]["netG"][k], atol=5e-5), (netG, k)

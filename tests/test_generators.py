@@ -1,6 +1,7 @@
 """Every registered generator (--netG), the Double U-Net and coarse-to-fine ones included, through the same tests:
-shapes and padding, a training step, autocast and channels_last, gradient checkpointing, and train.py -> resume ->
-test.py -> translate.py --tile -> export -> the Python API; then what is particular to each of the two."""
+shapes and padding, a training step, autocast and channels_last, gradient checkpointing, train.py -> bit-exact resume ->
+the Python API; for the first of each generator class, test.py -> translate.py --tile -> export after that; then what
+is particular to each of the two."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from models import build_generator, create_model
 from models.coarse_to_fine import CoarseToFineGenerator
 from models.config import InitConfig
 from models.double_unet import DoubleUnetGenerator
+from models.generators import ResnetGenerator, UnetGenerator
 from models.registry import generator_spec, list_generators
 from options.options import TrainOptions
 
@@ -127,15 +129,37 @@ def write_data(root, s: int) -> str:
     return str(root)
 
 
-@pytest.mark.parametrize("name", GENERATORS)
-def test_train_resume_test_translate_export_and_api(name, tmp_path):
+def first_of_each_class() -> list[str]:
+    """The first registered generator of each class (at its tiny size): the others are the same code at another
+    default depth or block count, which the tests above build and train."""
+    seen, names = set(), []
+    for name in GENERATORS:
+        cls = type(build_generator(options(name).generator, None, grad_checkpoint=False))
+        if cls not in seen:
+            seen.add(cls)
+            names.append(name)
+    return names
+
+
+CHAIN = first_of_each_class()
+
+
+def test_the_full_chain_covers_every_generator_class():
+    """A generator of a new class joins CHAIN by itself; these four classes are in it."""
+    built = {type(build_generator(options(n).generator, None, grad_checkpoint=False)) for n in CHAIN}
+    assert {UnetGenerator, ResnetGenerator, CoarseToFineGenerator, DoubleUnetGenerator} <= built
+
+
+def train_and_resume(name: str, tmp_path) -> tuple[str, list[str], dict]:
+    """train.py for 4 steps, and stopped after 3 of them then continued: the two checkpoints are equal (bit-exact
+    resume). Returns (the dataroot, the flags that pick the run 'full' for test.py, translate.py and export.py, its
+    checkpoint)."""
     s = side(name)
     data = write_data(tmp_path / "data", s)
     flags = [f"--{k}={v}" for k, v in tiny(name).items()]
     args = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), *flags, "--num_threads", "0"]
     args += ["--seed", "3", "--display_id", "0", "--no_html", "--load_size", str(s), "--crop_size", str(s)]
     args += ["--n_epochs", "1", "--n_epochs_decay", "1", "--batch_size", "2"]
-    # resume: stopped after 3 of 4 steps and continued, equal to the run that was not stopped
     assert train.main([*args, "--name", "full"]) == 0
     assert train.main([*args, "--name", "split", "--stop_after_iters", "3"]) == 0
     assert train.main([*args, "--name", "split", "--continue_train"]) == 0
@@ -144,8 +168,27 @@ def test_train_resume_test_translate_export_and_api(name, tmp_path):
     assert a["total_iters"] == b["total_iters"] == 4
     for k, v in a["model"]["netG"].items():
         assert torch.equal(v, b["model"]["netG"][k]), k
-    # test.py needs no architecture flag: the generator comes from the checkpoint
     common = ["--checkpoints_dir", str(tmp_path / "ck"), "--name", "full", "--num_threads", "0"]
+    return data, common, a
+
+
+@pytest.mark.parametrize("name", [n for n in GENERATORS if n not in CHAIN])
+def test_train_resume_and_the_api_rebuild_it_from_the_checkpoint(name, tmp_path):
+    _, _, a = train_and_resume(name, tmp_path)
+    t = load_translator(str(tmp_path / "ck" / "full" / "latest.pth"), device="cpu")
+    assert t.generator.netG == name
+    assert type(t.net) is type(build_generator(options(name).generator, None, grad_checkpoint=False))
+    for k, v in t.net.state_dict().items():
+        assert torch.equal(v, a["model"]["netG"][k]), k
+    s = side(name)
+    assert t(np.zeros((s + 3, s - 5, 3), np.uint8)).shape == (s + 3, s - 5, 3)
+
+
+@pytest.mark.parametrize("name", CHAIN)
+def test_train_resume_test_translate_export_and_api(name, tmp_path):
+    data, common, a = train_and_resume(name, tmp_path)
+    s = side(name)
+    # test.py needs no architecture flag: the generator comes from the checkpoint
     assert TEST_SCRIPT.main(["--dataroot", data, *common, "--results_dir", str(tmp_path / "res")]) == 0
     assert (tmp_path / "res" / "full" / "test_latest" / "index.html").exists()
     # translate.py on an image larger than a tile, in tiles, and the API on the same image

@@ -14,12 +14,26 @@ import torch
 from PIL import Image
 from torch import nn
 
-from conftest import ROOT, make_dataroot, make_G, randomized, run_script
+import test as test_script
+import translate
+from conftest import ROOT, make_dataroot, make_G, randomized
 from engine import checkpoint, load_translator, resume
 from models import WeightsMismatch, build_translator
 from models.reference import guess_generator
 from models.tiling import tile_starts, translate_tiled
 from options.options import TrainOptions
+
+
+def in_process(main, capsys, *args: str) -> tuple[int, str]:
+    """A script's main (test.py's, translate.py's) in this process: (its exit status, what it printed and logged
+    from then on). An exception other than SystemExit fails the test, as a traceback on stderr would."""
+    capsys.readouterr()
+    try:
+        status = main(list(args))
+    except SystemExit as e:
+        status = e.code
+    out = capsys.readouterr()
+    return status, out.out + out.err
 
 
 # ---- the reference's layout, written from the paper's architecture ----------------------------------------------
@@ -188,7 +202,7 @@ def test_legacy_serialisation_and_a_dataparallel_prefix_load(tmp_path):
 
 
 # ---- test.py with a reference run folder ----------------------------------------------------------------------
-def test_test_py_gives_the_same_images_from_a_reference_file_and_from_a_run_of_this_project(tmp_path):
+def test_test_py_gives_the_same_images_from_a_reference_file_and_from_a_run_of_this_project(tmp_path, capsys):
     data = make_dataroot(tmp_path / "data", test=2)
     ref = randomized(RefUnet(3, 3, 8, 4, "batch"))
     ref_dir, own_dir = tmp_path / "ck" / "ref_pretrained", tmp_path / "ck" / "own"
@@ -203,20 +217,19 @@ def test_test_py_gives_the_same_images_from_a_reference_file_and_from_a_run_of_t
     torch.save(snap, own_dir / "3_net_G.pth")
     common = ["--dataroot", data, "--checkpoints_dir", str(tmp_path / "ck"), "--results_dir", str(tmp_path / "res")]
     common += ["--num_threads", "0", "--preprocess", "none"]
-    r = run_script("test.py", "--name", "ref_pretrained", "--ngf", "4", *common)
-    assert r.returncode == 0, r.stderr
-    assert "reference generator file" in r.stdout + r.stderr
-    r = run_script("test.py", "--name", "own", "--epoch", "3", *common)
-    assert r.returncode == 0, r.stderr
+    status, said = in_process(test_script.main, capsys, "--name", "ref_pretrained", "--ngf", "4", *common)
+    assert status == 0 and "reference generator file" in said
+    assert in_process(test_script.main, capsys, "--name", "own", "--epoch", "3", *common)[0] == 0
     for stem in ("img000", "img001"):
         a = np.asarray(
             Image.open(tmp_path / "res" / "ref_pretrained" / "test_latest" / "images" / f"{stem}_fake_B.png")
         )
         b = np.asarray(Image.open(tmp_path / "res" / "own" / "test_3" / "images" / f"{stem}_fake_B.png"))
         assert a.std() > 0 and np.array_equal(a, b)
-    r = run_script("test.py", "--name", "ref_pretrained", "--ngf", "4", "--netG", "unet_128", *common)
-    assert r.returncode == 2
-    assert "--netG unet_256" in r.stderr and "Traceback" not in r.stderr
+    status, err = in_process(
+        test_script.main, capsys, "--name", "ref_pretrained", "--ngf", "4", "--netG", "unet_128", *common
+    )
+    assert status == 2 and "--netG unet_256" in err
 
 
 def test_init_from_a_reference_generator_and_its_discriminator(tmp_path):
@@ -355,7 +368,7 @@ def test_tiled_output_of_a_convolutional_net_is_close_to_the_whole_and_has_no_se
 
 
 # ---- translate.py ---------------------------------------------------------------------------------------------
-def test_translate_py_writes_one_output_per_readable_input_at_its_size(run_file, tmp_path):
+def test_translate_py_writes_one_output_per_readable_input_at_its_size(run_file, tmp_path, capsys):
     path, _ = run_file
     inp = tmp_path / "in"
     (inp / "sub").mkdir(parents=True)
@@ -367,27 +380,31 @@ def test_translate_py_writes_one_output_per_readable_input_at_its_size(run_file,
     gray = tmp_path / "gray.png"
     Image.fromarray(rng.integers(0, 256, (24, 20), dtype=np.uint8), mode="L").save(gray)
     out = tmp_path / "out"
-    r = run_script("translate.py", "--checkpoint", path, str(inp), str(gray), "--out", str(out), "--gpu_ids", "-1")
-    assert r.returncode == 1
-    assert "broken.png" in r.stdout + r.stderr and "5 of 6 images written" in r.stdout + r.stderr
+    args = ["--checkpoint", path, str(inp), str(gray), "--out", str(out), "--gpu_ids", "-1"]
+    status, said = in_process(translate.main, capsys, *args)
+    assert status == 1 and "broken.png" in said and "5 of 6 images written" in said
     got = {p.name: Image.open(p).size for p in out.iterdir()}
     assert got == {"a.png": (40, 30), "b.jpg": (40, 30), "c.png": (65, 33), "a_2.png": (16, 16), "gray.png": (20, 24)}
     assert Image.open(out / "b.jpg").format == "JPEG"
-    r = run_script("translate.py", "--checkpoint", path, str(tmp_path / "in" / "*.png"), "--out", str(out / "glob"))
-    assert r.returncode == 1 and sorted(os.listdir(out / "glob")) == ["a.png"]  # broken.png matched and failed
+    args = ["--checkpoint", path, str(tmp_path / "in" / "*.png"), "--out", str(out / "glob")]
+    status, _ = in_process(translate.main, capsys, *args)
+    assert status == 1 and sorted(os.listdir(out / "glob")) == ["a.png"]  # broken.png matched and failed
 
 
-def test_translate_py_tiles_match_the_api_and_refuse_a_bad_tile_size(run_file, tmp_path):
+def test_translate_py_tiles_match_the_api_and_refuse_a_bad_tile_size(run_file, tmp_path, capsys):
     path, _ = run_file
     img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (100, 90, 3), dtype=np.uint8))
     img.save(tmp_path / "big.png")
     args = ["--checkpoint", path, str(tmp_path / "big.png"), "--eval", "--gpu_ids", "-1"]
-    r = run_script("translate.py", *args, "--out", str(tmp_path / "o"), "--tile", "64", "--overlap", "16")
-    assert r.returncode == 0, r.stderr
+    status, _ = in_process(
+        translate.main, capsys, *args, "--out", str(tmp_path / "o"), "--tile", "64", "--overlap", "16"
+    )
+    assert status == 0
     t = load_translator(path, device="cpu", eval=True)
     want = np.asarray(t(img, tile=64, overlap=16))
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "big.png")), want)
-    r = run_script("translate.py", *args, "--out", str(tmp_path / "o"), "--tile", "48")
-    assert r.returncode == 2 and "--tile 48: must be a multiple of 32" in r.stderr
-    r = run_script("translate.py", "--checkpoint", path, str(tmp_path / "nothing*.png"), "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "no image matches" in r.stderr
+    status, err = in_process(translate.main, capsys, *args, "--out", str(tmp_path / "o"), "--tile", "48")
+    assert status == 2 and "--tile 48: must be a multiple of 32" in err
+    nothing = ["--checkpoint", path, str(tmp_path / "nothing*.png"), "--out", str(tmp_path / "o")]
+    status, err = in_process(translate.main, capsys, *nothing)
+    assert status == 2 and "no image matches" in err

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+import test as test_script
 import train
 from conftest import ROOT, make_pairs, run_script
 from conftest import train_args as tiny_args
@@ -242,18 +243,8 @@ def test_html_escapes_file_names(tmp_path):
     evil = "<img src=x onerror=alert(1)>"
     Image.open(make_pairs(str(tmp_path / "x"), 1)[0]).save(root / "test" / f"{evil}.png")
     assert train.main(train_args(root, tmp_path / "ck") + ["--stop_after_iters", "1"]) == 0
-    r = run_script(
-        "test.py",
-        "--checkpoints_dir",
-        str(tmp_path / "ck"),
-        "--name",
-        "r",
-        "--results_dir",
-        str(tmp_path / "res"),
-        "--num_threads",
-        "0",
-    )
-    assert r.returncode == 0, r.stderr
+    res = ["--results_dir", str(tmp_path / "res"), "--num_threads", "0"]
+    assert test_script.main(["--checkpoints_dir", str(tmp_path / "ck"), "--name", "r", *res]) == 0
     page = open(tmp_path / "res" / "r" / "test_latest" / "index.html").read()
     assert evil not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
     assert os.path.exists(tmp_path / "res" / "r" / "test_latest" / "images" / f"{evil}_fake_B.png")
@@ -385,8 +376,6 @@ def trained_run(tiny_data, tmp_path):
 
 
 def test_ctrl_c_in_test_py_writes_the_page_for_what_is_done(tiny_data, tmp_path, monkeypatch):
-    import test as test_script
-
     make_pairs(os.path.join(tiny_data, "test"), 6, seed=9)
     original, done = test_script.translate_one, []
 
@@ -404,21 +393,28 @@ def test_ctrl_c_in_test_py_writes_the_page_for_what_is_done(tiny_data, tmp_path,
     assert os.path.exists(res / "r" / "test_latest" / "index.html")
 
 
-def test_results_dir_that_is_a_file(tiny_data, tmp_path):
+def error_of_test_py(capsys, *args: str) -> str:
+    """test.py's one line on stderr where it stops with exit status 2 (an exception other than that fails the test)."""
+    with pytest.raises(SystemExit) as e:
+        test_script.main(list(args))
+    assert e.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_results_dir_that_is_a_file(tiny_data, tmp_path, capsys):
     (tmp_path / "a_file").write_text("")
-    r = run_script("test.py", *trained_run(tiny_data, tmp_path), "--results_dir", str(tmp_path / "a_file"))
-    assert r.returncode == 2 and "--results_dir" in r.stderr and "Traceback" not in r.stderr
+    err = error_of_test_py(capsys, *trained_run(tiny_data, tmp_path), "--results_dir", str(tmp_path / "a_file"))
+    assert "--results_dir" in err
 
 
-def test_options_that_do_not_fit_the_weights(tiny_data, tmp_path):
+def test_options_that_do_not_fit_the_weights(tiny_data, tmp_path, capsys):
     args = trained_run(tiny_data, tmp_path)
     path = tmp_path / "r" / "latest.pth"
     state = torch.load(path, weights_only=True)
     state["options"]["generator"]["ngf"] = 8  # the weights were trained with ngf 4
     torch.save(state, path)
-    r = run_script("test.py", *args, "--results_dir", str(tmp_path / "res"))
-    assert r.returncode == 2 and "the weights do not fit the generator its options describe" in r.stderr
-    assert "of another shape" in r.stderr and "Traceback" not in r.stderr
+    err = error_of_test_py(capsys, *args, "--results_dir", str(tmp_path / "res"))
+    assert "the weights do not fit the generator its options describe" in err and "of another shape" in err
 
 
 def full_disk_after(monkeypatch, n_ok: int) -> None:
@@ -455,8 +451,6 @@ def test_full_disk_during_a_checkpoint_keeps_the_last_one(tiny_data, tmp_path, m
 
 
 def test_full_disk_while_test_py_writes_images(tiny_data, tmp_path, monkeypatch, caplog):
-    import test as test_script
-
     args = [*trained_run(tiny_data, tmp_path), "--results_dir", str(tmp_path / "res")]
     full_disk_after(monkeypatch, 2)  # test_opt.txt and test_opt.json, then the first image
     assert test_script.main(args) == 1

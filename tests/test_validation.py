@@ -2,13 +2,15 @@
 that show them."""
 
 import json
+import logging
 import os
 
 import pytest
 import torch
 
+import test as test_script
 import train
-from conftest import TINY, make_dataroot, make_pairs, run_script, train_args
+from conftest import TINY, make_dataroot, make_pairs, train_args
 from engine import checkpoint
 from reporting.plots import read_loss_log
 
@@ -42,35 +44,21 @@ def test_val_split_keeps_best_by_metric(data8, tmp_path, metric, higher):
     assert "lambda_L1" in page  # the run's options are on the page
 
 
-def test_val_phase_and_test_metrics_page(data8, tmp_path):
+def test_val_phase_and_test_metrics_page(data8, tmp_path, caplog):
     ck, res = str(tmp_path / "ck"), str(tmp_path / "res")
     args = train_args(data8, ck, "m", "--n_epochs", "1", "--n_epochs_decay", "0", "--val_phase", "val")
     assert train.main(args) == 0
     assert os.path.exists(os.path.join(ck, "m", "best_net_G.pth"))
-    r = run_script(
-        "test.py",
-        "--checkpoints_dir",
-        ck,
-        "--name",
-        "m",
-        "--results_dir",
-        res,
-        "--epoch",
-        "best",
-        "--metrics",
-        "psnr,ssim,swd",
-        "--sort_by",
-        "psnr",
-        "--num_threads",
-        "0",
-    )
-    assert r.returncode == 0, r.stderr + r.stdout
+    test_args = ["--checkpoints_dir", ck, "--name", "m", "--results_dir", res, "--epoch", "best"]
+    with caplog.at_level(logging.INFO):
+        status = test_script.main([*test_args, "--metrics", "psnr,ssim,swd", "--sort_by", "psnr", "--num_threads", "0"])
+    assert status == 0
     web = os.path.join(res, "m", "test_best")
     record = json.load(open(os.path.join(web, "metrics.json")))
     assert record["summary"]["n"] == 3 and set(record["per_image"]) == {"img000", "img001", "img002"}
     per = record["per_image"]
     assert record["summary"]["psnr"] == pytest.approx(sum(v["psnr"] for v in per.values()) / 3, rel=1e-6)
-    assert "swd" in record["summary"] and "metrics over 3 images" in r.stdout
+    assert "swd" in record["summary"] and "metrics over 3 images" in caplog.text
     page = open(os.path.join(web, "index.html")).read()
     worst_first = sorted(per, key=lambda k: per[k]["psnr"])
     positions = [page.index(f"<h3>{k}</h3>") for k in worst_first]
@@ -79,8 +67,6 @@ def test_val_phase_and_test_metrics_page(data8, tmp_path):
 
 
 def test_empty_metrics_scores_nothing_without_a_wrong_warning(tiny_data, tmp_path, caplog):
-    import test as test_script
-
     args = train_args(tiny_data, tmp_path / "ck", "m", "--no_html")
     assert train.main([*args, "--n_epochs", "1", "--n_epochs_decay", "0", "--stop_after_iters", "1"]) == 0
     res = tmp_path / "res"
