@@ -180,8 +180,8 @@ class Page:
         assert hosts <= {self.url.split("/")[2]}, f"the page fetched from elsewhere: {sorted(hosts)}"
 
 
-def translate_py(ck: str, name: str, path: str, out: str) -> bytes:
-    res = run_script("translate.py", "--checkpoints_dir", ck, "--name", name, path, "--out", out)
+def translate_py(ck: str, name: str, path: str, out: str, *extra: str) -> bytes:
+    res = run_script("translate.py", "--checkpoints_dir", ck, "--name", name, path, "--out", out, *extra)
     assert res.returncode == 0, res.stderr
     return open(os.path.join(out, os.listdir(out)[0]), "rb").read()
 
@@ -344,6 +344,14 @@ def test_faults_are_one_sentence_each(ck, tmp_path):
     s2.run = lambda name: runs.Run(name, str(broken), {}, ("latest", "best", "2", "1"))
     with pytest.raises(AppError, match=r"2_net_G.pth does not exist"):
         s2.translate_file("photo", "2", src)
+
+
+def test_a_large_image_is_translated_in_tiles_as_translate_py_tile(ck, tmp_path):
+    s, src = service(ck, tile=64, overlap=16), write_png(tmp_path / "wide.png", (100, 70))
+    r = s.translate_file("photo", "latest", src)
+    assert r.tiles == (64, 16) and "in tiles, as translate.py --tile 64 --overlap 16" in r.summary("photo")
+    assert r.data == translate_py(ck, "photo", src, str(tmp_path / "out"), "--tile", "64", "--overlap", "16")
+    assert service(ck, tile=128).translate_file("photo", "latest", src).tiles is None  # fits in one tile
 
 
 def test_a_pair_file_is_split_and_scored_against_its_other_half(ck, tmp_path):

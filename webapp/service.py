@@ -65,15 +65,15 @@ class Translation:
     data: bytes  # the result file's bytes, as translate.py writes them
     seconds: float  # the translation itself, the model already loaded
     load_seconds: float | None  # the model's load, when this request loaded it
-    tiled: bool
+    tiles: tuple[int, int] | None  # (tile, overlap) when the image was translated in tiles
     psnr: float | None  # against the target, when there is one
 
     def summary(self, label: str) -> str:
         parts = [f"{label}: translated in {self.seconds:.2f} s"]
         if self.load_seconds is not None:
             parts.append(f"model loaded in {self.load_seconds:.2f} s")
-        if self.tiled:
-            parts.append("in tiles")
+        if self.tiles:
+            parts.append("in tiles, as translate.py --tile {} --overlap {}".format(*self.tiles))
         if self.psnr is not None:
             parts.append(f"PSNR {self.psnr:.2f} dB against the target")
         return ", ".join(parts)
@@ -247,7 +247,7 @@ class TranslationService:
             data=data,
             seconds=seconds,
             load_seconds=load_seconds,
-            tiled=max(x.shape[-2:]) > self.tile,
+            tiles=(self.tile, self.overlap) if max(x.shape[-2:]) > self.tile else None,
             psnr=None if target is None else target_psnr(t, fake, target),
         )
 

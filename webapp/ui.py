@@ -18,6 +18,7 @@ from webapp.service import AppError, Translation, TranslationService, Window
 NONE = "(none)"
 # The previews: lossless, and without Gradio's share button (it would post to the network).
 PREVIEW = {"format": "png", "interactive": False, "height": 320, "buttons": ["download", "fullscreen"]}
+KEPT_RESULTS = 16  # result files kept for the downloads in the app's own folder
 CANVAS_MAX = 1024  # the drawing canvas's largest side, in pixels
 # System fonts only: the default theme's web font would be fetched from the network.
 THEME = gr.themes.Default(
@@ -43,7 +44,11 @@ class Page:
         return self.palettes[run.name]
 
     def save(self, result: Translation) -> str:
-        """The result file, under its own new folder (two results may share a name), for the download."""
+        """The result file, under its own new folder (two results may share a name), for the download. Gradio
+        copies it into its cache when the response is sent; only the newest KEPT_RESULTS are kept here."""
+        folders = sorted((e for e in os.scandir(self.out_dir) if e.is_dir()), key=lambda e: e.stat().st_mtime)
+        for old in folders[: max(0, len(folders) - KEPT_RESULTS)]:
+            shutil.rmtree(old.path, ignore_errors=True)
         path = os.path.join(tempfile.mkdtemp(dir=self.out_dir), result.file_name)
         with open(path, "xb") as f:
             f.write(result.data)
@@ -92,7 +97,8 @@ def message(e: Exception | str) -> str:
 def build(service: TranslationService) -> tuple[gr.Blocks, Page]:
     """The page and its state; the caller serves the Blocks and calls Page.close() at the end."""
     page = Page(service)
-    with gr.Blocks(title="pix2pix", analytics_enabled=False) as demo:
+    # delete_cache: Gradio's copies of uploads and results older than an hour go, hourly (an app left running).
+    with gr.Blocks(title="pix2pix", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("## pix2pix: translate images with a trained run")
         with gr.Tab("Translate"):
             c = translate_tab(page)
