@@ -226,7 +226,13 @@ def input_column(c: dict) -> None:
     with gr.Tab("Draw a label map"):
         c["palette_note"] = gr.Markdown()
         c["canvas"] = gr.ImageEditor(
-            label="Canvas", type="numpy", image_mode="RGB", format="png", elem_id="canvas", layers=False
+            label="Canvas: draw, or upload a label map to edit",
+            type="numpy",
+            image_mode="RGB",
+            format="png",
+            elem_id="canvas",
+            layers=False,
+            sources=("upload", "clipboard"),
         )
         c["snap"] = gr.Checkbox(True, label="Snap every pixel to the nearest palette colour")
         c["go_draw"] = gr.Button("Translate the drawing", variant="primary", elem_id="translate-drawing")
