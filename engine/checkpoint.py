@@ -167,7 +167,10 @@ class GeneratorCheckpoint:
     def seed(self) -> int:
         """The dropout seed of train-mode testing unless one is given (test.py, translate.py, the app): the run's
         --seed, so repeating the training command's changes nothing; 0 for a file without options."""
-        return 0 if self.reference else self.options.get("run", {}).get("seed") or 0
+        if self.reference:
+            return 0
+        # The seed sits in the run group, or in "other" for an older format's file (regroup): wherever it is.
+        return next((g["seed"] for g in self.options.values() if isinstance(g, dict) and "seed" in g), None) or 0
 
 
 def load_generator(

@@ -56,6 +56,8 @@ def test_format1_files_migrate_resume_and_test(tiny_data, tmp_path):
     opts = state["options"]  # the configs of models/ and data/ regrouped; the scripts' own, by options/
     assert opts["generator"]["ngf"] == 2 and opts["optim"]["ema_decay"] == 0.9
     assert TrainOptions.from_dict(opts).run.seed == 3
+    # train-mode testing seeds dropout with the run's seed, found in an old file's options too
+    assert checkpoint.load_generator(os.path.join(run_dir, "latest.pth"), True).seed == 3
     snap = checkpoint.load(os.path.join(run_dir, "1_net_G.pth"))
     assert snap["kind"] == "generator" and snap["options"]["generator"]["num_downs"] == 5
     # Resumed as a new-format run: epoch 2 trains, and the files written are today's format.
