@@ -42,6 +42,7 @@ def device_of(name: str | None) -> torch.device:
 
 
 def serve(opt: AppOptions) -> int:
+    """Serve the page until Ctrl-C; exit status 0."""
     try:
         import gradio as gr
         import uvicorn
@@ -53,12 +54,26 @@ def serve(opt: AppOptions) -> int:
     from webapp.ui import THEME, build
 
     a = opt.app
+    if not os.path.isdir(a.checkpoints_dir):
+        cli.fail("app", f"--checkpoints_dir {a.checkpoints_dir}: no such folder (where train.py saved its runs)")
     service = TranslationService(a.checkpoints_dir, device_of(a.device), a.cache_size, a.tile, a.overlap, a.max_pixels)
     demo, page = build(service)
     demo.queue(default_concurrency_limit=1, max_size=32)
     app = FastAPI()
     add_page_routes(app, a.checkpoints_dir)
-    app = gr.mount_gradio_app(app, demo, path="/", theme=THEME, ssr_mode=False, footer_links=[], mcp_server=False)
+    # show_error=False: what the handlers do not turn into the status line is logged, never shown raw; uploads
+    # larger than the biggest image allowed (4 float32 channels) are refused before they are stored.
+    app = gr.mount_gradio_app(
+        app,
+        demo,
+        path="/",
+        theme=THEME,
+        ssr_mode=False,
+        footer_links=[],
+        mcp_server=False,
+        show_error=False,
+        max_file_size=16 * a.max_pixels + 2**20,
+    )
     log.info(
         "serving http://%s:%d (runs in %s, generators on %s; Ctrl-C stops)",
         a.host,

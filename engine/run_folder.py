@@ -106,12 +106,12 @@ def held_run(run_dir: str) -> str | None:
         return None
     newest = max(files, key=lambda n: os.lstat(os.path.join(run_dir, n)).st_mtime)
     saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.lstat(os.path.join(run_dir, newest)).st_mtime))
-    epoch = _epoch_of(os.path.join(run_dir, "latest.pth")) if "latest.pth" in files else None
+    epoch = latest_epoch(os.path.join(run_dir, "latest.pth")) if "latest.pth" in files else None
     done = f"epoch {epoch - 1} done" if epoch is not None else f"{len(files)} generator snapshot(s)"
     return f"{done}, saved {saved}"
 
 
-def _epoch_of(path: str) -> int | None:
+def latest_epoch(path: str) -> int | None:
     """latest.pth's epoch (the one it resumes at), read without loading its tensors; None if it cannot be read."""
     try:
         return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from playwright.sync_api import sync_playwright
 
 import train
 from browser_check import find_chromium, free_port, stop, wait_for_port
@@ -24,8 +23,14 @@ from conftest import ROOT, make_pairs, run_script, train_args
 from data.arrays import encode
 from options.options import AppOptions, parse
 from webapp import runs
-from webapp.pages import page_file
 from webapp.service import AppError, TranslationService, Window
+
+pytest.importorskip("gradio", reason="the app extra: pip install -r requirements-app.txt (.ci/run installs it)")
+sync_playwright = pytest.importorskip(
+    "playwright.sync_api", reason="pip install -r requirements-dev.txt"
+).sync_playwright
+from webapp import ui  # noqa: E402  (after the check that Gradio is there)
+from webapp.pages import page_file  # noqa: E402
 
 # The browser tests share one app server and one browser: they run in one xdist worker (--dist loadgroup).
 browser_tests = pytest.mark.xdist_group("app")
@@ -208,6 +213,14 @@ def test_an_8_bit_upload_downloads_translate_py_s_bytes(app, browser, ck, tmp_pa
     name, data = page.download()
     assert (name, data) == ("photo.png", want)
     assert page.page.locator("#output-preview img").count() == 1
+    # The Run tab: the run's records; its training page served, nothing else of the run folder
+    page.page.get_by_role("tab", name="Run").click()
+    summary = page.page.locator("#run-summary").inner_text()
+    assert "6 loss records (losses.jsonl), 2 validations (val_log.jsonl)" in summary, summary
+    get = page.page.request.get
+    assert get(url + "pages/photo/index.html").ok and "<html" in get(url + "pages/photo/index.html").text()
+    for bad in ("pages/photo/..%2Flatest.pth", "pages/photo/%00", "pages/..%2Fphoto/latest.pth"):
+        assert get(url + bad).status == 404, bad
     page.close()
     assert_offline(netlog)
 
@@ -220,6 +233,9 @@ def test_a_16_bit_upload_downloads_translate_py_s_16_bit_file(app, browser, ck, 
     want = translate_py(ck, "sixteen", str(src), str(tmp_path / "out"))
     page = Page(browser, url)
     page.choose_run("sixteen")
+    page.page.click("text=Refresh the list")  # the list read again: the chosen run stays chosen
+    time.sleep(1)
+    assert page.page.inner_text("#run-info").startswith("sixteen:")
     status = page.translate(str(src))
     assert "sixteen @ latest: translated in" in status, status
     name, data = page.download()
@@ -333,6 +349,8 @@ def test_faults_are_one_sentence_each(ck, tmp_path):
         s.translate_file("photo", "9", src)
     with pytest.raises(AppError, match=r"the target is 36x20 pixels, the input 20x36"):
         s.translate_file("photo", "latest", write_png(tmp_path / "t.png", (20, 36)), target=src)
+    with pytest.raises(AppError, match=r"^the drawing: 60x60 is 3600 pixels, over this app's limit"):
+        s.translate_drawing("photo", "latest", np.zeros((60, 60, 3), np.uint8))
     broken = tmp_path / "ck" / "photo"
     shutil.copytree(os.path.join(ck, "photo"), broken)
     data = (broken / "latest.pth").read_bytes()
@@ -361,7 +379,7 @@ def test_a_pair_file_is_split_and_scored_against_its_other_half(ck, tmp_path):
     assert r.input.shape == r.output.shape == r.target.shape == (32, 32, 3)
     a = np.asarray(Image.open(pair))
     assert np.array_equal(r.target, a[:, 32:])  # AtoB: the right half is the target
-    assert r.psnr is not None and np.isfinite(r.psnr)
+    assert r.psnr is not None and np.isfinite(r.psnr) and not r.exact  # half a pair: no file translate.py had
     single = write_png(tmp_path / "a.png")
     Image.fromarray(a[:, :32]).save(single)
     alone = s.translate_file("photo", "latest", single, eval=True)  # read as a file, not as half an array
@@ -421,6 +439,29 @@ def test_the_palette_is_the_label_maps_colours_most_used_first(ck, tmp_path):
     for want, have in zip(LABELS, got, strict=True):
         assert max(abs(int(w) - int(h)) for w, h in zip(want, have, strict=True)) <= 8, (LABELS, got)
     assert runs.label_palette({"dataroot": str(tmp_path / "gone")}) is None
+
+
+def test_what_no_handler_foresaw_is_one_line_in_the_page_and_the_whole_in_the_log(ck, caplog):
+    page = ui.Page(service(ck))
+    try:
+
+        def broken(name, snapshot, window):
+            raise RuntimeError("boom\nsecond line")
+
+        out = ui.respond(page, broken, "photo", "latest", None, None, Window())
+        assert out[0] == "**Cannot translate:** RuntimeError: boom (the app's log has the details)"
+        assert out[1:] == (None,) * 7 and "Traceback" in caplog.text and "second line" in caplog.text
+    finally:
+        page.close()
+
+
+def test_snapping_to_the_palette_takes_each_pixel_to_its_nearest_colour():
+    rgb = np.array([[[0, 0, 160], [10, 90, 250]], [[250, 80, 10], [128, 128, 128]]], np.uint8)
+    want = np.array([[LABELS[0], LABELS[1]], [LABELS[2], LABELS[3]]], np.uint8)
+    assert np.array_equal(ui.snap_to(rgb, LABELS), want)
+    big = np.random.default_rng(0).integers(0, 256, (300, 500, 3), np.uint8)  # several row chunks
+    d = ((big[:, :, None].astype(int) - np.asarray(LABELS)) ** 2).sum(3)
+    assert np.array_equal(ui.snap_to(big, LABELS), np.asarray(LABELS, np.uint8)[d.argmin(2)])
 
 
 def test_pages_serve_a_run_s_web_folder_and_nothing_else(tmp_path):

@@ -17,13 +17,18 @@ def page_file(checkpoints_dir: str, name: str, path: str) -> str | None:
     if not name or name in (".", "..") or "/" in name or os.sep in name:
         return None
     web = os.path.join(checkpoints_dir, name, "web")
-    full = os.path.realpath(os.path.join(web, path or "index.html"))
+    try:
+        full = os.path.realpath(os.path.join(web, path or "index.html"))
+    except ValueError:  # a NUL in the path
+        return None
     if not is_inside(full, os.path.realpath(web)) or not os.path.isfile(full):
         return None
     return full
 
 
 def add_page_routes(app: FastAPI, checkpoints_dir: str) -> None:
+    """GET /pages/NAME/PATH: checkpoints_dir/NAME/web/PATH (page_file's rules), else 404."""
+
     @app.get("/pages/{name}/{path:path}")
     def run_page(name: str, path: str) -> FileResponse:
         full = page_file(checkpoints_dir, name, path)

@@ -15,8 +15,11 @@ from PIL import Image
 from data.aligned_dataset import find_pairs
 from data.image_io import BadImageError, load_image
 from engine.inference import checkpoint_path
+from engine.run_folder import latest_epoch
 from metrics import HIGHER_IS_BETTER
+from options.options import TrainOptions
 from reporting.plots import read_losses, read_val_log
+from util.config import OptionError
 
 _SNAPSHOT = re.compile(r"(?:(\d+)|iter_(\d+)|(best))_net_G\.pth")
 # The canvas's colours: read from PALETTE_IMAGES training inputs, at most PALETTE_COLOURS (facades has 12 classes),
@@ -43,16 +46,22 @@ class Run:
         return f"{crop}x{crop}" if crop else "?"
 
     def epochs_done(self) -> int | None:
-        """The last epoch whose snapshot is on disk (latest.pth is written with each one)."""
+        """The epochs trained in full: latest.pth's (read without its tensors), else the newest epoch snapshot."""
+        if os.path.exists(os.path.join(self.path, "latest.pth")):
+            epoch = latest_epoch(os.path.join(self.path, "latest.pth"))
+            if epoch is not None:
+                return epoch - 1
         epochs = [int(s) for s in self.snapshots if s.isdigit()]
         return max(epochs) if epochs else None
 
     def best(self) -> tuple[str, float, int] | None:
         """(metric, value, epoch) of the best validation score in val_log.jsonl, by the run's --best_metric."""
-        records = read_val_log_safe(self.path)
-        metrics = self.options.get("metrics") or "psnr"  # saved as the flag's text: "psnr,ssim"
-        metric = self.options.get("best_metric") or str(metrics).split(",")[0]
-        scored = [(r["metrics"][metric], r["epoch"]) for r in records if _finite(r.get("metrics", {}).get(metric))]
+        metric = best_metric(self.options)
+        scored = [
+            (r["metrics"][metric], r["epoch"])
+            for r in read_val_log_safe(self.path)
+            if "epoch" in r and _finite(r.get("metrics", {}).get(metric))
+        ]
         if not scored:
             return None
         value, epoch = (max if HIGHER_IS_BETTER.get(metric, True) else min)(scored, key=lambda s: s[0])
@@ -62,13 +71,21 @@ class Run:
         best = self.best()
         shown = f"{best[0]} {best[1]:.4g} (epoch {best[2]})" if best else "no validation"
         done = self.epochs_done()
-        return f"{self.netG}, {self.size}, {'epoch ' + str(done) if done else 'no epoch snapshot yet'}, {shown}"
+        return f"{self.netG}, {self.size}, {'epoch ' + str(done) if done else 'no epoch done yet'}, {shown}"
 
     def snapshot_file(self, snapshot: str) -> str:
         """The checkpoint file of a snapshot name (checkpoint_path's rules: latest.pth, best_net_G.pth, ...)."""
         if snapshot.startswith("iter_"):
             return checkpoint_path(self.path, "latest", int(snapshot[len("iter_") :]))[0]
         return checkpoint_path(self.path, snapshot, 0)[0]
+
+
+def best_metric(options: dict) -> str:
+    """The run's --best_metric (by default the first of its --metrics), as validation chose best_net_G.pth."""
+    try:
+        return TrainOptions.from_flat(options).metrics.best_metric_name
+    except (OptionError, TypeError, ValueError):  # options of another version: the metric validation defaults to
+        return TrainOptions().metrics.best_metric_name
 
 
 def _finite(v) -> bool:
@@ -99,13 +116,16 @@ def list_runs(checkpoints_dir: str) -> list[Run]:
         names = sorted(os.listdir(checkpoints_dir))
     except FileNotFoundError:
         return []
-    runs = []
-    for name in names:
-        path = os.path.join(checkpoints_dir, name)
-        snaps = snapshots(path) if os.path.isdir(path) else ()
-        if snaps:
-            runs.append(Run(name, path, read_options(path), snaps))
-    return runs
+    return [run for run in (read_run(checkpoints_dir, name) for name in names) if run is not None]
+
+
+def read_run(checkpoints_dir: str, name: str) -> Run | None:
+    """The run checkpoints_dir/name, or None when there is none (no such folder, no generator file in it)."""
+    path = os.path.join(checkpoints_dir, name)
+    if not name or name in (".", "..") or os.sep in name or not os.path.isdir(path):
+        return None
+    snaps = snapshots(path)
+    return Run(name, path, read_options(path), snaps) if snaps else None
 
 
 def snapshots(run_dir: str) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ them, and every fault as one message for the page."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -67,6 +68,7 @@ class Translation:
     load_seconds: float | None  # the model's load, when this request loaded it
     tiles: tuple[int, int] | None  # (tile, overlap) when the image was translated in tiles
     psnr: float | None  # against the target, when there is one
+    exact: bool = True  # data holds the bytes translate.py writes for the same input file
 
     def summary(self, label: str) -> str:
         parts = [f"{label}: translated in {self.seconds:.2f} s"]
@@ -106,8 +108,9 @@ class ModelCache:
         start = time.perf_counter()
         try:
             t = load_translator(path, device=self.device)
-        except (CheckpointError, WeightsMismatch, ValueError, OSError) as e:
-            raise AppError(f"cannot load {path}: {e}") from None
+        except (CheckpointError, WeightsMismatch, ValueError, OSError, KeyError, TypeError) as e:
+            text = str(e) if str(e).startswith("cannot") else f"cannot load {path}: {e}"  # once, not twice
+            raise AppError(text) from None
         self.models[key] = t
         return t, time.perf_counter() - start
 
@@ -128,10 +131,10 @@ class TranslationService:
         return self.cache.device
 
     def run(self, name: str) -> runs.Run:
-        for r in runs.list_runs(self.checkpoints_dir):
-            if r.name == name:
-                return r
-        raise AppError(f"no run {name!r} in {self.checkpoints_dir}")
+        run = runs.read_run(self.checkpoints_dir, name)
+        if run is None:
+            raise AppError(f"no run {name!r} in {self.checkpoints_dir}")
+        return run
 
     def load(self, name: str, snapshot: str) -> float | None:
         """Load a run's snapshot ahead of its first request (the page does when one is chosen): the seconds it
@@ -167,12 +170,16 @@ class TranslationService:
             x, tgt = self.read(t, path, file_name, pair)
             if target is not None:
                 tgt = self.read_data(target, os.path.basename(target))
-            return self.finish(t, x, t.input_range(dtype), tgt, file_name, eval, window, load_seconds)
+            result = self.finish(t, x, t.input_range(dtype), tgt, file_name, eval, window, load_seconds)
+            # Half of a pair is read as an array: the file translate.py writes for that half saved alone may
+            # differ where Pillow would convert its channels (RGB to grey rounds differently).
+            return dataclasses.replace(result, exact=not pair)
 
     def translate_drawing(
         self, name: str, snapshot: str, rgb: np.ndarray, *, eval: bool = False, window: Window = Window()
     ) -> Translation:
         """Translate a drawn (H, W, 3) uint8 label map, as the same image saved as drawing.png would be."""
+        self.check_pixels(rgb.shape[1], rgb.shape[0], "the drawing")
         with self.lock:
             t, load_seconds = self.translator(name, snapshot)
             if t.input_nc not in (1, 3):
@@ -187,12 +194,15 @@ class TranslationService:
             (w, h), kind = inspect_file(path, decode=False, max_pixels=TILE_MAX_PIXELS)
         except (BadImageError, ValueError, OSError) as e:
             raise AppError(f"{file_name} is not an image this app reads: {_reason(e, path)}") from None
+        self.check_pixels(w, h, file_name)
+        return kind.dtype
+
+    def check_pixels(self, w: int, h: int, what: str) -> None:
         if w * h > self.max_pixels:
             raise AppError(
-                f"{file_name}: {w}x{h} is {w * h} pixels, over this app's limit of {self.max_pixels} "
+                f"{what}: {w}x{h} is {w * h} pixels, over this app's limit of {self.max_pixels} "
                 "(app.py --max_pixels); translate.py --tile translates it from the command line"
             )
-        return kind.dtype
 
     def read(self, t: ImageTranslator, path: str, file_name: str, pair: bool) -> tuple[torch.Tensor, np.ndarray | None]:
         """(real_A (1, C, H, W) in [-1, 1], the target's data values or None). A plain file is read by
@@ -233,11 +243,19 @@ class TranslationService:
         t.set_eval(eval)
         torch.manual_seed(t.checkpoint.seed)  # dropout in train-mode testing: translate.py's draw
         start = time.perf_counter()
-        fake = t.translate(x, self.tile, self.overlap)  # one tile when the image fits in one, as translate.py
+        try:
+            fake = t.translate(x, self.tile, self.overlap)  # one tile when the image fits in one, as translate.py
+        except torch.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise AppError(f"out of memory on {self.device}: start the app with a smaller --tile") from None
         out = t.to_array(fake)  # on the host: the time includes the copy back
         seconds = time.perf_counter() - start
         ext = t.result_extension(file_name)
-        data = t.result_bytes(fake, ext)
+        try:
+            data = t.result_bytes(fake, ext)
+        except (OSError, ValueError) as e:  # an output its format cannot hold (translate.py: "cannot write")
+            raise AppError(f"cannot write the output as {ext}: {e}") from None
         inp = x_range.from_unit(x[0].permute(1, 2, 0).cpu().numpy())
         return Translation(
             input=self.shown(inp, window, x_range, t),

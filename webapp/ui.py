@@ -3,18 +3,22 @@ the output; the run's curves beside. Every handler turns the service's AppError 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from urllib.parse import quote
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 
+from reporting.plots import plotted_metrics
 from webapp import runs
 from webapp.service import AppError, Translation, TranslationService, Window
 
+log = logging.getLogger("app")
 NONE = "(none)"
 # The previews: lossless, and without Gradio's share button (it would post to the network).
 PREVIEW = {"format": "png", "interactive": False, "height": 320, "buttons": ["download", "fullscreen"]}
@@ -70,7 +74,7 @@ def run_info(run: runs.Run) -> str:
             f"output type {o.get('output_dtype')}"
         )
     if os.path.exists(os.path.join(run.path, "web", "index.html")):
-        lines.append(f"[the run's training page](/pages/{run.name}/index.html)")
+        lines.append(f"[the run's training page](/pages/{quote(run.name)}/index.html)")
     return "  \n".join(lines)
 
 
@@ -79,10 +83,11 @@ def curve_frames(run: runs.Run) -> tuple[pd.DataFrame, pd.DataFrame]:
     losses, val = runs.curves(run.path)
     rows = [(i, v, name) for name, (steps, values) in losses.items() for i, v in zip(steps, values, strict=True)]
     metrics = [
-        (r["epoch"], float(v), k)
+        (r["epoch"], float(r["metrics"][k]), k)
         for r in val
-        for k, v in r.get("metrics", {}).items()
-        if k != "n" and not k.startswith("swd_") and isinstance(v, int | float)
+        if "epoch" in r and isinstance(r.get("metrics"), dict)
+        for k in plotted_metrics(r["metrics"])  # the training page's: not the image count, not swd's parts
+        if isinstance(r["metrics"][k], int | float)
     ]
     return (
         pd.DataFrame(rows, columns=["iteration", "value", "loss"]),
@@ -104,8 +109,14 @@ def build(service: TranslationService) -> tuple[gr.Blocks, Page]:
             c = translate_tab(page)
         with gr.Tab("Run"):
             r = run_tab()
-        demo.load(lambda: refresh_runs(service), outputs=[c["run"], c["compare_run"]])
-        c["refresh"].click(lambda: refresh_runs(service), outputs=[c["run"], c["compare_run"]])
+        lists = [c["run"], c["compare_run"]]
+        demo.load(lambda: refresh_runs(service, None, None), outputs=lists)
+        # Refresh: new runs listed, the chosen one kept, its snapshots and curves read again (a run in training).
+        c["refresh"].click(lambda *chosen: refresh_runs(service, *chosen), inputs=lists, outputs=lists).then(
+            lambda name, snap: refresh_run(page, name, snap),
+            inputs=[c["run"], c["snapshot"]],
+            outputs=[c["snapshot"], c["info"], *r.values()],
+        )
         run_chosen = c["run"].change(
             lambda name: select_run(page, name),
             inputs=c["run"],
@@ -123,22 +134,64 @@ def build(service: TranslationService) -> tuple[gr.Blocks, Page]:
     return demo, page
 
 
-def refresh_runs(service: TranslationService):
+def refresh_runs(service: TranslationService, run: str | None, compare: str | None) -> tuple[dict, dict]:
+    """The run lists read again; the runs chosen stay chosen while they exist (else the first, and none)."""
     choices = run_choices(service)
-    first = choices[0][1] if choices else None
+    names = [name for _, name in choices]
     if not choices:
         return gr.update(choices=[], value=None), gr.update(choices=[NONE], value=NONE)
-    return gr.update(choices=choices, value=first), gr.update(choices=[(NONE, NONE), *choices], value=NONE)
+    run = run if run in names else names[0]
+    compare = compare if compare in names else NONE
+    return gr.update(choices=choices, value=run), gr.update(choices=[(NONE, NONE), *choices], value=compare)
 
 
-def select_run(page: Page, name: str | None):
+def refresh_run(page: Page, name: str | None, snapshot: str | None) -> tuple:
+    """A chosen run read again: its snapshots (the chosen one kept while it exists), summary and curves."""
     try:
         run = page.service.run(name) if name else None
     except AppError:
         run = None
     if run is None:
-        empty = pd.DataFrame(columns=["iteration", "value", "loss"]), pd.DataFrame(columns=["epoch", "value", "metric"])
-        return gr.update(choices=[], value=None), f"no runs in {page.service.checkpoints_dir}", None, "", *empty, ""
+        return gr.update(choices=[], value=None), "", *empty_curves(), ""
+    losses, val = curve_frames(run)
+    snapshot = snapshot if snapshot in run.snapshots else run.snapshots[0]
+    summary = run_info(run)
+    return (
+        gr.update(choices=list(run.snapshots), value=snapshot),
+        summary,
+        losses,
+        val,
+        run_summary(summary, losses, val),
+    )
+
+
+def empty_curves() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.DataFrame(columns=["iteration", "value", "loss"]), pd.DataFrame(columns=["epoch", "value", "metric"])
+
+
+def run_summary(summary: str, losses: pd.DataFrame, val: pd.DataFrame) -> str:
+    logged = (
+        f"{losses['iteration'].nunique()} loss records (losses.jsonl), {val['epoch'].nunique()} validations "
+        "(val_log.jsonl)"
+    )
+    return f"{summary}  \n{logged}"
+
+
+def select_run(page: Page, name: str | None) -> tuple:
+    """A run chosen: its snapshots, summary, a canvas in its palette, and its curves."""
+    try:
+        run = page.service.run(name) if name else None
+    except AppError:
+        run = None
+    if run is None:
+        return (
+            gr.update(choices=[], value=None),
+            f"no runs in {page.service.checkpoints_dir}",
+            None,
+            "",
+            *empty_curves(),
+            "",
+        )
     losses, val = curve_frames(run)
     palette = page.palette(run)
     colours = [hex_colour(c) for c in palette] if palette else None
@@ -159,19 +212,8 @@ def select_run(page: Page, name: str | None):
         else "This run's training inputs are not on this machine (or not RGB): any colour can be drawn."
     )
     summary = run_info(run)
-    logged = (
-        f"{losses['iteration'].nunique()} loss records (losses.jsonl), {val['epoch'].nunique()} validations "
-        "(val_log.jsonl)"
-    )
-    return (
-        gr.update(choices=list(run.snapshots), value=run.snapshots[0]),
-        summary,
-        canvas,
-        note,
-        losses,
-        val,
-        f"{summary}  \n{logged}",
-    )
+    snapshots = gr.update(choices=list(run.snapshots), value=run.snapshots[0])
+    return snapshots, summary, canvas, note, losses, val, run_summary(summary, losses, val)
 
 
 def preload(service: TranslationService, name: str | None, snapshot: str | None) -> str:
@@ -183,11 +225,18 @@ def preload(service: TranslationService, name: str | None, snapshot: str | None)
         seconds = service.load(name, snapshot)
     except AppError as e:
         return message(e)
+    except Exception as e:  # not foreseen: logged whole, one line in the page
+        log.exception("loading %s @ %s failed", name, snapshot)
+        return message(f"loading failed: {type(e).__name__}: {first_line(e)} (the app's log has the details)")
     took = "already loaded" if seconds is None else f"loaded in {seconds:.2f} s"
     return f"{name} @ {snapshot}: {took} on {service.device}"
 
 
-def compare_snapshots(service: TranslationService, name: str | None):
+def first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [""])[0]
+
+
+def compare_snapshots(service: TranslationService, name: str | None) -> dict:
     if not name or name == NONE:
         return gr.update(choices=[], value=None)
     try:
@@ -284,6 +333,10 @@ def wire_translate(page: Page, c: dict) -> None:
         rgb = drawn(canvas)
         if rgb is None:
             return failed("draw on the canvas first")
+        try:
+            page.service.check_pixels(rgb.shape[1], rgb.shape[0], "the drawing")  # before snapping it
+        except AppError as e:
+            return failed(str(e))
         palette = page.palettes.get(run) if snap_colours else None
         rgb = snap_to(rgb, palette) if palette else rgb
 
@@ -308,7 +361,7 @@ def run_tab() -> dict:
     return r
 
 
-def failed(text: str):
+def failed(text: str) -> tuple:
     return (message(text), None, None, None, None, None, None, None)
 
 
@@ -320,7 +373,7 @@ def respond(
     cmp_run: str | None,
     cmp_snap: str | None,
     window: Window,
-):
+) -> tuple:
     """The outputs of one request: the main translation, and the compared run's when one is chosen."""
     if not run or not snap:
         return failed("choose a run and a snapshot")
@@ -331,10 +384,14 @@ def respond(
         other = translate(cmp_run, cmp_snap, window) if cmp_run and cmp_run != NONE and cmp_snap else None
     except AppError as e:
         return failed(str(e))
+    except Exception as e:  # not foreseen: logged whole, one line in the page, never a stack trace
+        log.exception("translating with %s @ %s failed", run, snap)
+        return failed(f"{type(e).__name__}: {first_line(e)} (the app's log has the details)")
     lines = [main.summary(f"{run} @ {snap}")]
     if other is not None:
         lines.append(other.summary(f"{cmp_run} @ {cmp_snap}"))
-    lines.append(f"output file: {main.file_name}, {len(main.data)} bytes, as translate.py writes it")
+    same = "as translate.py writes it" if main.exact else "the input half of a pair, read as an array"
+    lines.append(f"output file: {main.file_name}, {len(main.data)} bytes, {same}")
     shown = (main.output, main.target) if main.target is not None else (main.input, main.output)
     return (
         "  \n".join(lines),
@@ -348,7 +405,7 @@ def respond(
     )
 
 
-def drawn(canvas) -> np.ndarray | None:
+def drawn(canvas: dict | np.ndarray | None) -> np.ndarray | None:
     """The canvas's picture as (H, W, 3) uint8 (its background until something is drawn), None when there is
     none."""
     if canvas is None:
@@ -371,5 +428,9 @@ def hex_colour(rgb: tuple[int, int, int]) -> str:
 def snap_to(rgb: np.ndarray, palette: list[tuple[int, int, int]]) -> np.ndarray:
     """Every pixel set to its nearest palette colour (the brush's anti-aliased edges are no class of the run)."""
     p = np.asarray(palette, dtype=np.int32)  # (K, 3)
-    d = ((rgb[:, :, None, :].astype(np.int32) - p[None, None]) ** 2).sum(axis=3)  # (H, W, K)
-    return p[d.argmin(axis=2)].astype(np.uint8)
+    out = np.empty_like(rgb)
+    rows = max(1, 2**20 // (rgb.shape[1] * len(p)))  # a few MB of distances at a time, whatever the size
+    for top in range(0, rgb.shape[0], rows):
+        part = rgb[top : top + rows, :, None, :].astype(np.int32)  # (h, W, 1, 3)
+        out[top : top + rows] = p[((part - p) ** 2).sum(axis=3).argmin(axis=2)]  # nearest of (h, W, K)
+    return out
