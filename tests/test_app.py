@@ -260,7 +260,7 @@ def test_a_bad_file_is_a_message_in_the_page(app, browser, tmp_path):
 
 
 @browser_tests
-def test_a_drawn_label_map_is_translated_and_a_second_run_compared(app, browser):
+def test_a_drawn_label_map_is_translated_and_a_second_run_compared(app, browser, ck, tmp_path):
     url, netlog = app
     page = Page(browser, url)
     page.choose_run("labels")
@@ -286,6 +286,9 @@ def test_a_drawn_label_map_is_translated_and_a_second_run_compared(app, browser)
     assert "labels @ latest: translated in" in status and "photo @ latest: translated in" in status, status
     name, data = page.download()
     assert name == "drawing.png" and Image.open(io.BytesIO(data)).size == (32, 32)
+    # the file translate.py writes for the drawing saved as a PNG (the input preview shows the drawing as it is)
+    Image.open(io.BytesIO(shown)).convert("RGB").save(tmp_path / "drawing.png")
+    assert data == translate_py(ck, "labels", str(tmp_path / "drawing.png"), str(tmp_path / "out"))
     name, _ = page.download("#compare-download a")
     assert name == "drawing.png"
     page.close()
