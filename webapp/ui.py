@@ -347,7 +347,7 @@ def wire_translate(page: Page, c: dict) -> None:
 
     # One queue for every request that runs a generator: concurrent ones wait their turn (concurrency_id).
     # The progress timer on the status line only: one on every output redraws them all the while it runs; on 2 CPU
-    # cores that took a 512x512 unet_512 click from 1.4 to 1.8 s (scripts/app_latency.py).
+    # cores that took a 512x512 unet_512 click from 1.36 to 1.76 s (scripts/app_latency.py, docs/app.md).
     queue = {"concurrency_limit": 1, "concurrency_id": "generator", "show_progress_on": c["status"]}
     c["go"].click(on_file, inputs=[*common, c["file"], c["pair"], c["target"]], outputs=outputs, **queue)
     c["go_draw"].click(on_drawing, inputs=[*common, c["canvas"], c["snap"]], outputs=outputs, **queue)
