@@ -271,7 +271,9 @@ class AppGroup(Config):
     )
     port: int = arg(7860, "port to serve on", lo=1, hi=65535)
     device: str | None = arg(None, "cpu, cuda or cuda:N (default: CUDA if available, else the CPU)")
-    cache_size: int = arg(2, "generators kept loaded (one per run and snapshot; the oldest is dropped)", lo=1)
+    cache_size: int = arg(
+        2, "generators kept loaded (one per run and snapshot; the least recently used is dropped)", lo=1
+    )
     tile: int = arg(
         1024,
         "images with a side over TILE pixels are translated in TILE x TILE tiles, as translate.py --tile TILE",
