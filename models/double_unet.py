@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from models.generators import AttentionGate, make_downsample, make_upsample
+from models.generators import AttentionGate, make_downsample, make_upsample, unet_channels
 from models.layers import conv_bias, frozen_bn_context, get_norm_layer
 from models.registry import register_generator
 
@@ -166,7 +166,7 @@ class DoubleUnetGenerator(nn.Module):
         super().__init__()
         if depth < 5:
             raise ValueError(f"num_downs must be at least 5, not {depth}")
-        channels = [ngf * min(2**k if k < 3 else 8, max_mult) for k in range(depth)]
+        channels = unet_channels(ngf, max_mult, depth)
         kw = {"norm": norm, "upsample": upsample, "dropout": dropout, "dropout_levels": depth - 5}
         self.encoder1 = Encoder(input_nc, channels, norm, downsample)
         self.decoder1 = Decoder(output_nc, channels, 1, attention=attention, **kw)

@@ -161,6 +161,12 @@ class UnetSkipConnectionBlock(nn.Module):
         return torch.cat([skip, up], 1)
 
 
+def unet_channels(ngf: int, max_mult: int, depth: int) -> list[int]:
+    """The pix2pix U-Net's channels by level, outside in: ngf, 2ngf, 4ngf, then 8ngf, each capped at
+    max_mult * ngf."""
+    return [ngf * min(2**k if k < 3 else 8, max_mult) for k in range(depth)]
+
+
 class UnetGenerator(nn.Module):
     """The pix2pix U-Net: num_downs halvings, so inputs must be multiples of 2**num_downs.
 
@@ -189,7 +195,7 @@ class UnetGenerator(nn.Module):
         if num_downs < 5:
             raise ValueError(f"num_downs must be at least 5, not {num_downs}")
         self.num_downs = num_downs
-        c = [ngf * min(m, max_mult) for m in (1, 2, 4, 8)]  # channels of the levels, outside in
+        c = unet_channels(ngf, max_mult, 4)  # channels of the outer four levels, outside in
         kw = {"norm": norm, "upsample": upsample, "downsample": downsample, "dropout": 0.0}
         inner = {**kw, "attention": attention}  # every skip
         block = UnetSkipConnectionBlock(c[3], c[3], innermost=True, **inner)
