@@ -82,10 +82,19 @@ def read_loss_log(path: str) -> tuple[list[int], dict[str, list[float]]]:
 
 
 def read_val_log(path: str) -> list[dict]:
+    """val_log.jsonl's records; a line that is not one (torn by a killed run, or being written) is left out."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return [r for r in map(_record, f) if r is not None]
+
+
+def _record(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def plotted_metrics(metrics: dict) -> list[str]:

@@ -9,12 +9,13 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
 from util.util import is_inside
+from webapp import runs
 
 
 def page_file(checkpoints_dir: str, name: str, path: str) -> str | None:
-    """The file under checkpoints_dir/name/web that path names, or None: a run name is one plain folder name, and
-    the file (links resolved) must lie in that web folder."""
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
+    """The file under checkpoints_dir/name/web that path names, or None: name must be a run of the list, and the
+    file (links resolved) must lie in that web folder."""
+    if runs.read_run(checkpoints_dir, name) is None:  # a run of the list: one plain folder name
         return None
     web = os.path.join(checkpoints_dir, name, "web")
     try:

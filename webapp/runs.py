@@ -21,6 +21,7 @@ from options.options import TrainOptions
 from reporting.plots import read_losses, read_val_log
 from util.config import OptionError
 
+VAL_LOG = "val_log.jsonl"
 _SNAPSHOT = re.compile(r"(?:(\d+)|iter_(\d+)|(best))_net_G\.pth")
 # The canvas's colours: read from PALETTE_IMAGES training inputs, at most PALETTE_COLOURS (facades has 12 classes),
 # from pixels within FLAT levels of their neighbours, clusters within MERGE levels joined, under MIN_SHARE dropped.
@@ -59,7 +60,7 @@ class Run:
         metric = best_metric(self.options)
         scored = [
             (r["metrics"][metric], r["epoch"])
-            for r in read_val_log_safe(self.path)
+            for r in read_val_log(os.path.join(self.path, VAL_LOG))
             if "epoch" in r and _finite(r.get("metrics", {}).get(metric))
         ]
         if not scored:
@@ -90,22 +91,6 @@ def best_metric(options: dict) -> str:
 
 def _finite(v) -> bool:
     return isinstance(v, int | float) and math.isfinite(v)
-
-
-def read_val_log_safe(run_dir: str) -> list[dict]:
-    """val_log.jsonl's records; a torn last line (a run being written) is left out."""
-    try:
-        return read_val_log(os.path.join(run_dir, "val_log.jsonl"))
-    except ValueError:
-        with open(os.path.join(run_dir, "val_log.jsonl")) as f:
-            return [r for r in map(_parse, f) if r is not None]
-
-
-def _parse(line: str) -> dict | None:
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
 
 
 def list_runs(checkpoints_dir: str) -> list[Run]:
@@ -158,7 +143,7 @@ def read_options(run_dir: str) -> dict:
 
 def curves(run_dir: str) -> tuple[dict[str, tuple[list[int], list[float]]], list[dict]]:
     """(loss series by name, validation records) from the run's logs, as the training page plots them."""
-    return read_losses(run_dir), read_val_log_safe(run_dir)
+    return read_losses(run_dir), read_val_log(os.path.join(run_dir, VAL_LOG))
 
 
 def label_palette(options: dict, seed: int = 0) -> list[tuple[int, int, int]] | None:
